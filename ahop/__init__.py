@@ -1,0 +1,1 @@
+"""ahop: associative-memory (Hopfield) networks in pure PyTorch."""

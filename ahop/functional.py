@@ -1,0 +1,143 @@
+"""Stateless retrieval: ``projection . separation(similarity(K, q))``, one or more update steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ahop.separation import Softmax, build_separation
+from ahop.similarity import DotSimilarity, build_similarity
+
+
+@dataclass
+class Retrieval:
+    """What :func:`retrieve` returns with ``return_details=True``.
+
+    Attributes:
+        output: retrieved patterns ``(..., Q, d_v)``.
+        weights: association weights of the last step ``(..., Q, N)``.
+        steps: number of update steps run.
+    """
+
+    output: Tensor
+    weights: Tensor
+    steps: int
+
+
+def associate(
+    queries: Tensor,
+    keys: Tensor,
+    similarity: nn.Module,
+    separation: nn.Module,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Association weights ``separation(similarity(keys, queries))`` of shape ``(..., Q, N)``.
+
+    ``mask`` (bool, broadcastable to ``(..., Q, N)``) marks memories to ignore with ``True``.
+    """
+    return separation(similarity(keys, queries), mask)
+
+
+def _is_fused(similarity: nn.Module, separation: nn.Module, mask: Tensor | None) -> bool:
+    # exactly dot + softmax: torch's fused attention kernel computes the same thing faster
+    return type(similarity) is DotSimilarity and type(separation) is Softmax and mask is None
+
+
+def _one_step(
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    similarity: nn.Module,
+    separation: nn.Module,
+    mask: Tensor | None,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None]:
+    if not need_weights and _is_fused(similarity, separation, mask):
+        batch = torch.broadcast_shapes(queries.shape[:-2], keys.shape[:-2], values.shape[:-2])
+
+        def as_4d(x: Tensor) -> Tensor:  # the fused kernels want (B, heads, L, E)
+            return x.expand(*batch, *x.shape[-2:]).reshape(-1, 1, *x.shape[-2:])
+
+        dtype = torch.promote_types(queries.dtype, keys.dtype)
+        output = F.scaled_dot_product_attention(
+            as_4d(queries.to(dtype)),
+            as_4d(keys.to(dtype)),
+            as_4d(values.to(dtype)),
+            scale=separation.beta,
+        )
+        return output.reshape(*batch, *output.shape[-2:]).to(values.dtype), None
+    weights = associate(queries, keys, similarity, separation, mask)
+    return weights.to(values.dtype) @ values, weights
+
+
+def retrieve(
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor | None = None,
+    similarity: str | nn.Module = "dot",
+    separation: str | nn.Module = "softmax",
+    beta: float = 1.0,
+    steps: int = 1,
+    eps: float = 0.0,
+    mask: Tensor | None = None,
+    return_details: bool = False,
+    **options: object,
+) -> Tensor | Retrieval:
+    """Retrieve memories for each query: ``separation(similarity(keys, queries)) @ values``.
+
+    Args:
+        queries: state patterns ``(..., Q, d)``.
+        keys: stored patterns ``(..., N, d)``.
+        values: what each memory returns ``(..., N, d_v)``; ``None`` = the keys (auto-association).
+            Other values = hetero-association.
+        similarity: a registered name (``dot``, ``cosine``, ``euclidean``, ``manhattan``,
+            ``adaptive``) or a module.
+        separation: a registered name (``softmax``, ``max``, ``polynomial``, ``identity``,
+            ``topk``, ``sparsemax``, ``entmax15``) or a module.
+        beta: inverse temperature for the separations that take one (must be > 0).
+        steps: maximum number of update steps; the output is fed back as the next query, which
+            needs ``d_v == d``.
+        eps: stop early once no query changes by more than ``eps`` (max abs difference).
+        mask: bool ``(..., Q, N)`` (or broadcastable, e.g. ``(..., 1, N)`` for padding);
+            ``True`` marks memories a query must ignore.
+        return_details: return a :class:`Retrieval` (output, last weights, steps) instead of the
+            output alone.
+        **options: passed to the similarity / separation builders (``order``, ``k``,
+            ``memory_budget``, ``squared``, ``dim`` ...).
+
+    Returns:
+        retrieved patterns ``(..., Q, d_v)`` (or a :class:`Retrieval`).
+    """
+    if values is None:
+        values = keys
+    if values.shape[-2] != keys.shape[-2]:
+        raise ValueError(
+            f"values must hold one row per memory: keys have N={keys.shape[-2]}, "
+            f"values have {values.shape[-2]}"
+        )
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if steps > 1 and values.shape[-1] != queries.shape[-1]:
+        raise ValueError(
+            f"iterative retrieval (steps={steps}) feeds outputs back as queries, so values need "
+            f"the query dimension d={queries.shape[-1]}, got d_v={values.shape[-1]}"
+        )
+    similarity = build_similarity(similarity, dim=options.pop("dim", queries.shape[-1]), **options)
+    separation = build_separation(separation, beta=beta, **options)
+
+    state, weights, taken = queries, None, 0
+    while taken < steps:
+        new_state, weights = _one_step(
+            state, keys, values, similarity, separation, mask, return_details
+        )
+        taken += 1
+        converged = steps > 1 and bool((new_state - state).abs().max() <= eps)
+        state = new_state
+        if converged:
+            break
+    if not return_details:
+        return state
+    return Retrieval(output=state, weights=weights, steps=taken)

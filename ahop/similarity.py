@@ -1,0 +1,380 @@
+"""Similarity functions: how well each stored memory matches each query.
+
+Every similarity maps keys ``(..., N, d)`` and queries ``(..., Q, d)`` to scores ``(..., Q, N)``,
+larger = more similar; leading dimensions broadcast. Scores are returned in at least float32 so a
+later separation with a large ``beta`` stays finite for bf16 / float16 inputs.
+
+Distance-based and adaptive similarities compare every query with every memory dimension by
+dimension, which naively builds a ``(Q, N, d)`` tensor. They instead work through blocks of memories
+(and of queries, when one memory alone is too big) sized by ``memory_budget`` bytes, and each block is
+recomputed in the backward pass (activation checkpointing) so peak memory stays bounded in training
+too. The squared Euclidean distance needs no such block: it expands to matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ahop.registry import Registry
+
+#: Default bound, in bytes, on the temporaries of one block of a pairwise computation.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+SIMILARITIES: Registry[nn.Module] = Registry("similarity")
+
+PairwiseFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _score_dtype(*tensors: Tensor) -> torch.dtype:
+    dtype = tensors[0].dtype
+    for tensor in tensors[1:]:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return torch.promote_types(dtype, torch.float32)
+
+
+def check_pair(keys: Tensor, queries: Tensor) -> None:
+    """Raise ``ValueError`` unless keys ``(..., N, d)`` and queries ``(..., Q, d)`` are compatible."""
+    if keys.dim() < 2 or queries.dim() < 2:
+        raise ValueError(
+            f"keys and queries need shape (..., N, d) and (..., Q, d); "
+            f"got {tuple(keys.shape)} and {tuple(queries.shape)}"
+        )
+    if keys.shape[-1] != queries.shape[-1]:
+        raise ValueError(
+            f"keys and queries must share their last (feature) dimension; "
+            f"got d={keys.shape[-1]} for keys and d={queries.shape[-1]} for queries"
+        )
+    try:
+        torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2])
+    except RuntimeError as error:
+        raise ValueError(
+            f"leading (batch) dimensions of keys {tuple(keys.shape[:-2])} and queries "
+            f"{tuple(queries.shape[:-2])} do not broadcast"
+        ) from error
+
+
+def plan_blocks(
+    num_queries: int, num_keys: int, bytes_per_pair: int, memory_budget: int
+) -> tuple[int, int]:
+    """Block sizes ``(queries_per_block, keys_per_block)`` whose temporaries fit ``memory_budget``.
+
+    ``bytes_per_pair`` is what one (query, key) pair costs in temporaries (all leading batch
+    elements and feature dimensions included). Keys are blocked first; queries only when a single
+    key column over all queries does not fit. At least one pair is always processed.
+    """
+    if memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+    pairs = max(1, memory_budget // max(1, bytes_per_pair))
+    if pairs >= num_queries:
+        return num_queries, max(1, min(num_keys, pairs // num_queries))
+    return pairs, 1
+
+
+def blockwise_pairwise(
+    pair_fn: PairwiseFn,
+    keys: Tensor,
+    queries: Tensor,
+    bytes_per_element: int,
+    memory_budget: int,
+) -> Tensor:
+    """Evaluate ``pair_fn(keys_block, queries_block) -> (..., q, n)`` block by block.
+
+    Each block's temporaries are ``bytes_per_element`` per element of a ``(..., q, n, d)`` tensor;
+    blocks are sized to fit ``memory_budget``. Under autograd each block is checkpointed, so its
+    temporaries are freed after the forward pass and rebuilt one block at a time in the backward.
+    """
+    batch = math.prod(torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2]))
+    num_queries, num_keys, dim = queries.shape[-2], keys.shape[-2], keys.shape[-1]
+    bytes_per_pair = batch * dim * bytes_per_element
+    q_block, k_block = plan_blocks(num_queries, num_keys, bytes_per_pair, memory_budget)
+    grad = torch.is_grad_enabled() and (keys.requires_grad or queries.requires_grad)
+
+    def run(k: Tensor, q: Tensor) -> Tensor:
+        if grad:
+            return checkpoint(pair_fn, k, q, use_reentrant=False)
+        return pair_fn(k, q)
+
+    rows = []
+    for q_start in range(0, num_queries, q_block):
+        q = queries[..., q_start : q_start + q_block, :]
+        cols = [
+            run(keys[..., k_start : k_start + k_block, :], q)
+            for k_start in range(0, num_keys, k_block)
+        ]
+        rows.append(cols[0] if len(cols) == 1 else torch.cat(cols, dim=-1))
+    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=-2)
+
+
+class Similarity(nn.Module):
+    """Base class: ``forward(keys (..., N, d), queries (..., Q, d)) -> scores (..., Q, N)``."""
+
+    def forward(self, keys: Tensor, queries: Tensor) -> Tensor:
+        check_pair(keys, queries)
+        return self.score(keys, queries)
+
+    def score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        """The similarity itself, on inputs already checked."""
+        raise NotImplementedError
+
+
+@SIMILARITIES.register("dot")
+class DotSimilarity(Similarity):
+    """Dot product ``<k, q>``: the similarity of modern Hopfield networks and attention."""
+
+    def score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        return (queries @ keys.transpose(-1, -2)).to(_score_dtype(keys, queries))
+
+
+@SIMILARITIES.register("cosine")
+class CosineSimilarity(Similarity):
+    """Cosine of the angle between ``k`` and ``q`` (dot product of unit vectors)."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        dtype = _score_dtype(keys, queries)
+        keys = F.normalize(keys.to(dtype), dim=-1, eps=self.eps)
+        queries = F.normalize(queries.to(dtype), dim=-1, eps=self.eps)
+        return queries @ keys.transpose(-1, -2)
+
+
+@SIMILARITIES.register("euclidean")
+class EuclideanSimilarity(Similarity):
+    """Negative Euclidean distance ``-||k - q||`` (or its square with ``squared=True``).
+
+    Uses ``||q||² + ||k||² - 2 q·k`` (as ``torch.cdist`` does for large inputs), so no ``(Q, N, d)``
+    tensor is built. The root has a zero-safe gradient: a query equal to a memory gets gradient 0
+    from the root instead of NaN.
+    """
+
+    def __init__(self, squared: bool = False, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.squared = squared
+        self.eps = eps
+
+    def score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        dtype = _score_dtype(keys, queries)
+        keys, queries = keys.to(dtype), queries.to(dtype)
+        squared = (
+            queries.pow(2).sum(-1, keepdim=True)
+            + keys.pow(2).sum(-1).unsqueeze(-2)
+            - 2 * (queries @ keys.transpose(-1, -2))
+        ).clamp_min(0)
+        if self.squared:
+            return -squared
+        return -squared.clamp_min(self.eps).sqrt() * (squared > self.eps)
+
+    def extra_repr(self) -> str:
+        return f"squared={self.squared}"
+
+
+class _NegativeL1(torch.autograd.Function):
+    """``-cdist(q, k, p=1)`` with a backward pass that works through blocks of keys.
+
+    ``torch.cdist`` computes L1 distances without a ``(Q, N, d)`` tensor, but on CPU its backward
+    allocates one; here torch's own backward kernel is run on one block of keys at a time, each
+    block's ``(Q, n, d)`` buffer sized by the memory budget.
+    """
+
+    @staticmethod
+    def forward(ctx, keys: Tensor, queries: Tensor, key_block: int) -> Tensor:
+        distances = torch.cdist(queries, keys, p=1.0)
+        ctx.save_for_backward(keys, queries, distances)
+        ctx.key_block = key_block
+        return -distances
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        keys, queries, distances = ctx.saved_tensors
+        grad = -grad.contiguous()
+        grad_keys = torch.empty_like(keys) if ctx.needs_input_grad[0] else None
+        grad_queries = torch.zeros_like(queries) if ctx.needs_input_grad[1] else None
+        for start in range(0, keys.shape[-2], ctx.key_block):
+            block = slice(start, start + ctx.key_block)
+            k = keys[:, block].contiguous()
+            g, d = grad[:, :, block].contiguous(), distances[:, :, block].contiguous()
+            if grad_queries is not None:
+                grad_queries += torch.ops.aten._cdist_backward(g, queries, k, 1.0, d)
+            if grad_keys is not None:
+                g_t, d_t = g.transpose(-1, -2).contiguous(), d.transpose(-1, -2).contiguous()
+                grad_keys[:, block] = torch.ops.aten._cdist_backward(g_t, k, queries, 1.0, d_t)
+        return grad_keys, grad_queries, None
+
+
+@SIMILARITIES.register("manhattan")
+class ManhattanSimilarity(Similarity):
+    """Negative L1 distance ``-sum_i |k_i - q_i|``.
+
+    The forward pass never builds a ``(Q, N, d)`` tensor; the backward pass builds one block of
+    keys at a time, bounded by ``memory_budget`` bytes.
+    """
+
+    def __init__(self, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
+        super().__init__()
+        self.memory_budget = memory_budget
+
+    def score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        dtype = _score_dtype(keys, queries)
+        batch = torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2])
+        keys3 = keys.to(dtype).expand(*batch, *keys.shape[-2:]).reshape(-1, *keys.shape[-2:])
+        queries3 = queries.to(dtype).expand(*batch, *queries.shape[-2:])
+        queries3 = queries3.reshape(-1, *queries.shape[-2:])
+        # backward buffer per key: all batch elements x queries x features
+        bytes_per_key = keys3.shape[0] * queries3.shape[1] * keys.shape[-1] * keys3.element_size()
+        key_block = max(1, self.memory_budget // max(1, bytes_per_key))
+        scores = _NegativeL1.apply(keys3.contiguous(), queries3.contiguous(), key_block)
+        return scores.reshape(*batch, *scores.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return f"memory_budget={self.memory_budget}"
+
+
+#: The per-dimension base similarities the adaptive similarity can learn from.
+ADAPTIVE_BASES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "distance": lambda keys, queries: -(queries.unsqueeze(-2) - keys.unsqueeze(-3)).pow(2),
+    "dot": lambda keys, queries: queries.unsqueeze(-2) * keys.unsqueeze(-3),
+}
+
+
+@SIMILARITIES.register("adaptive")
+class AdaptiveSimilarity(Similarity):
+    """The learned similarity of A-Hop (Adaptive Hopfield Network, arXiv 2511.20609).
+
+    For each base ``b`` (``"distance"``: ``-(k_i - q_i)²``; ``"dot"``: ``k_i q_i``) and each
+    (query, memory) pair, the ``d`` per-dimension values are sorted in descending order and
+    cumulative-summed into a *footprint* ``f_j = sum_{i<=j} sorted_i``, which is scored by learned
+    weights: ``s_b = w_b · f``. The bases are mixed by learnable scales:
+    ``score = beta_dis * s_distance + beta_dot * s_dot``.
+
+    Because ``w · cumsum(v) = revcumsum(w) · v``, the footprint is never built: the sorted values
+    are contracted directly with the reverse cumulative sum of ``w``.
+
+    Args:
+        dim: feature dimension ``d`` (one weight per footprint position).
+        bases: which base similarities to use: ``("distance", "dot")`` (default), or one of them.
+        sort: sort the per-dimension values (ablation: ``False`` keeps dimension order).
+        cumulative: score the cumulative sums (ablation: ``False`` scores sorted values directly).
+        beta_dis, beta_dot: initial mixing scales; ``learn_betas`` makes them parameters.
+        init: ``"total"`` puts all weight on the last footprint entry, so an untrained model starts
+            as ``beta_dis * (-||k - q||²) + beta_dot * <k, q>``; ``"uniform"`` spreads it as ``1/d``.
+        memory_budget: bound in bytes on the temporaries of one block of pairs.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        bases: tuple[str, ...] | list[str] = ("distance", "dot"),
+        sort: bool = True,
+        cumulative: bool = True,
+        beta_dis: float = 1.0,
+        beta_dot: float = 1.0,
+        learn_betas: bool = True,
+        init: str = "total",
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"AdaptiveSimilarity needs a positive integer dim, got {dim!r}")
+        bases = tuple(bases)
+        unknown = [b for b in bases if b not in ADAPTIVE_BASES]
+        if not bases or unknown or len(set(bases)) != len(bases):
+            raise ValueError(
+                f"bases must be distinct names from {sorted(ADAPTIVE_BASES)}, got {list(bases)}"
+            )
+        inits = {"total": self._total_init, "uniform": self._uniform_init}
+        if init not in inits:
+            raise ValueError(f"unknown init {init!r}; allowed values: {', '.join(inits)}")
+        self.dim, self.bases, self.sort, self.cumulative = dim, bases, sort, cumulative
+        self.memory_budget = memory_budget
+        self.weights = nn.Parameter(inits[init](len(bases), dim))
+        initial_betas = torch.tensor(
+            [beta_dis if base == "distance" else beta_dot for base in bases]
+        )
+        if learn_betas:
+            self.betas = nn.Parameter(initial_betas)
+        else:
+            self.register_buffer("betas", initial_betas)
+
+    @staticmethod
+    def _total_init(num_bases: int, dim: int) -> Tensor:
+        weights = torch.zeros(num_bases, dim)
+        weights[:, -1] = 1.0
+        return weights
+
+    @staticmethod
+    def _uniform_init(num_bases: int, dim: int) -> Tensor:
+        return torch.full((num_bases, dim), 1.0 / dim)
+
+    @property
+    def beta_dis(self) -> Tensor | None:
+        """Scale of the distance base (``None`` when that base is off)."""
+        return self.betas[self.bases.index("distance")] if "distance" in self.bases else None
+
+    @property
+    def beta_dot(self) -> Tensor | None:
+        """Scale of the dot-product base (``None`` when that base is off)."""
+        return self.betas[self.bases.index("dot")] if "dot" in self.bases else None
+
+    def effective_weights(self) -> Tensor:
+        """Weights ``(num_bases, d)`` applied to the (sorted) per-dimension values, betas included."""
+        weights = self.weights
+        if self.cumulative:
+            weights = weights.flip(-1).cumsum(-1).flip(-1)
+        return weights * self.betas.unsqueeze(-1)
+
+    def score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        if keys.shape[-1] != self.dim:
+            raise ValueError(
+                f"AdaptiveSimilarity was built for dim={self.dim}, got inputs with d={keys.shape[-1]}"
+            )
+        dtype = _score_dtype(keys, queries)
+        keys, queries = keys.to(dtype), queries.to(dtype)
+        weights = self.effective_weights().to(dtype)
+
+        def pair_fn(k: Tensor, q: Tensor) -> Tensor:
+            total = None
+            for base, w in zip(self.bases, weights):
+                values = ADAPTIVE_BASES[base](k, q)
+                if self.sort:
+                    values = values.sort(dim=-1, descending=True).values
+                part = values @ w
+                total = part if total is None else total + part
+            return total
+
+        # per base: values, sorted values (+ int64 sort indices kept for backward), product
+        element = torch.finfo(dtype).bits // 8
+        bytes_per_element = len(self.bases) * (3 * element + (8 if self.sort else 0))
+        return blockwise_pairwise(pair_fn, keys, queries, bytes_per_element, self.memory_budget)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, bases={self.bases}, sort={self.sort}, "
+            f"cumulative={self.cumulative}, memory_budget={self.memory_budget}"
+        )
+
+
+def build_similarity(
+    similarity: str | nn.Module, dim: int | None = None, **kwargs: object
+) -> nn.Module:
+    """A similarity module from a registered name (or pass an ``nn.Module`` through unchanged).
+
+    Args:
+        similarity: a name from :data:`SIMILARITIES` (``dot``, ``cosine``, ``euclidean``,
+            ``manhattan``, ``adaptive``) or a module with the similarity call signature.
+        dim: feature dimension, required by learned similarities (``adaptive``).
+        **kwargs: options; each similarity takes those its constructor names (e.g. ``squared``,
+            ``memory_budget``, ``sort``); ``None`` values mean "use the default".
+    """
+    if isinstance(similarity, nn.Module):
+        return similarity
+    if similarity == "adaptive" and dim is None:
+        raise ValueError("similarity 'adaptive' needs the feature dimension: pass dim=")
+    return SIMILARITIES.build(similarity, dim=dim, **kwargs)

@@ -1,0 +1,1 @@
+"""LightningDataModules for ahop's pipelines: tabular, images, multiple-instance bags, retrieval."""

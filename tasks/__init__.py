@@ -1,0 +1,1 @@
+"""LightningModules that wire ahop models to losses, metrics and logging."""
