@@ -1,0 +1,203 @@
+"""``ImageDataModule``: image classification on digits, MNIST, FashionMNIST or CIFAR-10.
+
+Images are held in memory as float32 in [0, 1] (see :mod:`datamodules.image_sources`) and every
+batch is fetched with one indexing op. The per-batch transform runs on the whole batch tensor:
+per-dataset normalisation (torchvision v2 ``Normalize``) and, on training batches only, the
+CIFAR-10 augmentation (random crop with 4-pixel zero padding + horizontal flip).
+
+The augmentation draws its crop offset and flip **per image**: torchvision's v2 ``RandomCrop``
+applied to a batch tensor would draw one crop for the whole batch, which is a much weaker
+augmentation. It uses torch's global RNG, so ``seed_everything`` makes it reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning import LightningDataModule
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from datamodules.image_sources import get_source, load_images, stratified_split
+from datamodules.tensor_data import IndexedTensorDataset, make_loader
+
+# Datasets that are augmented by default (``augment=None``).
+_AUGMENTED_BY_DEFAULT = frozenset({"cifar10"})
+
+
+class RandomCropFlip(nn.Module):
+    """Per-image random crop after zero padding, and random horizontal flip, on a whole batch.
+
+    Args:
+        padding: pixels of zero padding on each side before cropping back to (H, W).
+        flip_p: probability of a horizontal flip per image.
+
+    Shapes:
+        images (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, padding: int = 4, flip_p: float = 0.5) -> None:
+        super().__init__()
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        if not 0.0 <= flip_p <= 1.0:
+            raise ValueError(f"flip_p must be in [0, 1], got {flip_p}")
+        self.padding = padding
+        self.flip_p = flip_p
+
+    def forward(self, images: Tensor) -> Tensor:
+        batch, channels, height, width = images.shape
+        device = images.device
+        pad = self.padding
+        padded = F.pad(images, (pad, pad, pad, pad)) if pad else images
+        # One gather over the flattened padded image: row/column offsets and the flip are all
+        # folded into a (B, H*W) source index, which is much faster than 4-way fancy indexing.
+        top = torch.randint(0, 2 * pad + 1, (batch,), device=device)
+        left = torch.randint(0, 2 * pad + 1, (batch,), device=device)
+        rows = top[:, None] + torch.arange(height, device=device)
+        cols = left[:, None] + torch.arange(width, device=device)
+        flip = torch.rand(batch, device=device) < self.flip_p
+        cols = torch.where(flip[:, None], cols.flip(-1), cols)
+        index = rows[:, :, None] * (width + 2 * pad) + cols[:, None, :]
+        index = index.view(batch, 1, height * width).expand(batch, channels, height * width)
+        return padded.flatten(2).gather(2, index).view(batch, channels, height, width)
+
+
+class _TransformedImages(IndexedTensorDataset):
+    """(images, labels) whose image batches pass through ``transform`` when fetched."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor]):
+        super().__init__(images, labels)
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        images, labels = self.tensors
+        return self.transform(images[index].unsqueeze(0)).squeeze(0), labels[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, ...]:
+        images, labels = super().__getitems__(indices)
+        return self.transform(images), labels
+
+
+class ImageDataModule(LightningDataModule):
+    """Image classification data held in memory.
+
+    Loaders yield ``(images float32 (B, C, H, W) normalised, labels long (B,))``.
+
+    Args:
+        dataset: ``digits`` (offline, bundled with scikit-learn), ``mnist``, ``fashion_mnist``
+            or ``cifar10``.
+        data_dir: root of the local files (see :func:`datamodules.image_sources.load_images`).
+        download: let torchvision download missing files (needs internet).
+        carve_from: ``None``, a native split or ``"auto"``: carve train/test from one split
+            (e.g. ``"test"`` for the offline MNIST test files); see ``image_sources``.
+        carve_test_fraction: share of each class that a carve puts into the test split.
+        val_fraction: share of each class of the training split held out for validation.
+        batch_size: training batch size.
+        eval_batch_size: batch size of val/test/predict loaders (default: ``batch_size``).
+        normalize: subtract the dataset mean and divide by its std, per channel.
+        augment: random crop (padding 4) + horizontal flip on training batches;
+            ``None`` = on for CIFAR-10 only.
+        seed: seed of the carve and validation splits and of the training shuffle.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        data_dir: str = "data",
+        download: bool = False,
+        carve_from: str | None = None,
+        carve_test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        normalize: bool = True,
+        augment: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        source = get_source(dataset)
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError("batch_size and eval_batch_size must be >= 1")
+        self.source = source
+        self.image_shape: tuple[int, int, int] = source.shape
+        self.num_classes: int = source.num_classes
+        self.class_names: list[str] = list(source.class_names)
+        self.augment = dataset in _AUGMENTED_BY_DEFAULT if augment is None else augment
+        self._mean = torch.tensor(source.mean if normalize else (0.0,) * source.shape[0])
+        self._std = torch.tensor(source.std if normalize else (1.0,) * source.shape[0])
+        normalise = v2.Normalize(mean=list(self._mean.tolist()), std=list(self._std.tolist()))
+        self.eval_transform: Callable[[Tensor], Tensor] = normalise
+        self.train_transform: Callable[[Tensor], Tensor] = (
+            v2.Compose([RandomCropFlip(padding=4), normalise]) if self.augment else normalise
+        )
+        self.train_set: _TransformedImages | None = None
+        self.val_set: _TransformedImages | None = None
+        self.test_set: _TransformedImages | None = None
+
+    def _load(self, split: str) -> tuple[Tensor, Tensor]:
+        hp = self.hparams
+        return load_images(
+            hp.dataset,
+            split,
+            data_dir=hp.data_dir,
+            download=hp.download,
+            carve_from=hp.carve_from,
+            carve_test_fraction=hp.carve_test_fraction,
+            seed=hp.seed,
+        )
+
+    def prepare_data(self) -> None:
+        """Download the files once (rank 0) when ``download=True``."""
+        if self.hparams.download:
+            for split in ("train", "test"):
+                self._load(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the splits that ``stage`` needs (all of them for ``None``)."""
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            images, labels = self._load("train")
+            train_idx, val_idx = stratified_split(
+                labels, self.hparams.val_fraction, self.hparams.seed
+            )
+            self.train_set = _TransformedImages(
+                images[train_idx], labels[train_idx], self.train_transform
+            )
+            self.val_set = _TransformedImages(images[val_idx], labels[val_idx], self.eval_transform)
+        if stage in (None, "test", "predict") and self.test_set is None:
+            images, labels = self._load("test")
+            self.test_set = _TransformedImages(images, labels, self.eval_transform)
+
+    def _loader(self, dataset: _TransformedImages | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        hp = self.hparams
+        if train:
+            generator = torch.Generator().manual_seed(hp.seed)
+            return make_loader(dataset, hp.batch_size, shuffle=True, generator=generator)
+        return make_loader(dataset, hp.eval_batch_size or hp.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Undo the normalisation for display: (B, C, H, W) -> (B, C, H, W) clamped to [0, 1]."""
+        shape = (-1, 1, 1)
+        mean = self._mean.to(images.device, images.dtype).view(shape)
+        std = self._std.to(images.device, images.dtype).view(shape)
+        return (images * std + mean).clamp(0.0, 1.0)
