@@ -34,12 +34,13 @@ convert from / to [0, 1].
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ahop.registry import Registry
 
 # Defaults of the official training / evaluation scripts.
 TRAIN_DT = 1.0
@@ -84,12 +85,6 @@ def _check_batch(x: Tensor, dim: int, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def _choose(registry: dict, name: str, what: str):
-    if name not in registry:
-        raise ValueError(f"unknown {what} {name!r}; allowed: {sorted(registry)}")
-    return registry[name]
-
-
 # --------------------------------------------------------------------------------------------
 # Image scaling
 # --------------------------------------------------------------------------------------------
@@ -109,8 +104,18 @@ def scale_to_unit(x: Tensor) -> Tensor:
 # Latent attractor
 # --------------------------------------------------------------------------------------------
 
-# attractor kind -> whether W_hh is a trained parameter (else a buffer set by store_hebbian).
-ATTRACTORS: dict[str, bool] = {"learned": True, "hebbian": False}
+# Attractor kind -> how W_hh is held: a trained parameter, or a buffer set by store_hebbian.
+ATTRACTORS: Registry[None] = Registry("attractor")
+
+
+@ATTRACTORS.register("learned")
+def _hold_learned(module: nn.Module, weight: Tensor) -> None:
+    module.weight_hh = nn.Parameter(weight)
+
+
+@ATTRACTORS.register("hebbian")
+def _hold_hebbian(module: nn.Module, weight: Tensor) -> None:
+    module.register_buffer("weight_hh", weight)
 
 
 class LatentAttractor(nn.Module):
@@ -127,16 +132,12 @@ class LatentAttractor(nn.Module):
     def __init__(self, latent_dim: int, attractor: str = "learned") -> None:
         super().__init__()
         _check_positive_int(latent_dim, "latent_dim")
-        trainable = _choose(ATTRACTORS, attractor, "attractor")
+        hold_weight_hh = ATTRACTORS.get(attractor)
         self.latent_dim = latent_dim
         self.attractor = attractor
         bound = 1.0 / math.sqrt(latent_dim)  # nn.RNNCell's default, as in the official code
         self.weight_ih = nn.Parameter(torch.empty(latent_dim, latent_dim).uniform_(-bound, bound))
-        weight_hh = torch.zeros(latent_dim, latent_dim)
-        if trainable:
-            self.weight_hh = nn.Parameter(weight_hh)
-        else:
-            self.register_buffer("weight_hh", weight_hh)
+        hold_weight_hh(self, torch.zeros(latent_dim, latent_dim))
 
     def drive(self, cue_latent: Tensor) -> Tensor:
         """Constant external input ``I W_ih^T``: (B, N) -> (B, N)."""
@@ -324,6 +325,10 @@ class LossWeights(NamedTuple):
     scale: float
 
 
+SCHEDULES: Registry[LossWeights] = Registry("schedule")
+
+
+@SCHEDULES.register("official")
 def _official_schedule(
     step: int, total_steps: int, binarization_max: float, period: int, warmup_fraction: float
 ) -> LossWeights:
@@ -332,6 +337,7 @@ def _official_schedule(
     return LossWeights(min(2.0 ** min(k, 64), binarization_max), 0.9**k)
 
 
+@SCHEDULES.register("linear")
 def _linear_schedule(
     step: int, total_steps: int, binarization_max: float, period: int, warmup_fraction: float
 ) -> LossWeights:
@@ -340,17 +346,11 @@ def _linear_schedule(
     return LossWeights(binarization_max * ramp, 1.0)
 
 
+@SCHEDULES.register("constant")
 def _constant_schedule(
     step: int, total_steps: int, binarization_max: float, period: int, warmup_fraction: float
 ) -> LossWeights:
     return LossWeights(binarization_max, 1.0)
-
-
-SCHEDULES: dict[str, Callable[..., LossWeights]] = {
-    "official": _official_schedule,
-    "linear": _linear_schedule,
-    "constant": _constant_schedule,
-}
 
 
 def loss_weights(
@@ -369,7 +369,7 @@ def loss_weights(
     ``binarization_max`` over the first ``warmup_fraction`` of training; scale 1),
     ``"constant"`` (``binarization_max``; scale 1).
     """
-    fn = _choose(SCHEDULES, schedule, "schedule")
+    fn = SCHEDULES.get(schedule)
     _check_positive_int(step, "step", minimum=0)
     _check_positive_int(total_steps, "total_steps")
     _check_positive_int(period, "period")
@@ -416,6 +416,10 @@ def _mlp(sizes: tuple[int, int, int]) -> nn.Sequential:
     return net
 
 
+CUE_RECONSTRUCTIONS: Registry[Tensor] = Registry("cue_reconstruction")
+
+
+@CUE_RECONSTRUCTIONS.register("autoencode")
 def _cue_recon_autoencode(
     model: LSHN, clean: Tensor, cues: Tensor, cue_latent: Tensor, final_state: Tensor
 ) -> Tensor:
@@ -423,17 +427,12 @@ def _cue_recon_autoencode(
     return reconstruction_loss(model.decode(cue_latent), cues)
 
 
+@CUE_RECONSTRUCTIONS.register("retrieve")
 def _cue_recon_retrieve(
     model: LSHN, clean: Tensor, cues: Tensor, cue_latent: Tensor, final_state: Tensor
 ) -> Tensor:
     # Alternative: decode where the attractor went and ask for the clean image.
     return reconstruction_loss(model.decode(final_state), clean)
-
-
-CUE_RECONSTRUCTIONS: dict[str, Callable[..., Tensor]] = {
-    "autoencode": _cue_recon_autoencode,
-    "retrieve": _cue_recon_retrieve,
-}
 
 
 class LSHN(nn.Module):
@@ -477,7 +476,7 @@ class LSHN(nn.Module):
         _check_dt(train_dt)
         if not reconstruction_weight >= 0:
             raise ValueError(f"reconstruction_weight must be >= 0, got {reconstruction_weight!r}")
-        _choose(CUE_RECONSTRUCTIONS, cue_reconstruction, "cue_reconstruction")
+        CUE_RECONSTRUCTIONS.get(cue_reconstruction)
         # Validate schedule arguments once, up front.
         loss_weights(
             0,
@@ -601,7 +600,7 @@ class LSHN(nn.Module):
             self.attractor, cue_latent, target_latent, self.train_steps, self.train_dt
         )
         l_rec = reconstruction_loss(self.decoder(clean_latent), clean)
-        l_cue = CUE_RECONSTRUCTIONS[self.cue_reconstruction](
+        l_cue = CUE_RECONSTRUCTIONS.get(self.cue_reconstruction)(
             self, clean_repeated, cues, cue_latent, final_state
         )
         loss = weights.scale * (
@@ -628,10 +627,9 @@ class LSHN(nn.Module):
 # Metrics
 # --------------------------------------------------------------------------------------------
 
-_REDUCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "mean": lambda t: t.mean(),
-    "none": lambda t: t,
-}
+_REDUCTIONS: Registry[Tensor] = Registry("reduction")
+_REDUCTIONS.register("mean")(torch.mean)
+_REDUCTIONS.register("none")(lambda t: t)
 
 
 def fraction_correctly_retrieved(
@@ -648,7 +646,7 @@ def fraction_correctly_retrieved(
         threshold: maximal summed squared error per image.
         reduction: ``"mean"`` (fraction, scalar) or ``"none"`` (per-image 0/1 floats, (B,)).
     """
-    reduce = _choose(_REDUCTIONS, reduction, "reduction")
+    reduce = _REDUCTIONS.get(reduction)
     if prediction.shape != target.shape or prediction.dim() != 2:
         raise ValueError(
             f"prediction and target must both have shape (batch, D), got "
@@ -664,7 +662,7 @@ def latent_bit_accuracy(prediction: Tensor, target: Tensor, reduction: str = "me
     A zero in either counts as half right (official evaluation). (B, N), (B, N) -> scalar or
     (B,) with ``reduction="none"``.
     """
-    reduce = _choose(_REDUCTIONS, reduction, "reduction")
+    reduce = _REDUCTIONS.get(reduction)
     if prediction.shape != target.shape or prediction.dim() != 2:
         raise ValueError(
             f"prediction and target must both have shape (batch, N), got "

@@ -179,8 +179,7 @@ class ImageDataModule(LightningDataModule):
             raise RuntimeError("call setup() before asking for a dataloader")
         hp = self.hparams
         if train:
-            generator = torch.Generator().manual_seed(hp.seed)
-            return make_loader(dataset, hp.batch_size, shuffle=True, generator=generator)
+            return make_loader(dataset, hp.batch_size, shuffle=True, seed=hp.seed)
         return make_loader(dataset, hp.eval_batch_size or hp.batch_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -600,8 +600,7 @@ class MILDataModule(LightningDataModule):
     def _loader(self, bags: BagSet, train: bool) -> DataLoader:
         hp = self.hparams
         if train:
-            generator = torch.Generator().manual_seed(hp.seed)
-            return make_loader(BagDataset(bags), hp.batch_size, shuffle=True, generator=generator)
+            return make_loader(BagDataset(bags), hp.batch_size, shuffle=True, seed=hp.seed)
         return make_loader(BagDataset(bags), hp.eval_batch_size or hp.batch_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class IndexedTensorDataset(Dataset):
@@ -42,24 +44,59 @@ class IndexedTensorDataset(Dataset):
         return tuple(t[idx] for t in self.tensors)
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation that depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint sees the
+    same batches as an uninterrupted one (a ``RandomSampler`` draws from the global RNG instead).
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+
 def _pass_through(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return batch
 
 
 def make_loader(
-    dataset: IndexedTensorDataset,
+    dataset: Dataset,
     batch_size: int,
     shuffle: bool = False,
     drop_last: bool = False,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
 ) -> DataLoader:
-    """A ``DataLoader`` over an :class:`IndexedTensorDataset` that fetches whole batches at once."""
+    """A ``DataLoader`` that fetches whole batches at once through ``dataset.__getitems__``.
+
+    Training loaders (``shuffle=True``) use an :class:`EpochShuffleSampler`, reproducible across
+    resumes. Evaluation loaders built inside a distributed run get an unrepeated distributed
+    sampler, so every sample is evaluated exactly once (Lightning's default sampler would pad the
+    last ranks with duplicates and bias the synchronised metrics).
+    """
+    if shuffle:
+        sampler: Sampler[int] | None = EpochShuffleSampler(len(dataset), seed)
+    elif dist.is_available() and dist.is_initialized():
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+    else:
+        sampler = None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
         drop_last=drop_last,
         collate_fn=_pass_through,
-        generator=generator,
         num_workers=0,
     )
