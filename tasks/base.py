@@ -1,0 +1,238 @@
+"""Behaviour every ahop task shares: optimizer / scheduler from config, per-stage metrics,
+logging, the monitored metric and its best value, class-probability predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MetricCollection, MinMetric
+from torchmetrics.classification import AUROC, Accuracy, F1Score
+
+STAGES = ("train", "val", "test")
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    """AdamW with lr 1e-3, the default when a config names no optimizer."""
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, AUROC and macro F1 for ``num_classes`` classes (binary when 2).
+
+    Every metric consumes class probabilities ``(B, C)`` and integer targets ``(B,)``; binary
+    metrics get the positive-class probability.
+    """
+    if num_classes < 2:
+        raise ValueError(f"classification needs at least 2 classes, got {num_classes}")
+    if num_classes == 2:
+        return MetricCollection(
+            {
+                "acc": Accuracy(task="binary"),
+                "auroc": AUROC(task="binary"),
+                "f1": F1Score(task="binary"),
+            }
+        )
+    kwargs = {"task": "multiclass", "num_classes": num_classes}
+    return MetricCollection(
+        {
+            "acc": Accuracy(**kwargs),
+            "auroc": AUROC(**kwargs),
+            "f1": F1Score(average="macro", **kwargs),
+        }
+    )
+
+
+class BaseTask(LightningModule):
+    """Shared LightningModule base.
+
+    Subclasses implement :meth:`configure_models`, :meth:`configure_losses`,
+    :meth:`configure_metrics` (a ``MetricCollection`` fed by :meth:`metric_inputs`) and
+    :meth:`shared_step` (one batch -> loss, metric inputs). Metrics are cloned per stage and logged
+    as ``train/acc``, ``val/acc`` ...; ``val/<monitor>_best`` tracks the best value so far.
+
+    Args:
+        optimizer: a callable ``params -> Optimizer`` (LightningCLI: ``class_path`` + ``init_args``).
+        lr_scheduler: optional callable ``optimizer -> scheduler``; ``ReduceLROnPlateau`` watches
+            the monitored metric.
+    """
+
+    #: the metric checkpoints and early stopping watch, and whether larger is better
+    monitor: str = "val/acc"
+    monitor_mode: str = "max"
+    #: hyperparameters that, when left ``None``, are read from the datamodule's attribute of the
+    #: same name at ``setup`` (sizes known only once the data are loaded, e.g. ``num_features``)
+    data_sizes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.built = False
+
+    def save_task_hyperparameters(self) -> None:
+        """Save the subclass's init arguments (not the optimizer callables) and build the
+        networks at once if every data size is known (always true when loading a checkpoint)."""
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
+        if all(self.hparams.get(name) is not None for name in self.data_sizes):
+            self.build()
+
+    def build(self) -> None:
+        """Create networks, losses and metrics."""
+        self.configure_models()
+        self.configure_losses()
+        self.setup_metrics()
+        self.built = True
+
+    def setup(self, stage: str) -> None:
+        if self.built:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        for name in self.data_sizes:
+            if self.hparams.get(name) is None:
+                if datamodule is None or getattr(datamodule, name, None) is None:
+                    raise ValueError(
+                        f"{type(self).__name__} needs {name}: set model.init_args.{name} or use "
+                        f"a datamodule that provides it"
+                    )
+                self.hparams[name] = getattr(datamodule, name)
+        self.build()
+
+    # -- wiring done by subclasses -------------------------------------------------------------
+
+    def configure_models(self) -> None:
+        """Build the networks (called once the data's sizes are known)."""
+
+    def configure_losses(self) -> None:
+        """Set ``self.criterion``."""
+
+    def configure_metrics(self) -> MetricCollection | None:
+        """The metrics computed per stage, or ``None``."""
+        return None
+
+    def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+        """Loss of one batch and the inputs of the metrics (``None`` = no metric update)."""
+        raise NotImplementedError
+
+    # -- shared machinery ------------------------------------------------------------------
+
+    def setup_metrics(self) -> None:
+        """Clone the task's metrics per stage and create the best-value tracker."""
+        metrics = self.configure_metrics()
+        self.stage_metrics = nn.ModuleDict(
+            {}
+            if metrics is None
+            else {f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in STAGES}
+        )
+        self.best_tracker = MaxMetric() if self.monitor_mode == "max" else MinMetric()
+
+    @property
+    def best_name(self) -> str:
+        """Name under which the best monitored value is logged (e.g. ``val/acc_best``)."""
+        return f"{self.monitor}_best"
+
+    def _step(self, batch: Any, stage: str) -> Tensor:
+        loss, metric_inputs = self.shared_step(batch, stage)
+        batch_size = self.batch_size(batch)
+        self.log(
+            f"{stage}/loss",
+            loss.detach(),
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=stage != "train",
+            batch_size=batch_size,
+        )
+        if metric_inputs is not None and f"{stage}_metrics" in self.stage_metrics:
+            metrics = self.stage_metrics[f"{stage}_metrics"]
+            metrics.update(*metric_inputs)
+            self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    @staticmethod
+    def batch_size(batch: Any) -> int:
+        """Number of samples in a batch (first tensor's length)."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return len(first)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at step {self.global_step}: lower the learning "
+                "rate or beta, or check the inputs for NaN"
+            )
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        value = self.trainer.callback_metrics.get(self.monitor)
+        if value is None or self.trainer.sanity_checking:
+            return
+        self.best_tracker.update(value.to(self.device))
+        self.log(self.best_name, self.best_tracker.compute(), sync_dist=True)
+
+    def on_train_start(self) -> None:
+        # hparams view in TensorBoard, with the monitored metric's best value as its metric
+        self.best_tracker.reset()
+        for logger in self.loggers:
+            logger.log_hyperparams(self.hparams, {self.best_name: float("nan")})
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+class ClassificationTask(BaseTask):
+    """A task whose network maps a batch's inputs to class logits ``(B, C)``.
+
+    Cross-entropy loss, accuracy / AUROC / macro-F1 per stage, ``predict_step`` returns class
+    probabilities ``(B, C)``. Subclasses set ``self.num_classes`` and ``self.network`` in
+    :meth:`configure_models` and may override :meth:`forward`.
+    """
+
+    num_classes: int
+
+    def configure_losses(self) -> None:
+        self.criterion = nn.CrossEntropyLoss()
+
+    def configure_metrics(self) -> MetricCollection:
+        return classification_metrics(self.num_classes)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Class logits ``(B, C)``."""
+        return self.network(*inputs)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """What the metrics consume: ``(B, C)`` probabilities, or ``(B,)`` positive-class ones."""
+        probs = logits.softmax(dim=-1)
+        return probs[:, 1] if self.num_classes == 2 else probs
+
+    def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
+        *inputs, target = batch
+        logits = self(*inputs)
+        loss = self.criterion(logits, target)
+        return loss, (self.probabilities(logits.detach()), target)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        inputs = batch[:-1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
+        inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+        return self(*inputs).softmax(dim=-1)

@@ -1,0 +1,56 @@
+"""Tabular classification with a Hopfield lookup-memory classifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from ahop.classifiers import TabularHopfieldClassifier
+from tasks.base import ClassificationTask, default_optimizer
+
+
+class TabularClassifier(ClassificationTask):
+    """Rows ``(B, F)`` -> class logits via :class:`~ahop.classifiers.TabularHopfieldClassifier`.
+
+    ``num_features`` / ``num_classes`` default to the datamodule's (read at ``setup``), so a
+    config only chooses the model's shape and similarity.
+    """
+
+    data_sizes = ("num_features", "num_classes")
+
+    def __init__(
+        self,
+        num_features: int | None = None,
+        num_classes: int | None = None,
+        embedding_dim: int = 64,
+        quantity: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 1,
+        similarity: str = "dot",
+        separation: str = "softmax",
+        scaling: float | None = None,
+        dropout: float = 0.0,
+        similarity_kwargs: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler)
+        self.save_task_hyperparameters()
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.num_classes = hp.num_classes
+        self.network = TabularHopfieldClassifier(
+            num_features=hp.num_features,
+            num_classes=hp.num_classes,
+            embedding_dim=hp.embedding_dim,
+            quantity=hp.quantity,
+            num_heads=hp.num_heads,
+            num_layers=hp.num_layers,
+            similarity=hp.similarity,
+            separation=hp.separation,
+            scaling=hp.scaling,
+            dropout=hp.dropout,
+            similarity_kwargs=hp.similarity_kwargs,
+        )
