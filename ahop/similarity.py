@@ -89,6 +89,10 @@ def blockwise_pairwise(
     blocks are sized to fit ``memory_budget``. Under autograd each block is checkpointed, so its
     temporaries are freed after the forward pass and rebuilt one block at a time in the backward.
     """
+    if torch.compiler.is_compiling():
+        # torch.compile / torch.export: block sizes would depend on symbolic batch sizes; the
+        # compiler sees the whole computation at once instead (no budget applies there)
+        return pair_fn(keys, queries)
     batch = math.prod(torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2]))
     num_queries, num_keys, dim = queries.shape[-2], keys.shape[-2], keys.shape[-1]
     bytes_per_pair = batch * dim * bytes_per_element
@@ -223,6 +227,11 @@ class ManhattanSimilarity(Similarity):
 
     def score(self, keys: Tensor, queries: Tensor) -> Tensor:
         dtype = _score_dtype(keys, queries)
+        if torch.compiler.is_compiling():
+            # exported / compiled graphs: plain broadcasting (ONNX has no cdist; the compiler
+            # fuses the elementwise work)
+            keys, queries = keys.to(dtype), queries.to(dtype)
+            return -(queries.unsqueeze(-2) - keys.unsqueeze(-3)).abs().sum(-1)
         batch = torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2])
         keys3 = keys.to(dtype).expand(*batch, *keys.shape[-2:]).reshape(-1, *keys.shape[-2:])
         queries3 = queries.to(dtype).expand(*batch, *queries.shape[-2:])

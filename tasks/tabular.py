@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
 
 from ahop.classifiers import TabularHopfieldClassifier
 from tasks.base import ClassificationTask, default_optimizer
@@ -37,6 +39,10 @@ class TabularClassifier(ClassificationTask):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         self.save_task_hyperparameters()
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        """A dummy batch of preprocessed rows ``(batch_size, num_features)`` (used for export)."""
+        return torch.zeros(batch_size, self.hparams.num_features)
 
     def configure_models(self) -> None:
         hp = self.hparams

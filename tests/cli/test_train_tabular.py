@@ -1,0 +1,210 @@
+"""End-to-end checks of train.py / export.py on the offline tabular config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import export
+import train
+from datamodules.tabular import TabularDataModule
+from tasks.tabular import TabularClassifier
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs" / "tabular.yaml")
+
+
+def fit_args(tmp_path: Path, *extra: str, epochs: int = 2) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        CONFIG,
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--model.init_args.embedding_dim",
+        "16",
+        "--model.init_args.quantity",
+        "8",
+        "--model.init_args.lr_scheduler",
+        "null",
+        *extra,
+    ]
+
+
+def checkpoints(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_fit_writes_checkpoints_and_tensorboard(tmp_path: Path) -> None:
+    cli = train.main(fit_args(tmp_path))
+    names = {p.name for p in checkpoints(tmp_path)}
+    assert "last.ckpt" in names
+    assert any(name.startswith("best-") for name in names)
+    events = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for event in events:
+        accumulator = EventAccumulator(str(event))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {
+        "train/loss_epoch",
+        "val/loss",
+        "val/acc",
+        "val/auroc",
+        "val/f1",
+        "val/acc_best",
+    } <= tags
+    assert any(tag.startswith("lr-") for tag in tags)
+    assert cli.trainer.checkpoint_callback.monitor == "val/acc"
+    assert 0.8 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    straight, first = tmp_path / "straight", tmp_path / "first"
+    train.main(fit_args(straight, epochs=4))
+    train.main(fit_args(first, epochs=2))
+    last = next(p for p in checkpoints(first) if p.name == "last.ckpt")
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+    resumed = tmp_path / "resumed"
+    train.main(fit_args(resumed, "--ckpt_path", str(last), epochs=4))
+    want = _weights(next(p for p in checkpoints(straight) if p.name == "last.ckpt"))
+    got = _weights(next(p for p in checkpoints(resumed) if p.name == "last.ckpt"))
+    assert want.keys() == got.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("similarity", ["dot", "manhattan", "adaptive"])
+def test_export_matches_module_on_raw_rows(tmp_path: Path, similarity: str) -> None:
+    pytest.importorskip("onnxruntime")
+    import joblib
+    import onnxruntime
+
+    train.main(fit_args(tmp_path, "--model.init_args.similarity", similarity, epochs=1))
+    last = next(p for p in checkpoints(tmp_path) if p.name == "last.ckpt")
+    out = tmp_path / "export"
+    metadata = export.export(last, out)
+    assert set(metadata["files"]) == {"pt2", "onnx", "preprocessor"}
+    assert json.loads((out / "metadata.json").read_text())["class_names"]
+
+    task = TabularClassifier.load_from_checkpoint(last, map_location="cpu").eval()
+    datamodule = TabularDataModule(source="sklearn", name="breast_cancer", batch_size=64, seed=0)
+    datamodule.setup("test")
+    rows = datamodule.raw_features.iloc[datamodule.split_indices["test"]]
+    preprocessor = joblib.load(out / "preprocessor.joblib")
+    program = torch.export.load(out / "model.pt2").module()
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"))
+    for size in (1, 7, len(rows)):
+        raw = rows.iloc[:size]
+        features = preprocessor(raw)
+        with torch.no_grad():
+            want = task(features).softmax(-1)
+        torch.testing.assert_close(program(features), want, rtol=0, atol=1e-5)
+        (onnx_probs,) = session.run(None, {"inputs": features.numpy()})
+        torch.testing.assert_close(torch.from_numpy(onnx_probs), want, rtol=0, atol=1e-5)
+
+
+def test_bad_config_values_give_one_line_errors(tmp_path: Path, monkeypatch, capsys) -> None:
+    cases = {
+        "unknown similarity 'bogus'": ["--model.init_args.similarity", "bogus"],
+        "no file found": [
+            "--data.init_args.source",
+            "csv",
+            "--data.init_args.csv_path",
+            str(tmp_path / "missing.csv"),
+        ],
+    }
+    for message, extra in cases.items():
+        monkeypatch.setattr(sys, "argv", ["train.py", *fit_args(tmp_path, *extra)])
+        with pytest.raises(SystemExit) as exit_info:
+            train.run_cli()
+        assert message in str(exit_info.value)
+        assert str(exit_info.value).startswith("error: ")
+
+
+def test_export_rejects_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        export.main(["--ckpt_path", str(tmp_path / "nope.ckpt")])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_matches_single_process(tmp_path: Path) -> None:
+    """2-process CPU DDP validates the same rows as 1 process: identical synced metrics."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, json, train\n"
+        "cli = train.main(sys.argv[1:])\n"
+        "if cli.trainer.is_global_zero:\n"
+        "    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}\n"
+        "    open(sys.argv[-1] + '.json', 'w').write(json.dumps(metrics))\n"
+    )
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"devices{devices}"
+        args = fit_args(
+            out,
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            str(devices),
+            "--trainer.strategy",
+            "ddp" if devices > 1 else "auto",
+            "--data.init_args.batch_size",
+            str(64 // devices),
+            epochs=1,
+        )
+        # validate the 2-process model with 1 and 2 processes: same rows, same metrics
+        subprocess.run(
+            [sys.executable, str(script), *args, str(out / "fit")],
+            cwd=ROOT,
+            check=True,
+            timeout=300,
+        )
+        results[devices] = json.loads((out / "fit.json").read_text())
+    ckpt = next(p for p in (tmp_path / "devices2" / "runs").rglob("last.ckpt"))
+    validated = {}
+    for devices in (1, 2):
+        out = tmp_path / f"validate{devices}"
+        args = [
+            "validate",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(ckpt),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            str(devices),
+            "--trainer.strategy",
+            "ddp" if devices > 1 else "auto",
+            "--trainer.logger",
+            "false",
+            "--model.init_args.embedding_dim",
+            "16",
+            "--model.init_args.quantity",
+            "8",
+        ]
+        subprocess.run(
+            [sys.executable, str(script), *args, str(out)], cwd=ROOT, check=True, timeout=300
+        )
+        validated[devices] = json.loads(Path(str(out) + ".json").read_text())
+    for name in ("val/acc", "val/auroc", "val/f1"):
+        assert validated[2][name] == pytest.approx(validated[1][name], abs=1e-6), name
+    # training with 2 processes (same global batch) reaches the single-process quality
+    assert results[2]["val/acc"] == pytest.approx(results[1]["val/acc"], abs=0.05)
