@@ -1,1 +1,56 @@
-"""ahop: associative-memory (Hopfield) networks in pure PyTorch."""
+"""ahop: associative-memory (Hopfield) networks in pure PyTorch.
+
+``retrieval = projection . separation(similarity(memories, query))``: similarities and separations
+are registered by name, :func:`retrieve` runs one or more update steps, and the layers
+(:class:`Hopfield`, :class:`HopfieldLayer`, :class:`HopfieldPooling`) follow the hopfield-layers
+argument names. No Lightning import anywhere in this package.
+"""
+
+from ahop.classifiers import TabularHopfieldClassifier
+from ahop.functional import Retrieval, associate, retrieve
+from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
+from ahop.lshn import (
+    LSHN,
+    LatentAttractor,
+    LSHNRetrieval,
+    latent_bit_accuracy,
+    make_optimizer,
+    scale_to_pm1,
+    scale_to_unit,
+)
+from ahop.separation import SEPARATIONS, build_separation
+from ahop.similarity import (
+    SIMILARITIES,
+    AdaptiveSimilarity,
+    CosineSimilarity,
+    DotSimilarity,
+    EuclideanSimilarity,
+    ManhattanSimilarity,
+    build_similarity,
+)
+
+__all__ = [
+    "LSHN",
+    "SEPARATIONS",
+    "SIMILARITIES",
+    "AdaptiveSimilarity",
+    "CosineSimilarity",
+    "DotSimilarity",
+    "EuclideanSimilarity",
+    "Hopfield",
+    "HopfieldLayer",
+    "HopfieldPooling",
+    "LSHNRetrieval",
+    "LatentAttractor",
+    "ManhattanSimilarity",
+    "Retrieval",
+    "TabularHopfieldClassifier",
+    "associate",
+    "build_separation",
+    "build_similarity",
+    "latent_bit_accuracy",
+    "make_optimizer",
+    "retrieve",
+    "scale_to_pm1",
+    "scale_to_unit",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,11 +149,11 @@ def test_ddp_two_processes_matches_single_process(tmp_path: Path) -> None:
     """2-process CPU DDP validates the same rows as 1 process: identical synced metrics."""
     script = tmp_path / "run.py"
     script.write_text(
-        "import sys, json, train\n"
+        f"import json, os, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport train\n"
         "cli = train.main(sys.argv[1:])\n"
         "if cli.trainer.is_global_zero:\n"
         "    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}\n"
-        "    open(sys.argv[-1] + '.json', 'w').write(json.dumps(metrics))\n"
+        "    open(os.environ['METRICS_OUT'], 'w').write(json.dumps(metrics))\n"
     )
     results = {}
     for devices in (1, 2):
@@ -169,18 +170,15 @@ def test_ddp_two_processes_matches_single_process(tmp_path: Path) -> None:
             str(64 // devices),
             epochs=1,
         )
-        # validate the 2-process model with 1 and 2 processes: same rows, same metrics
+        env = {**os.environ, "METRICS_OUT": str(tmp_path / f"fit{devices}.json")}
         subprocess.run(
-            [sys.executable, str(script), *args, str(out / "fit")],
-            cwd=ROOT,
-            check=True,
-            timeout=300,
+            [sys.executable, str(script), *args], cwd=ROOT, check=True, timeout=300, env=env
         )
-        results[devices] = json.loads((out / "fit.json").read_text())
+        results[devices] = json.loads((tmp_path / f"fit{devices}.json").read_text())
+    # validate the 2-process model with 1 and 2 processes: same rows, same synced metrics
     ckpt = next(p for p in (tmp_path / "devices2" / "runs").rglob("last.ckpt"))
     validated = {}
     for devices in (1, 2):
-        out = tmp_path / f"validate{devices}"
         args = [
             "validate",
             "--config",
@@ -200,10 +198,11 @@ def test_ddp_two_processes_matches_single_process(tmp_path: Path) -> None:
             "--model.init_args.quantity",
             "8",
         ]
+        env = {**os.environ, "METRICS_OUT": str(tmp_path / f"validate{devices}.json")}
         subprocess.run(
-            [sys.executable, str(script), *args, str(out)], cwd=ROOT, check=True, timeout=300
+            [sys.executable, str(script), *args], cwd=ROOT, check=True, timeout=300, env=env
         )
-        validated[devices] = json.loads(Path(str(out) + ".json").read_text())
+        validated[devices] = json.loads((tmp_path / f"validate{devices}.json").read_text())
     for name in ("val/acc", "val/auroc", "val/f1"):
         assert validated[2][name] == pytest.approx(validated[1][name], abs=1e-6), name
     # training with 2 processes (same global batch) reaches the single-process quality
