@@ -6,6 +6,7 @@ are registered by name, :func:`retrieve` runs one or more update steps, and the 
 argument names. No Lightning import anywhere in this package.
 """
 
+from ahop.classical import CAPACITY_THEORY, BinaryHopfield
 from ahop.classifiers import TabularHopfieldClassifier
 from ahop.functional import Retrieval, associate, retrieve
 from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
@@ -28,12 +29,16 @@ from ahop.similarity import (
     ManhattanSimilarity,
     build_similarity,
 )
+from ahop.variants import VARIANTS, build_variant
 
 __all__ = [
+    "CAPACITY_THEORY",
     "LSHN",
     "SEPARATIONS",
     "SIMILARITIES",
+    "VARIANTS",
     "AdaptiveSimilarity",
+    "BinaryHopfield",
     "CosineSimilarity",
     "DotSimilarity",
     "EuclideanSimilarity",
@@ -48,6 +53,7 @@ __all__ = [
     "associate",
     "build_separation",
     "build_similarity",
+    "build_variant",
     "latent_bit_accuracy",
     "make_optimizer",
     "retrieve",
