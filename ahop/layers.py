@@ -368,13 +368,13 @@ class HopfieldLayer(nn.Module):
         self.hopfield = Hopfield(input_size=input_size, **kwargs)
         self.lookup_weights = nn.Parameter(torch.empty(1, quantity, input_size))
         nn.init.normal_(self.lookup_weights, std=1.0 / math.sqrt(input_size))
-        self.lookup_targets: Tensor | None = None
+        targets = None
         if lookup_weights_as_separated:
             targets = torch.randn(1, quantity, input_size) / math.sqrt(input_size)
-            if lookup_targets_as_trainable:
-                self.lookup_targets = nn.Parameter(targets)
-            else:
-                self.register_buffer("lookup_targets", targets)
+        if targets is not None and lookup_targets_as_trainable:
+            self.lookup_targets = nn.Parameter(targets)
+        else:
+            self.register_buffer("lookup_targets", targets)
 
     @property
     def quantity(self) -> int:
