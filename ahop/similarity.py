@@ -358,9 +358,11 @@ class AdaptiveSimilarity(Similarity):
                 total = part if total is None else total + part
             return total
 
-        # per base: values, sorted values (+ int64 sort indices kept for backward), product
+        # measured (benchmarks/layer_speed.py): differences, base values, sorted copies, int64 sort
+        # indices and their gradients in the recomputed backward come to ~12 floats + 2 int64s
+        # per element and base
         element = torch.finfo(dtype).bits // 8
-        bytes_per_element = len(self.bases) * (3 * element + (8 if self.sort else 0))
+        bytes_per_element = len(self.bases) * (12 * element + (16 if self.sort else 0))
         return blockwise_pairwise(pair_fn, keys, queries, bytes_per_element, self.memory_budget)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,1 @@
+"""Speed and accuracy reports; not run by CI (see docs/results.md)."""

@@ -1,0 +1,155 @@
+"""Forward+backward time and peak memory of retrieval per similarity, against torch baselines.
+
+    python benchmarks/layer_speed.py            # Q=256, N in {1000, 10000}, d in {64, 784}
+    python benchmarks/layer_speed.py --quick    # N=1000 only
+
+Each case computes ``softmax(beta * similarity(K, q)) @ V`` with gradients for queries, keys and
+values. Baselines in the same run: ``scaled_dot_product_attention`` for dot, and
+``-torch.cdist(q, K, p)`` (p=2 euclidean, p=1 manhattan) followed by the same softmax for the
+distances. Peak memory (CPU) is the growth of the process's peak RSS while the case runs, each
+case in a fresh subprocess, so one case's allocations do not hide another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ahop.functional import retrieve
+from ahop.similarity import DEFAULT_MEMORY_BUDGET, build_similarity
+from benchmarks.common import markdown_table, median_time, save_figure
+
+QUERIES = 256
+BETA = 0.1
+
+
+def baseline(similarity: str):
+    if similarity == "dot":
+        return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=BETA)
+    p = {"euclidean": 2.0, "manhattan": 1.0}[similarity]
+    return lambda q, k, v: (-BETA * torch.cdist(q, k, p=p)).softmax(-1) @ v
+
+
+def run_case(kind: str, similarity: str, n: int, d: int, repeats: int) -> dict:
+    """Time one case in this process; report seconds and peak-RSS growth in MiB."""
+    torch.manual_seed(0)
+    q = torch.rand(1, QUERIES, d, requires_grad=True)
+    k = torch.rand(1, n, d, requires_grad=True)
+    v = torch.rand(1, n, d, requires_grad=True)
+    if kind == "ahop":
+        module = build_similarity(similarity, dim=d)
+
+        def step() -> None:
+            retrieve(q, k, v, similarity=module, beta=BETA).sum().backward()
+    else:
+        fn = baseline(similarity)
+
+        def step() -> None:
+            fn(q, k, v).sum().backward()
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = median_time(step, repeats=repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_mib": (peak - before) / 1024}
+
+
+def in_subprocess(kind: str, similarity: str, n: int, d: int, repeats: int) -> dict:
+    root = str(Path(__file__).resolve().parents[1])
+    code = (
+        f"import json, sys; sys.path.insert(0, {root!r})\n"
+        "from benchmarks.layer_speed import run_case\n"
+        f"print(json.dumps(run_case({kind!r}, {similarity!r}, {n}, {d}, {repeats})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N=1000 only, fewer repeats")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [1000] if args.quick else [1000, 10000]
+    repeats = 2 if args.quick else 3
+    rows, records = [], []
+    budget_mib = DEFAULT_MEMORY_BUDGET / 2**20
+    for n in sizes:
+        for d in (64, 784):
+            for similarity in ("dot", "euclidean", "manhattan", "adaptive"):
+                ours = in_subprocess("ahop", similarity, n, d, repeats)
+                naive_mib = QUERIES * n * d * 4 / 2**20
+                if similarity == "adaptive":
+                    ref, ratio, ref_name = None, float("nan"), "-"
+                else:
+                    ref = in_subprocess("torch", similarity, n, d, repeats)
+                    ratio = ours["seconds"] / ref["seconds"]
+                    ref_name = "sdpa" if similarity == "dot" else "cdist"
+                rows.append(
+                    [
+                        similarity,
+                        n,
+                        d,
+                        ours["seconds"] * 1e3,
+                        "-" if ref is None else ref["seconds"] * 1e3,
+                        ref_name,
+                        "-" if ref is None else f"{ratio:.2f}x",
+                        ours["peak_mib"],
+                        "-" if ref is None else ref["peak_mib"],
+                        naive_mib,
+                    ]
+                )
+                records.append((similarity, n, d, ours, ref))
+                print(f"done {similarity} N={n} d={d}", file=sys.stderr, flush=True)
+    headers = [
+        "similarity",
+        "N",
+        "d",
+        "ahop ms",
+        "baseline ms",
+        "baseline",
+        "time ratio",
+        "ahop peak MiB",
+        "baseline peak MiB",
+        "naive (Q,N,d) fp32 MiB",
+    ]
+    print(
+        f"Q={QUERIES}, forward+backward, {args.threads} threads, memory budget "
+        f"{budget_mib:.0f} MiB per block\n"
+    )
+    print(markdown_table(headers, rows))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4))
+    labels = [f"{s}\nN={n},d={d}" for s, n, d, _, _ in records]
+    axis.bar(range(len(records)), [r[3]["seconds"] * 1e3 for r in records], label="ahop")
+    axis.bar(
+        [i + 0.4 for i in range(len(records))],
+        [r[4]["seconds"] * 1e3 if r[4] else 0 for r in records],
+        width=0.4,
+        label="torch baseline",
+    )
+    axis.set_xticks(range(len(records)), labels, rotation=90, fontsize=6)
+    axis.set_ylabel("forward+backward ms")
+    axis.set_yscale("log")
+    axis.legend()
+    print(f"\nplot: {save_figure(figure, 'layer_speed')}")
+
+
+if __name__ == "__main__":
+    main()
