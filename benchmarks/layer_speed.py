@@ -7,13 +7,15 @@ Each case computes ``softmax(beta * similarity(K, q)) @ V`` with gradients for q
 values. Baselines in the same run: ``scaled_dot_product_attention`` for dot, and
 ``-torch.cdist(q, K, p)`` (p=2 euclidean, p=1 manhattan) followed by the same softmax for the
 distances. Peak memory (CPU) is the growth of the process's peak RSS while the case runs, each
-case in a fresh subprocess, so one case's allocations do not hide another's.
+case in a fresh subprocess (so one case's allocations do not hide another's) with glibc's mmap
+threshold fixed at 128 KiB (so freed tensors leave RSS at once instead of staying cached).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -69,8 +71,11 @@ def in_subprocess(kind: str, similarity: str, n: int, d: int, repeats: int) -> d
         "from benchmarks.layer_speed import run_case\n"
         f"print(json.dumps(run_case({kind!r}, {similarity!r}, {n}, {d}, {repeats})))"
     )
+    # a fixed mmap threshold makes glibc return freed blocks to the OS at once, so peak RSS
+    # tracks live tensor memory rather than the allocator's cache of freed blocks
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
