@@ -1,0 +1,105 @@
+"""Multiple-instance (bag) classification with Hopfield pooling.
+
+Batches are ``(instances (B, L, F), mask (B, L) True = padding, labels float (B,))`` as yielded by
+:class:`datamodules.mil.MILDataModule`. The network outputs one logit per bag; the loss is
+binary cross-entropy with logits; accuracy, AUROC and F1 are the binary metrics of
+:func:`tasks.base.classification_metrics` on the positive-bag probability.
+
+**Monitored metric: ``val/loss`` (min).** The inner validation split of the MIL benchmarks holds
+only 9-20 bags; there, AUROC reaches 1.0 within a few epochs and then ties at every later epoch,
+so it cannot tell a better model from a worse one, while the validation loss keeps ranking
+models. Early stopping and the best checkpoint therefore watch ``val/loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from ahop.mil_models import HopfieldMILNetwork
+from tasks.base import BaseTask, classification_metrics, default_optimizer
+
+
+class MILClassifier(BaseTask):
+    """Bags -> positive-bag logit via :class:`~ahop.mil_models.HopfieldMILNetwork`.
+
+    ``num_features`` defaults to the datamodule's (read at ``setup``).
+
+    Args:
+        num_features: instance features (``None``: from the datamodule).
+        embedding_dim, num_embedding_layers, num_heads, hidden_size, quantity, similarity,
+            separation, scaling, dropout, similarity_kwargs: the network, see
+            :class:`~ahop.mil_models.HopfieldMILNetwork`.
+        pos_weight: weight of positive bags in the loss (``None`` = 1).
+        optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`.
+    """
+
+    monitor = "val/loss"
+    monitor_mode = "min"
+    data_sizes = ("num_features",)
+
+    def __init__(
+        self,
+        num_features: int | None = None,
+        embedding_dim: int = 64,
+        num_embedding_layers: int = 2,
+        num_heads: int = 4,
+        hidden_size: int | None = None,
+        quantity: int = 1,
+        similarity: str = "dot",
+        separation: str = "softmax",
+        scaling: float | None = None,
+        dropout: float = 0.0,
+        similarity_kwargs: dict[str, Any] | None = None,
+        pos_weight: float | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler)
+        if pos_weight is not None and not pos_weight > 0:
+            raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
+        self.save_task_hyperparameters()
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.network = HopfieldMILNetwork(
+            num_features=hp.num_features,
+            embedding_dim=hp.embedding_dim,
+            num_embedding_layers=hp.num_embedding_layers,
+            num_heads=hp.num_heads,
+            hidden_size=hp.hidden_size,
+            quantity=hp.quantity,
+            similarity=hp.similarity,
+            separation=hp.separation,
+            scaling=hp.scaling,
+            dropout=hp.dropout,
+            similarity_kwargs=hp.similarity_kwargs,
+        )
+
+    def configure_losses(self) -> None:
+        weight = self.hparams.pos_weight
+        self.criterion = nn.BCEWithLogitsLoss(
+            pos_weight=None if weight is None else torch.tensor(float(weight))
+        )
+
+    def configure_metrics(self) -> MetricCollection:
+        return classification_metrics(2)
+
+    def forward(self, instances: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Bag logits ``(B,)`` of instances ``(B, L, F)`` with padding mask ``(B, L)``."""
+        return self.network(instances, mask)
+
+    def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
+        instances, mask, labels = batch
+        logits = self(instances, mask)
+        loss = self.criterion(logits, labels.to(logits.dtype))
+        return loss, (torch.sigmoid(logits.detach()), labels.long())
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Positive-bag probabilities ``(B,)``; ``batch`` is ``(instances, mask[, labels])``."""
+        instances, mask = batch[0], batch[1]
+        return torch.sigmoid(self(instances, mask))

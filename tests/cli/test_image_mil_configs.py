@@ -1,0 +1,145 @@
+"""Every image / MIL config runs through train.py (fast_dev_run); data errors are one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mil_cv
+import train
+from datamodules.image_sources import available_splits
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+SHARED = ROOT.parent / "shared" / "data"
+HAS_MNIST = SHARED.is_dir() and bool(available_splits("mnist", SHARED))
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="needs MNIST IDX files in ../shared/data")
+
+
+def needs_mil_file(name: str):
+    present = any((SHARED / "mil" / f"{name}{s}").is_file() for s in (".mat", ".csv", ".csv.gz"))
+    return pytest.mark.skipif(not present, reason=f"needs {name} in ../shared/data/mil")
+
+
+def fast_args(config: str, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / config),
+        "--trainer.fast_dev_run",
+        "true",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        *extra,
+    ]
+
+
+# (config, data_dir override or None, marks)
+CASES = [
+    pytest.param("image.yaml", None, id="image"),
+    pytest.param("image_mnist.yaml", SHARED, id="image_mnist", marks=needs_mnist),
+    pytest.param("mil.yaml", SHARED / "mil", id="mil-musk1", marks=needs_mil_file("musk1")),
+    pytest.param(
+        "mil_elephant.yaml", SHARED / "mil", id="mil_elephant", marks=needs_mil_file("elephant")
+    ),
+    pytest.param("mil_musk2.yaml", SHARED / "mil", id="mil_musk2", marks=needs_mil_file("musk2")),
+    pytest.param(
+        "mil_ucsb.yaml",
+        SHARED / "mil",
+        id="mil_ucsb",
+        marks=needs_mil_file("ucsb_breast_cancer"),
+    ),
+    pytest.param("mil_mnist_bags.yaml", SHARED, id="mil_mnist_bags", marks=needs_mnist),
+]
+
+
+@pytest.mark.parametrize(("config", "data_dir"), CASES)
+def test_config_runs_fast_dev_run(config: str, data_dir: Path | None, tmp_path: Path) -> None:
+    extra = [] if data_dir is None else ["--data.init_args.data_dir", str(data_dir)]
+    cli = train.main(fast_args(config, tmp_path, *extra))
+    metrics = cli.trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss_epoch"]) and torch.isfinite(metrics["val/loss"])
+    if config.startswith("mil"):
+        # MIL checkpoints and early stopping watch the validation loss
+        assert cli.trainer.checkpoint_callback.monitor == "val/loss"
+        assert cli.trainer.early_stopping_callback.monitor == "val/loss"
+        assert "val/auroc" in metrics
+
+
+def test_mil_default_falls_back_to_synthetic_bags(tmp_path: Path) -> None:
+    empty = tmp_path / "no_files"
+    empty.mkdir()
+    cli = train.main(fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(empty)))
+    assert cli.datamodule.num_features == 16  # the synthetic set
+
+
+def test_mil_default_finds_musk1_in_shared_data(tmp_path: Path) -> None:
+    if not (SHARED / "mil" / "musk1.csv").is_file():
+        pytest.skip("needs ../shared/data/mil/musk1.csv")
+    cli = train.main(
+        fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(SHARED / "mil"))
+    )
+    assert cli.datamodule.num_features == 166
+
+
+def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
+    """No CIFAR-10 here: parse the config and run its network on a random batch instead."""
+    args = fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false")[1:]
+    cli = train.main(args, run=False)
+    assert cli.datamodule.augment and cli.datamodule.image_shape == (3, 32, 32)
+    task = type(cli.model)(
+        **{
+            **{k: v for k, v in cli.model.hparams.items() if not k.startswith("_")},
+            "image_shape": cli.datamodule.image_shape,
+            "num_classes": cli.datamodule.num_classes,
+            "embedding_dim": 24,  # the config's width, scaled down for a quick forward pass
+            "num_heads": 6,
+        }
+    )
+    assert task(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.skipif(
+    not (ROOT / "data" / "cifar-10-batches-py").is_dir(), reason="needs CIFAR-10 in data/"
+)
+def test_cifar10_config_fast_dev_run(tmp_path: Path) -> None:
+    train.main(fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false"))
+
+
+def _write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _one_line_error(monkeypatch, runner, argv: list[str]) -> str:
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        runner()
+    message = str(exit_info.value)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def test_bad_mil_data_gives_one_line_errors(tmp_path: Path, monkeypatch) -> None:
+    nan = _write_csv(tmp_path / "musk1.csv", ["1,a,1.0,2.0", "1,a,nan,2.0", "0,b,0.5,0.1"])
+    one_class = _write_csv(tmp_path / "musk2.csv", ["1,a,1.0,2.0", "1,b,0.5,0.1"])
+    cases = {
+        "NaN or infinite features": ["--data.init_args.dataset", "musk1"],
+        "all 2 bags are positive": ["--data.init_args.dataset", "musk2"],
+        "elephant: none of ['elephant.mat'] found": ["--data.init_args.dataset", "elephant"],
+    }
+    assert nan.is_file() and one_class.is_file()
+    for expected, extra in cases.items():
+        args = fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(tmp_path), *extra)
+        assert expected in _one_line_error(monkeypatch, train.run_cli, ["train.py", *args])
+    # the k-fold runner reports the same way
+    argv = ["mil_cv.py", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
+    argv += ["--data.init_args.data_dir", str(tmp_path), "--data.init_args.dataset", "musk1"]
+    assert "NaN" in _one_line_error(monkeypatch, mil_cv.run_cli, argv)

@@ -1,0 +1,169 @@
+"""Tests for ahop.mil_models, tasks.mil and the k-fold runner mil_cv.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torchmetrics.classification import BinaryAUROC
+
+import mil_cv
+from ahop.mil_models import HopfieldMILNetwork
+from datamodules.mil import MILDataModule, make_synthetic_bags
+from tasks.mil import MILClassifier
+
+ROOT = Path(__file__).resolve().parents[2]
+SIMILARITIES = ["dot", "manhattan", "adaptive"]
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_padding_does_not_change_a_bags_output(similarity: str) -> None:
+    torch.manual_seed(0)
+    net = HopfieldMILNetwork(5, embedding_dim=16, num_heads=2, quantity=2, similarity=similarity)
+    net.eval()
+    bag = torch.randn(1, 3, 5)
+    with torch.no_grad():
+        alone = net(bag)  # no mask at all (the fused attention path for dot)
+        for extra in (1, 6):
+            junk = 100 * torch.randn(1, extra, 5)  # padding content must not matter
+            padded = torch.cat([bag, junk], dim=1)
+            mask = torch.zeros(1, 3 + extra, dtype=torch.bool)
+            mask[:, 3:] = True
+            torch.testing.assert_close(net(padded, mask), alone, rtol=0, atol=1e-5)
+        # and inside a batch with a longer bag, as a DataLoader would build it
+        other = torch.randn(1, 9, 5)
+        batch = torch.cat([torch.cat([bag, torch.zeros(1, 6, 5)], dim=1), other])
+        mask = torch.zeros(2, 9, dtype=torch.bool)
+        mask[0, 3:] = True
+        logits = net(batch, mask)
+    assert logits.shape == (2,)
+    torch.testing.assert_close(logits[:1], alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[1:], net(other), rtol=0, atol=1e-5)
+
+
+def test_padding_gets_no_gradient() -> None:
+    torch.manual_seed(0)
+    net = HopfieldMILNetwork(4, embedding_dim=8, num_heads=2, similarity="adaptive")
+    instances = torch.randn(2, 5, 4, requires_grad=True)
+    mask = torch.tensor([[False] * 5, [False, False, True, True, True]])
+    net(instances, mask).sum().backward()
+    assert torch.isfinite(instances.grad).all()
+    assert (instances.grad[1, 2:] == 0).all() and (instances.grad[1, :2] != 0).any()
+
+
+def test_network_rejects_bad_inputs() -> None:
+    net = HopfieldMILNetwork(4, embedding_dim=8, num_heads=2)
+    with pytest.raises(ValueError, match="all padding"):
+        net(torch.randn(2, 3, 4), torch.tensor([[False, True, True], [True, True, True]]))
+    with pytest.raises(ValueError, match="mask must be"):
+        net(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="instances must be"):
+        net(torch.randn(3, 4))
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        HopfieldMILNetwork(4, embedding_dim=10, num_heads=4)
+
+
+def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    defaults = {
+        "default_root_dir": tmp_path,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "logger": False,
+        "enable_checkpointing": False,
+    }
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def test_task_fast_dev_run_and_probabilities(tmp_path: Path) -> None:
+    datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=4)
+    task = MILClassifier(embedding_dim=16, num_heads=2, similarity="adaptive")
+    assert (task.monitor, task.monitor_mode) == ("val/loss", "min")
+    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(task, datamodule=datamodule)
+    assert task.hparams.num_features == 16
+    (metrics,) = trainer.test(task, datamodule=datamodule, verbose=False)
+    assert {"test/loss", "test/acc", "test/auroc", "test/f1"} <= set(metrics)
+    (probs, *_) = trainer.predict(task, datamodule=datamodule)
+    assert probs.shape == (4,) and ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_task_learns_synthetic_bags() -> None:
+    """The task's loss trains the network: bags of an unseen seed are ranked well afterwards."""
+    torch.manual_seed(0)
+    train, test = make_synthetic_bags(seed=0), make_synthetic_bags(seed=1)
+    task = MILClassifier(num_features=16, embedding_dim=16, num_heads=2, similarity="adaptive")
+    optimizer = torch.optim.AdamW(task.parameters(), lr=1e-2)
+    batch = train.padded(range(len(train)))
+    for _ in range(10):
+        loss, _ = task.shared_step(batch, "train")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    instances, mask, labels = test.padded(range(len(test)))
+    with torch.no_grad():
+        probs = task.eval().predict_step((instances, mask, labels), 0)
+    assert BinaryAUROC()(probs, labels.long()) > 0.9
+
+
+def test_pos_weight_validated_and_used() -> None:
+    with pytest.raises(ValueError, match="pos_weight"):
+        MILClassifier(num_features=3, pos_weight=0.0)
+    task = MILClassifier(num_features=3, embedding_dim=8, num_heads=2, pos_weight=3.0)
+    assert float(task.criterion.pos_weight) == 3.0
+
+
+def test_cv_runner_trains_and_tests_every_fold(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    results = mil_cv.main(
+        [
+            "--config",
+            str(ROOT / "configs" / "mil.yaml"),
+            "--folds",
+            "2",
+            "--results",
+            str(tmp_path / "cv.json"),
+            "--output_dir",
+            str(tmp_path / "cv"),
+            "--data.init_args.dataset",
+            "synthetic",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.save_dir",
+            str(runs),
+            "--model.init_args.embedding_dim",
+            "16",
+        ]
+    )
+    assert [(r.seed, r.fold) for r in results] == [(0, 0), (0, 1)]
+    for result in results:
+        assert 0.0 <= result.metrics["test/auroc"] <= 1.0
+        assert result.epochs == 1 and result.best_val is not None
+        assert Path(result.checkpoint).is_file()  # the best checkpoint was the one tested
+        assert sum(result.extra["bags"].values()) == 100
+    # folds partition the bags: the two test folds hold 50 bags each
+    assert [r.extra["bags"]["test"] for r in results] == [50, 50]
+    table = capsys.readouterr().out
+    assert "| **mean ± std** | 2 runs |" in table and "test AUROC" in table
+    assert {p.name for p in (runs / "mil").iterdir()} == {"cv_seed0_fold00", "cv_seed0_fold01"}
+    assert (tmp_path / "cv.json").is_file()
+
+
+def test_summary_statistics() -> None:
+    def result(seed: int, fold: int, auroc: float) -> mil_cv.FoldResult:
+        return mil_cv.FoldResult(seed, fold, {"test/auroc": auroc}, 1, None, 0.0)
+
+    results = [result(0, 0, 0.8), result(0, 1, 1.0), result(1, 0, 0.6), result(1, 1, 0.6)]
+    summary = mil_cv.summarize(results)["test/auroc"]
+    assert summary["mean"] == pytest.approx(0.75)
+    assert summary["std"] == pytest.approx(torch.tensor([0.8, 1.0, 0.6, 0.6]).std().item())
+    assert summary["repeat_std"] == pytest.approx(torch.tensor([0.9, 0.6]).std().item())
+    assert "over repeats" in mil_cv.format_table(results)
+
+
+def test_synthetic_bags_are_the_runner_default_without_files(tmp_path: Path) -> None:
+    datamodule = MILDataModule(dataset="auto", data_dir=str(tmp_path))
+    assert len(datamodule.load()) == len(make_synthetic_bags())
