@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ahop.objectives import REDUCTIONS
+from ahop.objectives import fraction_correctly_retrieved as unit_fraction_correctly_retrieved
 from ahop.registry import Registry
 
 # Defaults of the official training / evaluation scripts.
@@ -627,33 +629,24 @@ class LSHN(nn.Module):
 # Metrics
 # --------------------------------------------------------------------------------------------
 
-_REDUCTIONS: Registry[Tensor] = Registry("reduction")
-_REDUCTIONS.register("mean")(torch.mean)
-_REDUCTIONS.register("none")(lambda t: t)
-
 
 def fraction_correctly_retrieved(
     prediction: Tensor, target: Tensor, threshold: float = 50.0, reduction: str = "mean"
 ) -> Tensor:
-    """UHN criterion: an image counts as retrieved if its summed squared error is <= threshold.
+    """UHN criterion for images in [-1, 1]: summed squared error in [0, 1] pixel units <= threshold.
 
-    The error is measured in [0, 1] pixel units while the inputs are in [-1, 1] (official
-    evaluation: ``((pred - target) / 2) ** 2`` summed). The threshold 50 was set for 28x28 /
-    32x32x3 images; scale it for other sizes.
+    The model's images live in [-1, 1]; they are mapped to [0, 1] (official evaluation:
+    ``((pred - target) / 2) ** 2`` summed) and scored by
+    :func:`ahop.objectives.fraction_correctly_retrieved`.
 
     Args:
         prediction, target: images (B, D) in [-1, 1].
         threshold: maximal summed squared error per image.
         reduction: ``"mean"`` (fraction, scalar) or ``"none"`` (per-image 0/1 floats, (B,)).
     """
-    reduce = _REDUCTIONS.get(reduction)
-    if prediction.shape != target.shape or prediction.dim() != 2:
-        raise ValueError(
-            f"prediction and target must both have shape (batch, D), got "
-            f"{tuple(prediction.shape)} and {tuple(target.shape)}"
-        )
-    sse = ((prediction - target) / 2.0).pow(2).sum(dim=-1)
-    return reduce((sse <= threshold).to(prediction.dtype))
+    return unit_fraction_correctly_retrieved(
+        scale_to_unit(prediction), scale_to_unit(target), threshold, reduction
+    )
 
 
 def latent_bit_accuracy(prediction: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -662,7 +655,7 @@ def latent_bit_accuracy(prediction: Tensor, target: Tensor, reduction: str = "me
     A zero in either counts as half right (official evaluation). (B, N), (B, N) -> scalar or
     (B,) with ``reduction="none"``.
     """
-    reduce = _REDUCTIONS.get(reduction)
+    reduce = REDUCTIONS.get(reduction)
     if prediction.shape != target.shape or prediction.dim() != 2:
         raise ValueError(
             f"prediction and target must both have shape (batch, N), got "
