@@ -87,6 +87,12 @@ def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path) -> None:
     assert probs.shape == (32, 10)
     torch.testing.assert_close(probs.sum(-1), torch.ones(32))
     assert task.example_input(3).shape == (3, 1, 8, 8)
+    # a checkpoint rebuilds the network without the datamodule
+    trainer.save_checkpoint(tmp_path / "task.ckpt")
+    loaded = ImageClassifier.load_from_checkpoint(tmp_path / "task.ckpt").eval()
+    images = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), task.eval()(images))
 
 
 def _tensorboard_tags(log_dir: Path) -> dict[str, set[str]]:

@@ -87,6 +87,11 @@ def test_task_fast_dev_run_and_probabilities(tmp_path: Path) -> None:
     assert {"test/loss", "test/acc", "test/auroc", "test/f1"} <= set(metrics)
     (probs, *_) = trainer.predict(task, datamodule=datamodule)
     assert probs.shape == (4,) and ((probs >= 0) & (probs <= 1)).all()
+    trainer.save_checkpoint(tmp_path / "task.ckpt")
+    loaded = MILClassifier.load_from_checkpoint(tmp_path / "task.ckpt").eval()
+    instances, mask = torch.randn(2, 5, 16), torch.tensor([[False] * 5, [False] * 2 + [True] * 3])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(instances, mask), task.eval()(instances, mask))
 
 
 def test_task_learns_synthetic_bags() -> None:
