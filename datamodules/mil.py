@@ -521,7 +521,9 @@ class MILDataModule(LightningDataModule):
 
     def with_fold(self, fold: int) -> MILDataModule:
         """A copy of this DataModule set to ``fold`` (reusing the loaded bags, if any)."""
-        clone = type(self)(**{**self.hparams, "fold": fold})
+        # LightningCLI adds private entries (e.g. `_class_path`) to hparams: not arguments
+        arguments = {k: v for k, v in self.hparams.items() if not k.startswith("_")}
+        clone = type(self)(**{**arguments, "fold": fold})
         clone._loaded = self._loaded
         return clone
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
 from torchmetrics.classification import AUROC, Accuracy, F1Score
@@ -188,7 +189,10 @@ class BaseTask(LightningModule):
         # hparams view in TensorBoard, with the monitored metric's best value as its metric
         self.best_tracker.reset()
         for logger in self.loggers:
-            logger.log_hyperparams(self.hparams, {self.best_name: float("nan")})
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(self.hparams, {self.best_name: float("nan")})
+            else:  # e.g. CSVLogger: log_hyperparams takes no metrics
+                logger.log_hyperparams(self.hparams)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

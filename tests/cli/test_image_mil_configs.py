@@ -143,3 +143,30 @@ def test_bad_mil_data_gives_one_line_errors(tmp_path: Path, monkeypatch) -> None
     argv = ["mil_cv.py", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
     argv += ["--data.init_args.data_dir", str(tmp_path), "--data.init_args.dataset", "musk1"]
     assert "NaN" in _one_line_error(monkeypatch, mil_cv.run_cli, argv)
+
+
+def test_cli_built_mil_datamodule_gives_other_folds(tmp_path: Path) -> None:
+    """LightningCLI stores private `_class_path` entries in hparams; with_fold must skip them."""
+    empty = tmp_path / "no_files"
+    empty.mkdir()
+    args = fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(empty))[1:]
+    cli = train.main(args, run=False)
+    other = cli.datamodule.with_fold(3)
+    assert other.hparams.fold == 3 and other.hparams.dataset == cli.datamodule.hparams.dataset
+    cli.datamodule.setup("fit")
+    other.setup("fit")
+    assert not set(other.split_indices()[1].tolist()) & set(
+        cli.datamodule.split_indices()[1].tolist()
+    )
+
+
+def test_fit_with_csv_logger(tmp_path: Path) -> None:
+    """Loggers other than TensorBoard take hparams without metrics."""
+    args = fast_args("image.yaml", tmp_path)
+    args[args.index("--trainer.logger") + 1] = "lightning.pytorch.loggers.CSVLogger"
+    args[args.index("--trainer.fast_dev_run") + 1] = "false"  # fast_dev_run drops loggers
+    limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    limits += ["--trainer.limit_val_batches", "1"]
+    cli = train.main([*args, *limits, "--trainer.logger.save_dir", str(tmp_path / "csv")])
+    assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
+    assert list((tmp_path / "csv").rglob("hparams.yaml"))
