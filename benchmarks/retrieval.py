@@ -1,0 +1,537 @@
+"""Associative-memory retrieval experiments: Universal Hopfield Networks (UHN) and A-Hop.
+
+One command per experiment; each prints a markdown table, writes ``benchmarks/out/<name>.png``
+and ``benchmarks/out/<name>.json`` (``<name>`` = ``retrieval_<experiment>_<dataset>``) and
+reports its wall time::
+
+    python benchmarks/retrieval.py capacity   --dataset mnist   # 1. UHN capacity vs N
+    python benchmarks/retrieval.py robustness --dataset mnist   # 2. noise sigma / mask fraction
+    python benchmarks/retrieval.py separation --dataset mnist   # 3. dot + identity/poly/softmax/max
+    python benchmarks/retrieval.py adaptive   --dataset mnist   # 4. A-Hop (trained) vs fixed
+    python benchmarks/retrieval.py classical                    # 5. binary Hopfield vs 0.138 N
+    python benchmarks/retrieval.py all --dataset digits --quick # everything, small (smoke run)
+    python benchmarks/retrieval.py capacity --dataset cifar10 --data-dir <folder with
+        cifar-10-batches-py>                                    # CIFAR-10 (needs the data)
+
+Datasets: ``mnist`` = the offline MNIST 10k test split in ``../shared/data`` carved 8,000 / 2,000
+(``carve_from="test"``); memories are drawn from the 8,000-image part. ``digits`` = scikit-learn's
+8x8 digits (train carve, 1,437 images). ``cifar10`` = torchvision's pickles (not available here).
+
+Everything goes through the library: memories from :data:`datamodules.retrieval.MEMORY_SOURCES`,
+queries from :func:`datamodules.retrieval.make_queries` with :mod:`ahop.variants`, retrieval with
+:func:`ahop.functional.retrieve` (all queries of a set in one batched call), scores from
+:mod:`ahop.objectives`, the A-Hop similarity trained by :func:`ahop.objectives.train_similarity`,
+the binary network from :mod:`ahop.classical`.
+
+Seeds: seed ``s`` draws the memories of run ``s`` (``memory_seed = s``); query corruptions use
+``stream_seed(s, STREAMS["test"], N)``, A-Hop training corruptions a separate stream, so test
+queries are never seen in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/retrieval.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from ahop.classical import CAPACITY_THEORY, BinaryHopfield  # noqa: E402
+from ahop.functional import retrieve  # noqa: E402
+from ahop.objectives import (  # noqa: E402
+    fraction_correctly_retrieved,
+    retrieval_accuracy,
+    train_similarity,
+)
+from ahop.similarity import SIMILARITIES, AdaptiveSimilarity  # noqa: E402
+from ahop.variants import Variant, build_variant  # noqa: E402
+from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
+from datamodules.retrieval import MEMORY_SOURCES, STREAMS, make_queries, stream_seed  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+FIXED_SIMILARITIES = ("dot", "euclidean", "manhattan", "cosine")
+#: UHN's softmax inverse temperature (large: close to picking the best match, see docs)
+BETA = 1000.0
+#: UHN criterion: summed squared pixel error <= 50 for 28x28 images in [0, 1]
+UHN_THRESHOLD, UHN_PIXELS = 50.0, 784
+#: noise of the capacity / separation query set (Gaussian, clamped to [0, 1])
+NOISE_SIGMA = 0.5
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where one dataset's memories come from (options of ``MEMORY_SOURCES``)."""
+
+    name: str
+    split: str
+    carve_from: str | None
+    max_memories: int
+
+    def options(self, data_dir: Path) -> dict[str, Any]:
+        return {"split": self.split, "data_dir": str(data_dir), "carve_from": self.carve_from}
+
+
+DATASETS = {
+    "mnist": DataSpec("mnist", "train", "test", 1000),
+    "digits": DataSpec("digits", "train", None, 1000),
+    "cifar10": DataSpec("cifar10", "train", None, 1000),
+}
+
+
+@dataclass
+class Context:
+    """What every experiment needs: data, seeds, sizes (full or ``--quick``)."""
+
+    dataset: str
+    data_dir: Path
+    quick: bool
+    seeds: list[int]
+    shape: tuple[int, ...] = ()
+    _pools: dict[int, Tensor] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DATASETS[self.dataset]
+
+    def pool(self, seed: int) -> Tensor:
+        """The largest memory set of run ``seed`` ``(max_memories, D)``; smaller sets are random
+        subsets of it (nested across N within a run, independent across runs)."""
+        if seed not in self._pools:
+            spec = self.spec
+            generator = torch.Generator().manual_seed(seed)
+            patterns, shape = MEMORY_SOURCES[spec.name](
+                spec.max_memories, generator, spec.options(self.data_dir)
+            )
+            self._pools[seed], self.shape = patterns.float().contiguous(), tuple(shape)
+        return self._pools[seed]
+
+    def memories(self, seed: int, num: int) -> Tensor:
+        pool = self.pool(seed)
+        generator = torch.Generator().manual_seed(stream_seed(seed, 3, num))
+        return pool[torch.randperm(len(pool), generator=generator)[:num]]
+
+    @property
+    def threshold(self) -> float:
+        """UHN's threshold 50, scaled down for images smaller than 28x28 (digits: 64 pixels);
+        CIFAR keeps 50 as in the paper."""
+        pixels = math.prod(self.shape[1:]) if self.shape else UHN_PIXELS
+        return UHN_THRESHOLD * min(1.0, pixels / UHN_PIXELS)
+
+    def variant(self, name: str, **kwargs: Any) -> Variant:
+        if name in ("mask", "mixed"):
+            kwargs["image_shape"] = self.shape
+        return build_variant(name, **kwargs)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def fmt(values: Sequence[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def fraction_retrieved(
+    ctx: Context,
+    memories: Tensor,
+    variant: Variant,
+    seed: int,
+    similarity: str,
+    separation: str = "softmax",
+    **options: Any,
+) -> float:
+    """UHN score of one (memories, query set, similarity, separation): all N stored patterns are
+    corrupted once and retrieved in one batched call."""
+    queries, sources = make_queries(
+        memories, variant, 1, stream_seed(seed, STREAMS["test"], len(memories))
+    )
+    output = retrieve(
+        queries, memories, similarity=similarity, separation=separation, beta=BETA, **options
+    )
+    return float(fraction_correctly_retrieved(output, memories[sources], ctx.threshold))
+
+
+def _save(name: str, payload: dict[str, Any], figure: Figure) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    print(f"plot: {save_figure(figure, name)}")
+
+
+def _curve(ax, xs: Sequence[float], runs: list[list[float]], label: str) -> None:
+    means = [statistics.fmean(r) for r in runs]
+    stds = [statistics.pstdev(r) if len(r) > 1 else 0.0 for r in runs]
+    ax.errorbar(xs, means, yerr=stds, marker="o", ms=3, capsize=2, label=label)
+
+
+# -- 1. capacity ------------------------------------------------------------------------------
+
+
+def capacity(ctx: Context) -> dict[str, Any]:
+    """Fraction correctly retrieved vs number of stored patterns, per similarity and query set."""
+    sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    ctx.pool(ctx.seeds[0])
+    query_sets = {
+        "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
+        f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
+    }
+    results = {q: {s: {n: [] for n in sizes} for s in FIXED_SIMILARITIES} for q in query_sets}
+    for seed in ctx.seeds:
+        for num in sizes:
+            memories = ctx.memories(seed, num)
+            for qname, variant in query_sets.items():
+                for sim in FIXED_SIMILARITIES:
+                    score = fraction_retrieved(ctx, memories, variant, seed, sim)
+                    results[qname][sim][num].append(score)
+    figure = Figure(figsize=(10, 3.8))
+    for i, (qname, per_sim) in enumerate(results.items()):
+        headers = ["N", *FIXED_SIMILARITIES]
+        rows = [[n, *(fmt(per_sim[s][n]) for s in FIXED_SIMILARITIES)] for n in sizes]
+        print(f"\n**{ctx.dataset}, queries: {qname}** (fraction correctly retrieved)\n")
+        print(markdown_table(headers, rows))
+        ax = figure.add_subplot(1, len(results), i + 1)
+        for sim in FIXED_SIMILARITIES:
+            _curve(ax, sizes, [per_sim[sim][n] for n in sizes], sim)
+        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved", title=qname)
+        ax.legend(fontsize=8)
+    figure.suptitle(f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}")
+    return {"sizes": sizes, "results": results, "figure": figure}
+
+
+# -- 2. robustness ----------------------------------------------------------------------------
+
+
+def robustness(ctx: Context) -> dict[str, Any]:
+    """N = 100 stored patterns; vary the noise sigma and the masked fraction (bottom rows)."""
+    num = 100
+    sigmas = [0.1, 0.5, 1.5] if ctx.quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5]
+    fractions = [0.1, 0.5, 0.9] if ctx.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    sweeps = {
+        "noise sigma": (sigmas, lambda v: ctx.variant("noise", sigma=v)),
+        "masked fraction (bottom rows)": (
+            fractions,
+            lambda v: ctx.variant("mask", fraction=v, mode="bottom"),
+        ),
+    }
+    ctx.pool(ctx.seeds[0])
+    results: dict[str, dict[str, dict[float, list[float]]]] = {}
+    for sweep, (levels, make) in sweeps.items():
+        results[sweep] = {s: {v: [] for v in levels} for s in FIXED_SIMILARITIES}
+        for seed in ctx.seeds:
+            memories = ctx.memories(seed, num)
+            for level in levels:
+                variant = make(level)
+                for sim in FIXED_SIMILARITIES:
+                    score = fraction_retrieved(ctx, memories, variant, seed, sim)
+                    results[sweep][sim][level].append(score)
+    figure = Figure(figsize=(10, 3.8))
+    for i, (sweep, per_sim) in enumerate(results.items()):
+        levels = sweeps[sweep][0]
+        rows = [[v, *(fmt(per_sim[s][v]) for s in FIXED_SIMILARITIES)] for v in levels]
+        print(f"\n**{ctx.dataset}, N={num}, {sweep}** (fraction correctly retrieved)\n")
+        print(markdown_table([sweep, *FIXED_SIMILARITIES], rows))
+        ax = figure.add_subplot(1, 2, i + 1)
+        for sim in FIXED_SIMILARITIES:
+            _curve(ax, levels, [per_sim[sim][v] for v in levels], sim)
+        ax.set(xlabel=sweep, ylabel="fraction retrieved", ylim=(-0.05, 1.05))
+        ax.legend(fontsize=8)
+    figure.suptitle(f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}")
+    return {"num_memories": num, "results": results, "figure": figure}
+
+
+# -- 3. separation ----------------------------------------------------------------------------
+
+#: label -> (separation name, options); dot similarity throughout
+SEPARATION_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "identity": ("identity", {}),
+    "identity (sum-normalised)": ("polynomial", {"order": 1}),
+    "square": ("polynomial", {"order": 2}),
+    "cube": ("polynomial", {"order": 3}),
+    "polynomial-10": ("polynomial", {"order": 10}),
+    f"softmax (beta={BETA:g})": ("softmax", {}),
+    "max": ("max", {}),
+}
+
+
+def separation(ctx: Context) -> dict[str, Any]:
+    """Dot similarity with each separation function, vs number of stored patterns."""
+    sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    ctx.pool(ctx.seeds[0])
+    query_sets = {
+        "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
+        f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
+    }
+    labels = list(SEPARATION_SETTINGS)
+    results = {q: {label: {n: [] for n in sizes} for label in labels} for q in query_sets}
+    for seed in ctx.seeds:
+        for num in sizes:
+            memories = ctx.memories(seed, num)
+            for qname, variant in query_sets.items():
+                for label, (name, options) in SEPARATION_SETTINGS.items():
+                    score = fraction_retrieved(
+                        ctx, memories, variant, seed, "dot", separation=name, **options
+                    )
+                    results[qname][label][num].append(score)
+    figure = Figure(figsize=(10, 3.8))
+    for i, (qname, per_sep) in enumerate(results.items()):
+        rows = [[label, *(fmt(per_sep[label][n]) for n in sizes)] for label in labels]
+        print(f"\n**{ctx.dataset}, dot similarity, queries: {qname}** (fraction retrieved)\n")
+        print(markdown_table(["separation \\ N", *map(str, sizes)], rows))
+        ax = figure.add_subplot(1, 2, i + 1)
+        for label in labels:
+            _curve(ax, sizes, [per_sep[label][n] for n in sizes], label)
+        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved", title=qname)
+        ax.legend(fontsize=7)
+    figure.suptitle(f"Separation functions with dot similarity, {ctx.dataset}")
+    return {"sizes": sizes, "results": results, "figure": figure}
+
+
+# -- 4. A-Hop vs fixed ------------------------------------------------------------------------
+
+#: ablation label -> AdaptiveSimilarity options (the first is the full A-Hop similarity)
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "A-Hop (distance+dot, sort, cumsum)": {},
+    "no sort": {"sort": False},
+    "no cumulative sum": {"cumulative": False},
+    "distance only": {"bases": ("distance",)},
+    "dot only": {"bases": ("dot",)},
+}
+#: A-Hop training: the settings of configs/retrieval.yaml (start as 0.1 (<k,q> - ||k-q||²), Adam)
+ADAPTIVE_INIT = {"beta_dis": 0.1, "beta_dot": 0.1}
+ADAPTIVE_LR, ADAPTIVE_BETA = 0.03, 1.0
+
+
+@dataclass(frozen=True)
+class AdaptiveBudget:
+    """Sizes of experiment 4 per dataset: memories, optimizer steps, batch, test queries."""
+
+    memories: int
+    steps: int
+    batch: int
+    train_per_memory: int
+    test_per_memory: int
+
+
+ADAPTIVE_BUDGETS = {
+    # adaptive similarity costs O(Q N d log d): MNIST (d=784) is kept to N=100, batch 64
+    "mnist": AdaptiveBudget(100, 150, 64, 16, 5),
+    "digits": AdaptiveBudget(200, 300, 256, 16, 5),
+    "cifar10": AdaptiveBudget(100, 150, 64, 16, 5),
+}
+QUICK_BUDGET = AdaptiveBudget(50, 10, 64, 4, 2)
+
+
+def _train_adaptive(
+    memories: Tensor, variant: Variant, budget: AdaptiveBudget, seed: int, **options: Any
+) -> tuple[AdaptiveSimilarity, float]:
+    """Train an adaptive similarity on fresh training corruptions; returns it and the seconds."""
+    similarity = AdaptiveSimilarity(memories.shape[1], **{**ADAPTIVE_INIT, **options})
+
+    def draw(generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        # training corruptions: their own stream, never the test stream
+        pool_seed = int(torch.randint(2**62, (1,), generator=generator))
+        return make_queries(memories, variant, budget.train_per_memory, pool_seed)
+
+    start = time.perf_counter()
+    train_similarity(
+        similarity,
+        memories,
+        draw,
+        steps=budget.steps,
+        lr=ADAPTIVE_LR,
+        beta=ADAPTIVE_BETA,
+        batch_size=budget.batch,
+        seed=stream_seed(seed, STREAMS["train"]),
+        progress=False,
+    )
+    return similarity.eval(), time.perf_counter() - start
+
+
+@torch.no_grad()
+def _accuracy(similarity: torch.nn.Module, memories: Tensor, queries: Tensor, src: Tensor) -> float:
+    # softmax is monotone, so argmax of the association = argmax of the scores
+    return float(retrieval_accuracy(similarity(memories, queries), src))
+
+
+def adaptive(ctx: Context) -> dict[str, Any]:
+    """A-Hop's trained similarity vs the fixed ones on mixed corruptions of rising difficulty;
+    ablations of the adaptive similarity at the hardest difficulty."""
+    budget = QUICK_BUDGET if ctx.quick else ADAPTIVE_BUDGETS[ctx.dataset]
+    difficulties = [0.5, 1.0] if ctx.quick else [0.25, 0.5, 0.75, 1.0]
+    seed = ctx.seeds[0]
+    memories = ctx.memories(seed, budget.memories)
+    print(
+        f"N={budget.memories} memories, d={memories.shape[1]}; adaptive: {budget.steps} Adam steps "
+        f"of {budget.batch} queries (lr={ADAPTIVE_LR}, beta={ADAPTIVE_BETA}, init "
+        f"{ADAPTIVE_INIT}); {budget.test_per_memory} test queries per memory"
+    )
+    fixed = {name: SIMILARITIES.build(name) for name in FIXED_SIMILARITIES}
+    main_label = next(iter(ABLATIONS))
+    table: dict[float, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    for difficulty in difficulties:
+        variant = ctx.variant("mixed", difficulty=difficulty)
+        queries, sources = make_queries(
+            memories, variant, budget.test_per_memory, stream_seed(seed, STREAMS["test"])
+        )
+        row = {name: _accuracy(sim, memories, queries, sources) for name, sim in fixed.items()}
+        untrained = AdaptiveSimilarity(memories.shape[1], **ADAPTIVE_INIT)
+        row["adaptive, untrained init"] = _accuracy(untrained, memories, queries, sources)
+        labels = list(ABLATIONS) if difficulty == difficulties[-1] else [main_label]
+        for label in labels:
+            trained, took = _train_adaptive(memories, variant, budget, seed, **ABLATIONS[label])
+            row[label] = _accuracy(trained, memories, queries, sources)
+            seconds[f"{label} @ {difficulty}"] = took
+        table[difficulty] = row
+        print(f"difficulty {difficulty}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    columns = [*FIXED_SIMILARITIES, "adaptive, untrained init", main_label]
+    rows = []
+    for difficulty, row in table.items():
+        best = max(FIXED_SIMILARITIES, key=lambda s: row[s])
+        rows.append([difficulty, *(row[c] for c in columns), f"{best} {row[best]:.3f}"])
+    print(f"\n**{ctx.dataset}: retrieval accuracy on mixed corruptions**\n")
+    print(markdown_table(["difficulty", *columns, "best fixed"], rows))
+    hardest = table[difficulties[-1]]
+    ablation_rows = [[label, hardest[label]] for label in ABLATIONS]
+    print(f"\n**{ctx.dataset}: ablations at difficulty {difficulties[-1]}**\n")
+    print(markdown_table(["adaptive similarity", "accuracy"], ablation_rows))
+    print("\ntraining seconds: " + ", ".join(f"{k}: {v:.0f}" for k, v in seconds.items()))
+    figure = Figure(figsize=(10, 3.8))
+    ax = figure.add_subplot(1, 2, 1)
+    for column in columns:
+        ax.plot(difficulties, [table[d][column] for d in difficulties], marker="o", label=column)
+    ax.set(xlabel="difficulty (mixed corruptions)", ylabel="retrieval accuracy", ylim=(0, 1.05))
+    ax.legend(fontsize=7)
+    ax = figure.add_subplot(1, 2, 2)
+    ax.barh([label for label in ABLATIONS], [hardest[label] for label in ABLATIONS])
+    ax.set(xlabel=f"accuracy at difficulty {difficulties[-1]}", xlim=(0, 1))
+    figure.suptitle(f"A-Hop vs fixed similarities, {ctx.dataset}, N={budget.memories}")
+    return {
+        "budget": vars(budget),
+        "difficulties": difficulties,
+        "accuracy": table,
+        "train_seconds": seconds,
+        "figure": figure,
+    }
+
+
+# -- 5. classical binary Hopfield -------------------------------------------------------------
+
+
+def classical(ctx: Context) -> dict[str, Any]:
+    """Recall of random ±1 patterns by a Hebbian binary Hopfield network vs load P/N.
+
+    Cues are the stored patterns themselves (flip 0) and copies with 10 % of their bits flipped;
+    asynchronous updates until a fixed point. Reports exact recall (every bit right) and the mean
+    overlap ``s·ξ / N`` of the final state with the pattern.
+    """
+    units = [100] if ctx.quick else [100, 200]
+    loads = [0.05, 0.14, 0.25] if ctx.quick else [round(0.02 * i, 2) for i in range(1, 16)]
+    flips = [0.0, 0.1]
+    results: dict[str, dict[float, dict[str, list[float]]]] = {}
+    for num_units in units:
+        for flip in flips:
+            key = f"N={num_units}, flip={flip}"
+            results[key] = {}
+            for load in loads:
+                num_patterns = max(1, round(load * num_units))
+                exact, overlap = [], []
+                for seed in ctx.seeds:
+                    generator = torch.Generator().manual_seed(stream_seed(seed, num_units, 0))
+                    shape = (num_patterns, num_units)
+                    patterns = torch.randint(0, 2, shape, generator=generator) * 2.0 - 1.0
+                    network = BinaryHopfield(num_units).store(patterns)
+                    cues = torch.where(torch.rand(shape, generator=generator) < flip, -1.0, 1.0)
+                    states, _ = network.recall(
+                        cues * patterns, mode="async", max_sweeps=30, generator=generator
+                    )
+                    exact.append(float((states == patterns).all(dim=1).float().mean()))
+                    overlap.append(float((states * patterns).mean()))
+                results[key][load] = {"exact": exact, "overlap": overlap}
+    headers = ["P/N", *(f"{k} exact / overlap" for k in results)]
+    rows = [
+        [load, *(f"{fmt(r[load]['exact'])} / {fmt(r[load]['overlap'])}" for r in results.values())]
+        for load in loads
+    ]
+    print(f"\n**binary Hopfield, random ±1 patterns, theory P_max = {CAPACITY_THEORY} N**\n")
+    print(markdown_table(headers, rows))
+    figure = Figure(figsize=(10, 3.8))
+    for i, metric in enumerate(("exact", "overlap")):
+        ax = figure.add_subplot(1, 2, i + 1)
+        for key, per_load in results.items():
+            _curve(ax, loads, [per_load[v][metric] for v in loads], key)
+        ax.axvline(CAPACITY_THEORY, color="k", ls="--", label=f"theory {CAPACITY_THEORY}")
+        ax.set(xlabel="load P/N", ylabel="exact recall" if i == 0 else "overlap s·ξ/N")
+        ax.legend(fontsize=7)
+    figure.suptitle("Classical Hopfield capacity (Hebbian, async updates)")
+    return {"loads": loads, "results": results, "figure": figure}
+
+
+EXPERIMENTS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "capacity": capacity,
+    "robustness": robustness,
+    "separation": separation,
+    "adaptive": adaptive,
+    "classical": classical,
+}
+
+
+def run(name: str, ctx: Context) -> dict[str, Any]:
+    """Run one experiment, print its table and wall time, save its plot and JSON."""
+    print(f"\n## {name} ({ctx.dataset}{', quick' if ctx.quick else ''}, seeds {ctx.seeds})")
+    start = time.perf_counter()
+    result = EXPERIMENTS[name](ctx)
+    wall = time.perf_counter() - start
+    print(f"\nwall time: {wall:.1f} s")
+    figure = result.pop("figure")
+    dataset = "random" if name == "classical" else ctx.dataset
+    tag = f"retrieval_{name}_{dataset}{'_quick' if ctx.quick else ''}"
+    payload = {
+        "experiment": name,
+        "dataset": dataset,
+        "quick": ctx.quick,
+        "seeds": ctx.seeds,
+        "beta": BETA,
+        "threshold": ctx.threshold,
+        "wall_seconds": wall,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        **result,
+    }
+    _save(tag, payload, figure)
+    result["wall_seconds"] = wall
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"])
+    parser.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+    parser.add_argument("--data-dir", type=Path, default=SHARED, help="local image root")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 seeds (smoke run)")
+    parser.add_argument("--seeds", type=int, default=None, help="runs (default 10, quick 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = list(range(args.seeds or (2 if args.quick else 10)))
+    ctx = Context(args.dataset, args.data_dir, args.quick, seeds)
+    names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    return {name: run(name, ctx) for name in names}
+
+
+if __name__ == "__main__":
+    main()
