@@ -9,7 +9,9 @@ a learning-rate monitor and a progress bar. ``--ckpt_path .../last.ckpt`` resume
 from __future__ import annotations
 
 import os
+import re
 import sys
+from argparse import ArgumentError
 from typing import Any
 
 from lightning import LightningDataModule, LightningModule, Trainer
@@ -60,8 +62,12 @@ class AhopCLI(LightningCLI):
         return super()._instantiate_trainer(config, list(callbacks) + added)
 
 
-def main(args: list[str] | None = None, run: bool = True) -> AhopCLI:
-    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv`` (used by tests)."""
+def main(args: list[str] | None = None, run: bool = True, exit_on_error: bool = True) -> AhopCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv`` (used by tests).
+
+    With ``exit_on_error=False`` a config the parser rejects raises instead of printing the usage
+    and exiting (``run_cli`` turns it into one line).
+    """
     return AhopCLI(
         LightningModule,
         LightningDataModule,
@@ -73,18 +79,52 @@ def main(args: list[str] | None = None, run: bool = True) -> AhopCLI:
         args=args,
         run=run,
         auto_configure_optimizers=False,
+        parser_kwargs={"exit_on_error": exit_on_error},
     )
+
+
+_UNION_HEADER = "Does not validate against any of the Union subtypes"
+_CLASS_PATH_PROBLEM = re.compile(r"Problem with given class_path '([^']+)':\s*")
+
+
+def summarize_error(error: BaseException) -> str:
+    """One line for a config / data error.
+
+    jsonargparse wraps an exception raised while it checks a ``class_path`` (a ``ValueError`` in a
+    model's ``__init__``, an unknown option) in a multi-line report on every member of the
+    ``Union[Module, None]`` type; keep only the reasons, which are what the user has to fix.
+    """
+    message = str(error)
+    if _UNION_HEADER not in message:
+        return " ".join(message.split())
+    key = re.match(r'Parser key "([^"]+)"', message)
+    reasons = []
+    in_errors = False
+    for line in message.splitlines():
+        stripped = line.strip()
+        if stripped == "Errors:":
+            in_errors = True
+        elif in_errors and stripped.startswith("- "):
+            reasons.append(stripped[2:])
+        elif in_errors and reasons and line.startswith(" " * 6):
+            reasons[-1] += " " + stripped  # continuation of the previous reason
+        elif in_errors:
+            in_errors = False
+    reasons = [r for r in reasons if not r.startswith("Expected a <class 'NoneType'>")]
+    reasons = [_CLASS_PATH_PROBLEM.sub(r"\1: ", r) for r in reasons] or [message]
+    prefix = f"{key.group(1)}: " if key else ""
+    return prefix + "; ".join(" ".join(r.split()) for r in reasons)
 
 
 def run_cli() -> None:
     """Run the CLI; configuration and data errors end with a one-line message, not a traceback
     (set ``AHOP_DEBUG=1`` to see the traceback)."""
     try:
-        main()
-    except USER_ERRORS as error:
+        main(exit_on_error=False)
+    except (ArgumentError, *USER_ERRORS) as error:
         if os.environ.get("AHOP_DEBUG"):
             raise
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {summarize_error(error)}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,16 @@ class TabularHopfieldClassifier(nn.Module):
             raise ValueError(
                 f"need num_features >= 1 and num_classes >= 2, got {num_features} and {num_classes}"
             )
+        for name, value in (
+            ("embedding_dim", embedding_dim),
+            ("quantity", quantity),
+            ("num_heads", num_heads),
+            ("num_layers", num_layers),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if embedding_dim % num_heads:
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by num_heads={num_heads}"
