@@ -34,6 +34,7 @@ convert from / to [0, 1].
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -87,6 +88,14 @@ def _check_batch(x: Tensor, dim: int, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def _check_images(x: Tensor, name: str = "images") -> None:
+    """Require a finite floating (B, D) tensor of any D."""
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a (batch, D) tensor (flatten images first), got {shape}")
+    _check_batch(x, x.shape[1], name)
+
+
 # --------------------------------------------------------------------------------------------
 # Image scaling
 # --------------------------------------------------------------------------------------------
@@ -100,6 +109,83 @@ def scale_to_pm1(x: Tensor) -> Tensor:
 def scale_to_unit(x: Tensor) -> Tensor:
     """Map images from [-1, 1] back to [0, 1]: ``(x + 1) / 2``."""
     return (x + 1.0) / 2.0
+
+
+# --------------------------------------------------------------------------------------------
+# Cues (corrupted stored images), as in the official training and evaluation scripts
+# --------------------------------------------------------------------------------------------
+
+#: noise levels of the official evaluation (``evaluation.ipynb``), in [0, 1] pixel units
+EVAL_NOISE_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0)
+
+
+def _half_keep_mask(dim: int, image_shape: tuple[int, ...] | None, device: torch.device) -> Tensor:
+    """Bool (D,) in the images' (C, H, W) layout, True for the first half in (H, W, C) order."""
+    if image_shape is None:
+        image_shape = (1, 1, dim)
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or math.prod(shape) != dim:
+        raise ValueError(f"image_shape {tuple(image_shape)} does not match images of {dim} pixels")
+    c, h, w = shape
+    # position of element (c, h, w) in the HWC-flattened image the official code masks
+    hwc = (torch.arange(h * w, device=device).view(1, h, w) * c) + torch.arange(
+        c, device=device
+    ).view(c, 1, 1)
+    return (hwc < dim // 2).reshape(-1)
+
+
+def half_mask(images: Tensor, image_shape: tuple[int, ...] | None = None) -> Tensor:
+    """Official half mask: keep the first half of the image, set the rest to 0 (grey).
+
+    The official ``generate_mask`` keeps the first ``D // 2`` entries of the image flattened in
+    (H, W, C) order, i.e. the top half of the rows (for even H), and multiplies the rest by 0;
+    in the model's [-1, 1] range 0 is mid-grey (0.5 in [0, 1] units).
+
+    Args:
+        images: (B, D) in [-1, 1], flattened in (C, H, W) order (torchvision / datamodules).
+        image_shape: (C, H, W) or (H, W); ``None`` = plain vectors (first half kept).
+    """
+    _check_images(images)
+    keep = _half_keep_mask(images.shape[1], image_shape, images.device)
+    return images * keep.to(images.dtype)
+
+
+def pixel_noise(
+    images: Tensor, sigma: float | Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """Official Gaussian cue: ``clamp(|x01 + sigma * eps|, 0, 1)`` in [0, 1] units, back to [-1, 1].
+
+    Args:
+        images: (B, D) in [-1, 1].
+        sigma: noise standard deviation in [0, 1] pixel units, a number or a tensor broadcastable
+            to (B, D) (training draws one sigma ~ U(0, 1) per pixel).
+        generator: source of the noise (``None`` = torch's global generator).
+    """
+    _check_images(images)
+    if isinstance(sigma, Tensor):
+        if bool((sigma < 0).any()):
+            raise ValueError("sigma must be >= 0 everywhere")
+    elif not (isinstance(sigma, (int, float)) and sigma >= 0):
+        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+    eps = torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
+    return scale_to_pm1(torch.clamp((scale_to_unit(images) + sigma * eps).abs(), 0.0, 1.0))
+
+
+def training_cues(
+    clean: Tensor,
+    image_shape: tuple[int, ...] | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The official training cues: ``cat([half_mask(clean), pixel_noise(clean, U(0, 1))])``.
+
+    Every pixel of the noisy copy gets its own sigma ~ U(0, 1) (``torch.rand_like``), so each
+    step mixes light and heavy noise. (B, D) in [-1, 1] -> (2 B, D); row ``B + b`` is the
+    noisy copy of ``clean[b]`` (the layout :meth:`LSHN.training_loss` expects).
+    """
+    sigma = torch.rand(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
+    return torch.cat([half_mask(clean, image_shape), pixel_noise(clean, sigma, generator)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,6 +641,14 @@ class LSHN(nn.Module):
         """Set W_hh from clean latents (P, N); see :meth:`LatentAttractor.store_hebbian`."""
         self.attractor.store_hebbian(clean_latents, **kwargs)
 
+    @torch.no_grad()
+    def prepare_attractor_(self, clean: Tensor) -> None:
+        """Before a training step or an evaluation: for the ``"hebbian"`` attractor set W_hh from
+        the current clean latents of the stored images (P, D); the learned attractor is left
+        alone. Keeps the Hebbian weights in step with the encoder as it trains."""
+        if self.attractor.attractor == "hebbian":
+            self.store_hebbian(self.encode(clean))
+
     def loss_weights(self, step: int, total_steps: int) -> LossWeights:
         """Loss weights of this model's schedule at ``step``."""
         return loss_weights(
@@ -623,6 +717,66 @@ class LSHN(nn.Module):
             f"input_dim={self.input_dim}, latent_dim={self.latent_dim}, "
             f"hidden_dim={self.hidden_dim}"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Training loop (pure PyTorch; the Lightning task tasks.lshn.LSHNTask does the same per step)
+# --------------------------------------------------------------------------------------------
+
+
+def fit(
+    model: LSHN,
+    clean: Tensor,
+    steps: int,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+    start_step: int = 0,
+    total_steps: int | None = None,
+    callback: Callable[[int, Tensor, dict[str, Tensor]], None] | None = None,
+) -> torch.optim.Optimizer:
+    """The official training loop: full batch of all stored images, fresh cues every step.
+
+    Each step: (Hebbian attractor: refresh W_hh from the clean latents), draw
+    :func:`training_cues`, one optimizer step on :meth:`LSHN.training_loss`, symmetrise W_hh.
+
+    Args:
+        model: the LSHN to train (in place).
+        clean: the P stored images (P, D) in [-1, 1].
+        steps: optimizer steps to take now.
+        image_shape: (C, H, W) for the half mask (``None``: plain vectors).
+        optimizer: default :func:`make_optimizer` (AdamW lr 1e-4, betas (0.9, 0.95), wd 1e-2);
+            pass the returned one back to continue training.
+        generator: source of the cue noise.
+        start_step: global step of the first step taken (the schedule's position).
+        total_steps: the schedule's total (default ``start_step + steps``).
+        callback: called as ``callback(step, loss, parts)`` after every step.
+
+    Returns:
+        The optimizer (its state lets a later call continue where this one stopped).
+    """
+    _check_positive_int(steps, "steps", minimum=0)
+    _check_positive_int(start_step, "start_step", minimum=0)
+    _check_batch(clean, model.input_dim, "clean")
+    total = start_step + steps if total_steps is None else total_steps
+    _check_positive_int(total, "total_steps")
+    optimizer = make_optimizer(model) if optimizer is None else optimizer
+    model.train()
+    for step in range(start_step, start_step + steps):
+        model.prepare_attractor_(clean)
+        cues = training_cues(clean, image_shape, generator)
+        loss, parts = model.training_loss(clean, cues, step, total)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"LSHN loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.symmetrize_()
+        if callback is not None:
+            callback(step, loss.detach(), parts)
+    model.eval()
+    return optimizer
 
 
 # --------------------------------------------------------------------------------------------

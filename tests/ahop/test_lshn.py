@@ -14,13 +14,17 @@ from ahop.lshn import (
     LatentAttractor,
     attractor_loss,
     binarization_loss,
+    fit,
     fraction_correctly_retrieved,
+    half_mask,
     latent_bit_accuracy,
     loss_weights,
     make_optimizer,
+    pixel_noise,
     reconstruction_loss,
     scale_to_pm1,
     scale_to_unit,
+    training_cues,
 )
 
 
@@ -424,3 +428,72 @@ def test_call_errors(call, match):
     model = LSHN(8, 4)
     with pytest.raises(ValueError, match=match):
         call(model)
+
+
+# ------------------------------------------------------------------------- cues and fit
+
+
+def test_half_mask_keeps_the_first_half_in_hwc_order():
+    x = torch.ones(2, 3 * 4 * 2)  # (C, H, W) = (3, 4, 2), flattened C-major
+    out = half_mask(x, (3, 4, 2)).view(2, 3, 4, 2)
+    # official: first D/2 entries of the HWC-flattened image = the top 2 of 4 rows, all channels
+    assert out[:, :, :2].eq(1).all() and out[:, :, 2:].eq(0).all()
+    gray = half_mask(torch.ones(1, 64), (1, 8, 8))
+    assert gray[0, :32].eq(1).all() and gray[0, 32:].eq(0).all()  # 0 = grey in [-1, 1]
+    plain = half_mask(torch.ones(1, 5))  # plain vectors: first floor(D/2) kept
+    assert plain.tolist() == [[1.0, 1.0, 0.0, 0.0, 0.0]]
+
+
+def test_pixel_noise_matches_the_official_formula():
+    x = scale_to_pm1(torch.rand(3, 20, generator=torch.Generator().manual_seed(0)))
+    out = pixel_noise(x, 0.3, torch.Generator().manual_seed(1))
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    expected = torch.clamp((scale_to_unit(x) + 0.3 * eps).abs(), 0, 1) * 2 - 1
+    torch.testing.assert_close(out, expected)
+    assert pixel_noise(x, 0.0).equal(x)
+    sigma = torch.zeros(3, 20)
+    sigma[0] = 0.5  # per-pixel sigma: only row 0 changes
+    out = pixel_noise(x, sigma, torch.Generator().manual_seed(2))
+    assert not out[0].equal(x[0]) and out[1:].equal(x[1:])
+
+
+def test_training_cues_layout():
+    clean = scale_to_pm1(_digits(5))
+    cues = training_cues(clean, (1, 8, 8), torch.Generator().manual_seed(0))
+    assert cues.shape == (10, 64)
+    assert cues[:5].equal(half_mask(clean, (1, 8, 8)))
+    assert cues.min() >= -1 and cues.max() <= 1 and not cues[5:].equal(clean)
+
+
+def test_fit_continues_and_refreshes_hebbian_weights():
+    torch.manual_seed(0)
+    clean = scale_to_pm1(_digits(6))
+    model = LSHN(64, 16)
+    losses = []
+    opt = fit(model, clean, 3, image_shape=(1, 8, 8), callback=lambda s, loss, p: losses.append(s))
+    fit(model, clean, 2, image_shape=(1, 8, 8), optimizer=opt, start_step=3)
+    assert losses == [0, 1, 2] and opt.state_dict()["state"][0]["step"] == 5
+    w = model.attractor.weight_hh
+    torch.testing.assert_close(w, w.t(), rtol=0, atol=0)
+
+    hebb = LSHN(64, 16, attractor="hebbian")
+    fit(hebb, clean, 2, image_shape=(1, 8, 8))
+    hebb.prepare_attractor_(clean)
+    z = hebb.encode(clean).detach()
+    torch.testing.assert_close(hebb.attractor.weight_hh, z.t() @ z / (6 * 16))
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: half_mask(torch.zeros(2, 10), (1, 3, 3)), "image_shape"),
+        (lambda: half_mask(torch.zeros(10)), r"\(batch, D\)"),
+        (lambda: pixel_noise(torch.zeros(2, 4), -0.1), "sigma"),
+        (lambda: pixel_noise(torch.zeros(2, 4), torch.tensor(-1.0)), "sigma"),
+        (lambda: fit(LSHN(8, 4), torch.zeros(2, 8), -1), "steps"),
+        (lambda: fit(LSHN(8, 4), torch.zeros(2, 7), 1), "clean"),
+    ],
+)
+def test_cue_and_fit_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
