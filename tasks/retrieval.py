@@ -247,8 +247,9 @@ class RetrievalTask(BaseTask):
         memories = getattr(getattr(self.trainer, "datamodule", None), "memories", None)
         if memories is not None and not torch.equal(memories.to(self.memories), self.memories):
             raise ValueError(
-                "the model's memories differ from the datamodule's (a checkpoint from another "
-                "dataset / num_memories / memory_seed?); the query labels would not match"
+                f"the model's memories {tuple(self.memories.shape)} differ from the datamodule's "
+                f"{tuple(memories.shape)} (a checkpoint from another dataset / num_memories / "
+                "memory_seed?); the query labels would not match"
             )
 
     def on_fit_start(self) -> None:
