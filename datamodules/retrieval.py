@@ -51,7 +51,11 @@ def _image_memories(
     name: str, num_memories: int, generator: torch.Generator, options: dict[str, Any]
 ) -> tuple[Tensor, tuple[int, ...]]:
     images, _ = load_images(
-        name, options["split"], options["data_dir"], carve_from=options["carve_from"]
+        name,
+        options["split"],
+        options["data_dir"],
+        download=options.get("download", False),
+        carve_from=options["carve_from"],
     )
     if num_memories > len(images):
         raise ValueError(
@@ -189,6 +193,8 @@ class RetrievalDataModule(LightningDataModule):
         seed: seed of the corruptions and the training shuffle.
         batch_size: queries per batch.
         synthetic_dim: feature dimension of ``binary`` / ``uniform`` patterns.
+        download: let torchvision download a missing image dataset (needs internet; done once,
+            on rank 0, in ``prepare_data``).
 
     Attributes (after ``setup``):
         memories: ``(N, D)`` float32 in ``[0, 1]``.
@@ -212,6 +218,7 @@ class RetrievalDataModule(LightningDataModule):
         seed: int = 0,
         batch_size: int = 256,
         synthetic_dim: int = 784,
+        download: bool = False,
     ) -> None:
         super().__init__()
         if dataset not in MEMORY_SOURCES:
@@ -237,6 +244,12 @@ class RetrievalDataModule(LightningDataModule):
         self._datasets: dict[str, Dataset] = {}
 
     # -- data -----------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Download the image files once (rank 0) when ``download=True``."""
+        hp = self.hparams
+        if hp.download and hp.dataset in IMAGE_SOURCES:
+            load_images(hp.dataset, hp.split, hp.data_dir, download=True, carve_from=hp.carve_from)
 
     def setup(self, stage: str | None = None) -> None:
         if self.memories is not None:

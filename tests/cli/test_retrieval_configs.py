@@ -1,0 +1,146 @@
+"""The retrieval configs through train.py: fit ends with checkpoints, validate prints the
+metrics, every config parses, MNIST configs run one batch, bad values are one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from datamodules.image_sources import available_splits
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+SHARED = ROOT.parent / "shared" / "data"
+HAS_MNIST = SHARED.is_dir() and bool(available_splits("mnist", SHARED))
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="needs MNIST IDX files in ../shared/data")
+
+RETRIEVAL_CONFIGS = sorted(p.name for p in CONFIGS.glob("retrieval*.yaml"))
+#: configs of fixed similarities: nothing to fit, they are run with `validate`
+VALIDATE_ONLY = {"retrieval_fixed.yaml", "retrieval_capacity.yaml", "retrieval_cifar10.yaml"}
+#: a small, quick version of the offline data (the configs use 200 memories)
+SMALL = ["--data.init_args.num_memories", "30", "--data.init_args.queries_per_memory", "2"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _args(command: str, config: str, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        command,
+        "--config",
+        str(CONFIGS / config),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        *extra,
+    ]
+
+
+def test_the_configs_are_all_here() -> None:
+    assert {
+        "retrieval.yaml",
+        "retrieval_fixed.yaml",
+        "retrieval_mnist.yaml",
+        "retrieval_capacity.yaml",
+        "retrieval_adaptive_mnist_hard.yaml",
+        "retrieval_cifar10.yaml",
+    } <= set(RETRIEVAL_CONFIGS)
+
+
+def test_fit_default_config_ends_with_checkpoints(tmp_path: Path) -> None:
+    cli = train.main(_args("fit", "retrieval.yaml", tmp_path, "--trainer.max_epochs", "1", *SMALL))
+    names = {p.name for p in (tmp_path / "runs").rglob("*.ckpt")}
+    assert "last.ckpt" in names and any(n.startswith("best-") for n in names)
+    assert cli.trainer.checkpoint_callback.monitor == "val/acc"
+    metrics = cli.trainer.callback_metrics
+    assert {"val/acc", "val/fraction_retrieved", "val/mse", "train/loss_epoch"} <= set(metrics)
+    # the checkpoint carries the memories, so `test` needs only its path
+    last = next((tmp_path / "runs").rglob("last.ckpt"))
+    state = torch.load(last, weights_only=False)["state_dict"]
+    torch.testing.assert_close(state["memories"], cli.datamodule.memories)
+    tested = train.main(
+        _args("test", "retrieval.yaml", tmp_path, *SMALL, "--ckpt_path", str(last))
+    ).trainer.callback_metrics
+    assert 0.0 < float(tested["test/acc"]) <= 1.0
+
+
+def test_validate_fixed_config_prints_the_metrics(tmp_path: Path, capsys) -> None:
+    cli = train.main(_args("validate", "retrieval_fixed.yaml", tmp_path, *SMALL))
+    printed = capsys.readouterr().out
+    for name in ("val/acc", "val/fraction_retrieved", "val/mse"):
+        assert name in printed
+    assert 0.5 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
+
+
+@pytest.mark.parametrize("config", RETRIEVAL_CONFIGS)
+def test_every_config_parses(config: str, capsys) -> None:
+    command = "validate" if config in VALIDATE_ONLY else "fit"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([command, "--config", str(CONFIGS / config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "tasks.retrieval.RetrievalTask" in printed
+    assert "datamodules.retrieval.RetrievalDataModule" in printed
+
+
+@needs_mnist
+@pytest.mark.parametrize(
+    "config",
+    ["retrieval_mnist.yaml", "retrieval_adaptive_mnist_hard.yaml", "retrieval_capacity.yaml"],
+)
+def test_mnist_configs_run_one_batch(config: str, tmp_path: Path) -> None:
+    command = "validate" if config in VALIDATE_ONLY else "fit"
+    extra = ["--trainer.fast_dev_run", "true", "--data.init_args.data_dir", str(SHARED)]
+    extra += ["--data.init_args.num_memories", "40", "--data.init_args.batch_size", "32"]
+    cli = train.main(_args(command, config, tmp_path, *extra))
+    assert cli.datamodule.image_shape == (1, 28, 28)
+    assert torch.isfinite(cli.trainer.callback_metrics["val/acc"])
+
+
+def _one_line_error(monkeypatch, argv: list[str]) -> str:
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_cli()
+    message = str(exit_info.value)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def test_bad_values_give_one_line_errors(tmp_path: Path, monkeypatch) -> None:
+    cases = {
+        "unknown similarity 'hamming'; allowed values: adaptive, cosine": (
+            "validate",
+            "retrieval_fixed.yaml",
+            ["--model.init_args.similarity", "hamming"],
+        ),
+        "unknown retrieval dataset 'svhn'; allowed values: digits": (
+            "fit",
+            "retrieval.yaml",
+            ["--data.init_args.dataset", "svhn"],
+        ),
+        "num_memories=100000 exceeds the": (
+            "validate",
+            "retrieval_fixed.yaml",
+            ["--data.init_args.num_memories", "100000"],
+        ),
+        "nothing to fit": ("fit", "retrieval_fixed.yaml", []),
+        "cifar10 train split not found": (
+            "validate",
+            "retrieval_cifar10.yaml",
+            ["--data.init_args.data_dir", str(tmp_path)],
+        ),
+    }
+    for expected, (command, config, extra) in cases.items():
+        assert expected in _one_line_error(monkeypatch, _args(command, config, tmp_path, *extra))
