@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from ahop.registry import Registry
@@ -167,17 +168,59 @@ class EuclideanSimilarity(Similarity):
     def score(self, keys: Tensor, queries: Tensor) -> Tensor:
         dtype = _score_dtype(keys, queries)
         keys, queries = keys.to(dtype), queries.to(dtype)
-        squared = (
-            queries.pow(2).sum(-1, keepdim=True)
-            + keys.pow(2).sum(-1).unsqueeze(-2)
-            - 2 * (queries @ keys.transpose(-1, -2))
-        ).clamp_min(0)
-        if self.squared:
-            return -squared
-        return -squared.clamp_min(self.eps).sqrt() * (squared > self.eps)
+        if torch.compiler.is_compiling():
+            # exported / compiled graphs: plain ops (the compiler fuses them; ONNX has no cdist)
+            squared = (
+                queries.pow(2).sum(-1, keepdim=True)
+                + keys.pow(2).sum(-1).unsqueeze(-2)
+                - 2 * (queries @ keys.transpose(-1, -2))
+            ).clamp_min(0)
+            if self.squared:
+                return -squared
+            return -squared.clamp_min(self.eps).sqrt() * (squared > self.eps)
+        return _NegativeL2.apply(keys, queries, self.squared, self.eps)
 
     def extra_repr(self) -> str:
         return f"squared={self.squared}"
+
+
+class _NegativeL2(torch.autograd.Function):
+    """``-||k - q||`` (or ``-||k - q||²``) with a hand-written backward.
+
+    Forward: one matmul plus in-place ``(Q, N)`` updates. Backward: with ``W = dL/d(distance)``
+    scaled by the derivative of the root, ``grad_q = W k - rowsum(W) q`` and
+    ``grad_k = Wᵀ q - colsum(W) k``: two matmuls, and only the distances are saved (autograd
+    through the expanded formula keeps several ``(Q, N)`` intermediates alive).
+    """
+
+    @staticmethod
+    def forward(ctx, keys: Tensor, queries: Tensor, squared: bool, eps: float) -> Tensor:
+        distances = queries @ keys.transpose(-1, -2)
+        distances = distances.mul_(-2).add_(queries.pow(2).sum(-1, keepdim=True))
+        distances = distances.add_(keys.pow(2).sum(-1).unsqueeze(-2)).clamp_min_(0)
+        if not squared:
+            # below eps the root's gradient is undefined (query on a memory): distance and grad 0
+            distances = distances.masked_fill_(distances <= eps, 0).sqrt_()
+        ctx.save_for_backward(keys, queries, distances)
+        ctx.squared = squared
+        return distances.neg()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        keys, queries, distances = ctx.saved_tensors
+        if ctx.squared:  # d(-s)/dq = -2 (q - k)
+            weights = grad * 2
+        else:  # d(-r)/dq = -(q - k) / r, zero where r = 0
+            weights = torch.where(distances > 0, grad / distances.clamp_min(1e-30), 0)
+        grad_keys = grad_queries = None
+        if ctx.needs_input_grad[1]:
+            grad_queries = weights @ keys - weights.sum(-1, keepdim=True) * queries
+            grad_queries = grad_queries.sum_to_size(queries.shape)
+        if ctx.needs_input_grad[0]:
+            grad_keys = weights.transpose(-1, -2) @ queries - weights.sum(-2).unsqueeze(-1) * keys
+            grad_keys = grad_keys.sum_to_size(keys.shape)
+        return grad_keys, grad_queries, None, None
 
 
 class _NegativeL1(torch.autograd.Function):

@@ -190,3 +190,25 @@ def test_bad_arguments_raise_value_errors() -> None:
         AdaptiveSimilarity(4, bases=("cosine",))
     with pytest.raises(ValueError, match="built for dim=4"):
         AdaptiveSimilarity(4)(torch.randn(3, 5), torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("key_leading", [(), (3,)])
+def test_euclidean_hand_written_backward_matches_autograd(
+    squared: bool, key_leading: tuple[int, ...]
+) -> None:
+    """The custom backward (two matmuls) against finite differences and the brute-force graph,
+    with keys shared across a batch of queries (gradients summed over the broadcast)."""
+    keys, _ = pairs(*key_leading)
+    _, queries = pairs(3, seed=1)
+    keys.requires_grad_(True)
+    queries.requires_grad_(True)
+    sim = build_similarity("euclidean", squared=squared)
+    assert torch.autograd.gradcheck(sim, (keys, queries))
+    upstream = torch.randn(3, 5, 9, dtype=DOUBLE)
+    got = torch.autograd.grad((sim(keys, queries) * upstream).sum(), (keys, queries))
+    squared_distance = diff(keys, queries).pow(2).sum(-1)
+    reference = -(squared_distance if squared else squared_distance.sqrt())
+    want = torch.autograd.grad((reference * upstream).sum(), (keys, queries))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
