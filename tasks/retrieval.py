@@ -62,7 +62,8 @@ def _check_options(registry: Registry, name: str, options: dict[str, Any] | None
     if unknown:
         raise ValueError(
             f"{registry.kind} {name!r} has no option(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(accepted)) or 'none'}"
+            f"{', '.join(sorted(accepted)) or 'none'} (after switching the {registry.kind}, set "
+            f"its options too, e.g. --model.init_args.{registry.kind}_kwargs null)"
         )
 
 
