@@ -10,7 +10,9 @@ writes into ``--out``:
   (``joblib.load(path)(frame)`` -> float32 tensor; needs ``ahop`` installed), when the checkpoint has one,
 - ``metadata.json``: input / output names and shapes, class names, feature names, the task.
 
-Both graphs take a float32 batch (any batch size) and return class probabilities.
+Both graphs take the task's inputs (``metadata.json`` names them: ``inputs`` for tabular rows and
+images; ``instances`` + ``mask`` for MIL bags) with any batch size (and any bag size for MIL) and
+return probabilities: ``(batch, classes)``, or ``(batch,)`` positive-bag probabilities for MIL.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ FORMATS = ("pt2", "onnx")
 
 
 class ProbabilityModel(nn.Module):
-    """Wraps a task so the exported graph maps inputs to class probabilities."""
+    """Wraps a task so the exported graph maps its inputs to probabilities
+    (``task.export_probabilities``)."""
 
     def __init__(self, task: nn.Module) -> None:
         super().__init__()
         self.task = task
 
-    def forward(self, inputs: Tensor) -> Tensor:
-        return self.task(inputs).softmax(dim=-1)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.task.export_probabilities(*inputs)
 
 
 def _import(class_path: str) -> type:
@@ -84,33 +87,48 @@ def export(
             f"unknown export format(s) {unknown}; allowed values: {', '.join(FORMATS)}"
         )
     task, checkpoint = load_task(ckpt_path)
-    if not hasattr(task, "example_input"):
-        raise ValueError(f"{type(task).__name__} does not support export (no example_input())")
+    try:
+        examples = task.export_inputs(batch_size=2)
+    except (AttributeError, NotImplementedError) as error:
+        raise ValueError(f"{type(task).__name__} does not support export: {error}") from error
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = ProbabilityModel(task).eval()
-    example = task.example_input(batch_size=2)
-    batch = torch.export.Dim("batch", min=1, max=2**20)
-    dynamic_shapes = {"inputs": {0: batch}}
+    axes = task.export_dynamic_axes()
+    # one Dim object per axis name: inputs that share a name (MIL: batch, bag_size) stay equal
+    dims = {n: torch.export.Dim(n, min=1, max=2**20) for a in axes.values() for n in a.values()}
+    # the wrapper's ``forward(*inputs)`` has one (variadic) parameter: a tuple of per-input specs
+    dynamic_shapes = (
+        tuple({axis: dims[dim] for axis, dim in axes.get(name, {}).items()} for name in examples),
+    )
+    output_name, output_shape = task.export_output()
     metadata: dict[str, Any] = {
         "task": checkpoint["hyper_parameters"]["_class_path"],
         "checkpoint": str(ckpt_path),
-        "input": {"name": "inputs", "shape": ["batch", *example.shape[1:]], "dtype": "float32"},
-        "output": {"name": "probabilities", "shape": ["batch", task.hparams.num_classes]},
+        "inputs": [
+            {
+                "name": name,
+                "shape": [axes.get(name, {}).get(i, size) for i, size in enumerate(x.shape)],
+                "dtype": str(x.dtype).removeprefix("torch."),
+            }
+            for name, x in examples.items()
+        ],
+        "output": {"name": output_name, "shape": output_shape},
         "files": {},
     }
+    example = tuple(examples.values())
     with torch.no_grad():
         if "pt2" in formats:
-            program = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes)
+            program = torch.export.export(model, example, dynamic_shapes=dynamic_shapes)
             torch.export.save(program, out / "model.pt2")
             metadata["files"]["pt2"] = "model.pt2"
         if "onnx" in formats:
             torch.onnx.export(
                 model,
-                (example,),
+                example,
                 str(out / "model.onnx"),
-                input_names=["inputs"],
-                output_names=["probabilities"],
+                input_names=list(examples),
+                output_names=[output_name],
                 dynamic_shapes=dynamic_shapes,
                 dynamo=True,
                 external_data=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ahop.layers import HopfieldPooling
@@ -91,7 +92,8 @@ class HopfieldMILNetwork(nn.Module):
                 )
             mask = mask.to(dtype=bool)
             empty = mask.all(dim=1)
-            if empty.any():
+            # a data-dependent check: eager only (exported graphs cannot branch on values)
+            if not torch.compiler.is_compiling() and empty.any():
                 bags = empty.nonzero().flatten().tolist()
                 raise ValueError(f"bags at batch positions {bags} are all padding (empty bags)")
         pooled = self.pooling(self.embed(instances), stored_pattern_padding_mask=mask)

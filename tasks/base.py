@@ -240,3 +240,25 @@ class ClassificationTask(BaseTask):
         inputs = batch[:-1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
         return self(*inputs).softmax(dim=-1)
+
+    # -- export (export.py) -------------------------------------------------------------------
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        """A dummy input batch (subclasses that support export define it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define example_input()")
+
+    def export_inputs(self, batch_size: int = 2) -> dict[str, Tensor]:
+        """Example inputs of the exported graph, by input name."""
+        return {"inputs": self.example_input(batch_size)}
+
+    def export_dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """Per input, the dimensions that may vary in the exported graph (index -> name)."""
+        return {"inputs": {0: "batch"}}
+
+    def export_output(self) -> tuple[str, list[str | int]]:
+        """Name and shape of the exported graph's output."""
+        return "probabilities", ["batch", self.num_classes]
+
+    def export_probabilities(self, *inputs: Tensor) -> Tensor:
+        """What the exported graph computes: class probabilities ``(B, C)``."""
+        return self(*inputs).softmax(dim=-1)

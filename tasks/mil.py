@@ -103,3 +103,25 @@ class MILClassifier(BaseTask):
         """Positive-bag probabilities ``(B,)``; ``batch`` is ``(instances, mask[, labels])``."""
         instances, mask = batch[0], batch[1]
         return torch.sigmoid(self(instances, mask))
+
+    # -- export (export.py): two inputs, bag length variable too -------------------------------
+
+    def export_inputs(self, batch_size: int = 2) -> dict[str, Tensor]:
+        """Padded bags ``instances (B, L, F)`` and their padding mask ``(B, L)`` (True = pad)."""
+        length = 4
+        mask = torch.zeros(batch_size, length, dtype=torch.bool)
+        mask[0, -1] = True  # a padded bag, so the graph keeps the masking path
+        return {
+            "instances": torch.zeros(batch_size, length, self.hparams.num_features),
+            "mask": mask,
+        }
+
+    def export_dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {"instances": {0: "batch", 1: "bag_size"}, "mask": {0: "batch", 1: "bag_size"}}
+
+    def export_output(self) -> tuple[str, list[str | int]]:
+        return "probabilities", ["batch"]
+
+    def export_probabilities(self, instances: Tensor, mask: Tensor) -> Tensor:
+        """Positive-bag probabilities ``(B,)``."""
+        return torch.sigmoid(self(instances, mask))
