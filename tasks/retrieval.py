@@ -250,7 +250,8 @@ class RetrievalTask(BaseTask):
             raise ValueError(
                 f"the model's memories {tuple(self.memories.shape)} differ from the datamodule's "
                 f"{tuple(memories.shape)} (a checkpoint from another dataset / num_memories / "
-                "memory_seed?); the query labels would not match"
+                "memory_seed?); the query labels would not match. To retrieve from the new "
+                "patterns on purpose, call task.set_memories(datamodule.memories) first"
             )
 
     def on_fit_start(self) -> None:

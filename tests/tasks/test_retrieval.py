@@ -149,6 +149,11 @@ def test_other_memories_are_refused(tmp_path: Path) -> None:
         _validate(tmp_path, task, _data(memory_seed=1))
     with pytest.raises(ValueError, match=r"memories \(50, 64\) differ from the datamodule's \(40"):
         _validate(tmp_path, task, _data(num_memories=40))
+    # ... unless the new patterns are set on purpose
+    other = _data(memory_seed=1)
+    other.setup("validate")
+    task.set_memories(other.memories)
+    assert 0.5 < _validate(tmp_path, task, other)["val/acc"] <= 1.0
     with pytest.raises(ValueError, match=r"memories of shape \(50, 10\) do not fit"):
         task.set_memories(torch.zeros(50, 10))
 
