@@ -493,19 +493,20 @@ EXPERIMENTS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 def run(name: str, ctx: Context) -> dict[str, Any]:
     """Run one experiment, print its table and wall time, save its plot and JSON."""
-    print(f"\n## {name} ({ctx.dataset}{', quick' if ctx.quick else ''}, seeds {ctx.seeds})")
+    dataset = "random" if name == "classical" else ctx.dataset
+    seeds = ctx.seeds[:1] if name == "adaptive" else ctx.seeds  # one memory draw (cost)
+    print(f"\n## {name} ({dataset}{', quick' if ctx.quick else ''}, seeds {seeds})")
     start = time.perf_counter()
     result = EXPERIMENTS[name](ctx)
     wall = time.perf_counter() - start
     print(f"\nwall time: {wall:.1f} s")
     figure = result.pop("figure")
-    dataset = "random" if name == "classical" else ctx.dataset
     tag = f"retrieval_{name}_{dataset}{'_quick' if ctx.quick else ''}"
     payload = {
         "experiment": name,
         "dataset": dataset,
         "quick": ctx.quick,
-        "seeds": ctx.seeds,
+        "seeds": seeds,
         "beta": BETA,
         "threshold": ctx.threshold,
         "wall_seconds": wall,
