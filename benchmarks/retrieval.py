@@ -206,7 +206,8 @@ def capacity(ctx: Context) -> dict[str, Any]:
         ax = figure.add_subplot(1, len(results), i + 1)
         for sim in FIXED_SIMILARITIES:
             _curve(ax, sizes, [per_sim[sim][n] for n in sizes], sim)
-        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved", title=qname)
+        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved")
+        ax.set(title=qname, ylim=(-0.05, 1.05))
         ax.legend(fontsize=8)
     figure.suptitle(f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}")
     return {"sizes": sizes, "results": results, "figure": figure}
@@ -294,7 +295,8 @@ def separation(ctx: Context) -> dict[str, Any]:
         ax = figure.add_subplot(1, 2, i + 1)
         for label in labels:
             _curve(ax, sizes, [per_sep[label][n] for n in sizes], label)
-        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved", title=qname)
+        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved")
+        ax.set(title=qname, ylim=(-0.05, 1.05))
         ax.legend(fontsize=7)
     figure.suptitle(f"Separation functions with dot similarity, {ctx.dataset}")
     return {"sizes": sizes, "results": results, "figure": figure}
