@@ -187,7 +187,8 @@ class EuclideanSimilarity(Similarity):
 class _NegativeL2(torch.autograd.Function):
     """``-||k - q||`` (or ``-||k - q||²``) with a hand-written backward.
 
-    Forward: one matmul plus in-place ``(Q, N)`` updates. Backward: with ``W = dL/d(distance)``
+    Forward: one matmul (norms folded in, as ``torch.cdist`` does) plus in-place ``(Q, N)``
+    updates. Backward: with ``W = dL/d(distance)``
     scaled by the derivative of the root, ``grad_q = W k - rowsum(W) q`` and
     ``grad_k = Wᵀ q - colsum(W) k``: two matmuls, and only the distances are saved (autograd
     through the expanded formula keeps several ``(Q, N)`` intermediates alive).
@@ -195,11 +196,17 @@ class _NegativeL2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, keys: Tensor, queries: Tensor, squared: bool, eps: float) -> Tensor:
-        distances = queries @ keys.transpose(-1, -2)
-        distances = distances.mul_(-2).add_(queries.pow(2).sum(-1, keepdim=True))
-        distances = distances.add_(keys.pow(2).sum(-1).unsqueeze(-2)).clamp_min_(0)
-        if not squared:
-            # below eps the root's gradient is undefined (query on a memory): distance and grad 0
+        # one matmul gives ||q||² + ||k||² - 2 q·k: [q, ||q||², 1] @ [-2k, 1, ||k||²]ᵀ
+        q_norm = queries.pow(2).sum(-1, keepdim=True)
+        k_norm = keys.pow(2).sum(-1, keepdim=True)
+        distances = torch.cat([queries, q_norm, torch.ones_like(q_norm)], -1) @ torch.cat(
+            [keys * -2, torch.ones_like(k_norm), k_norm], -1
+        ).transpose(-1, -2)
+        if squared:
+            distances = distances.clamp_min_(0)
+        else:
+            # rounding can leave tiny negatives; below eps the root's gradient is undefined (a
+            # query on a memory): distance and gradient 0 there
             distances = distances.masked_fill_(distances <= eps, 0).sqrt_()
         ctx.save_for_backward(keys, queries, distances)
         ctx.squared = squared
@@ -209,10 +216,8 @@ class _NegativeL2(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         keys, queries, distances = ctx.saved_tensors
-        if ctx.squared:  # d(-s)/dq = -2 (q - k)
-            weights = grad * 2
-        else:  # d(-r)/dq = -(q - k) / r, zero where r = 0
-            weights = torch.where(distances > 0, grad / distances.clamp_min(1e-30), 0)
+        # squared: d(-s)/dq = -2 (q - k); root: d(-r)/dq = -(q - k) / r, zero where r = 0
+        weights = grad * 2 if ctx.squared else (grad / distances).masked_fill_(distances == 0, 0)
         grad_keys = grad_queries = None
         if ctx.needs_input_grad[1]:
             grad_queries = weights @ keys - weights.sum(-1, keepdim=True) * queries
