@@ -1,0 +1,89 @@
+"""The LSHN configs run through train.py (fast_dev_run), and bad options end in one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from datamodules.image_sources import available_splits
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+SHARED = ROOT.parent / "shared" / "data"
+HAS_MNIST = SHARED.is_dir() and bool(available_splits("mnist", SHARED))
+# fast_dev_run with short retrieval (the configs use up to 1000 attractor steps)
+QUICK = ["--model.init_args.eval_max_steps", "20", "--model.init_args.latent_dim", "16"]
+
+
+def fast_args(config: str, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / config),
+        "--trainer.fast_dev_run",
+        "true",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        *QUICK,
+        *extra,
+    ]
+
+
+def test_offline_config_fast_dev_run(tmp_path: Path) -> None:
+    cli = train.main(fast_args("lshn.yaml", tmp_path))
+    metrics = cli.trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss_epoch"])
+    assert torch.isfinite(metrics["val/half_mask/fraction_retrieved"])
+    assert torch.isfinite(metrics["val/noise_0.05/ssim"])
+    assert cli.trainer.checkpoint_callback.monitor == "val/fraction_retrieved"
+    assert cli.model.hparams.image_shape == (1, 8, 8) and cli.model.hparams.num_memories == 100
+    w = cli.model.model.attractor.weight_hh
+    torch.testing.assert_close(w, w.t(), rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not HAS_MNIST, reason="needs MNIST IDX files in ../shared/data")
+def test_mnist_config_fast_dev_run(tmp_path: Path) -> None:
+    cli = train.main(
+        fast_args("lshn_mnist.yaml", tmp_path, "--data.init_args.data_dir", str(SHARED))
+    )
+    assert cli.model.hparams.dim == 784 and cli.model.criterion_threshold == 50.0
+    assert torch.isfinite(cli.trainer.callback_metrics["val/half_mask/mse"])
+
+
+def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path) -> None:
+    """Both configs parse (no data needed) and carry the official hyperparameters."""
+    for config, dataset in (("lshn_mnist.yaml", "mnist"), ("lshn_cifar10.yaml", "cifar10")):
+        cli = train.main(fast_args(config, tmp_path)[1:], run=False)
+        hp = cli.model.hparams
+        assert cli.datamodule.hparams.dataset == dataset
+        assert (hp.latent_dim, hp.schedule_period, hp.threshold) == (16, 500, 50.0)
+        optimizer = cli.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+        group = optimizer.param_groups[0]
+        assert isinstance(optimizer, torch.optim.AdamW)
+        assert (group["lr"], group["betas"], group["weight_decay"]) == (1e-4, (0.9, 0.95), 1e-2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--model.init_args.attractor", "dense"], "allowed values: hebbian, learned"),
+        (["--model.init_args.eval_max_steps", "0"], "eval_max_steps"),
+        (["--model.init_args.schedule", "cosine"], "allowed values"),
+    ],
+)
+def test_bad_options_give_one_line_errors(
+    tmp_path: Path, monkeypatch, extra: list[str], expected: str
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["train.py", *fast_args("lshn.yaml", tmp_path, *extra)])
+    with pytest.raises(SystemExit) as exit_info:
+        train.run_cli()
+    message = str(exit_info.value)
+    assert message.startswith("error: ") and "\n" not in message and expected in message
