@@ -30,9 +30,10 @@ the model) and trains :class:`ahop.lshn.LSHN` on them as the official code does:
   the official code use 50 for CIFAR-10 too, so set ``threshold: 50`` to compare with them.
 * **TensorBoard** (when the logger is a ``TensorBoardLogger``, after each validation epoch):
   ``val/trajectory``, an image grid whose rows are ``num_trajectory_images`` half-mask cues and
-  whose columns are the decoded attractor state after 0, 1, 2, 5, 10, 20, 50, 100, 200, 500 and
-  ``eval_max_steps`` updates, then the decoded sign and the stored image; ``val/energy``, a
-  figure of the attractor energy along those trajectories.
+  whose columns are the cue, the decoded attractor state after 0, 1, 2, 5, 10, 20, 50, 100,
+  200, 500 and ``eval_max_steps`` updates, the decoded sign and the stored image (images under
+  28 pixels high are enlarged); ``val/energy``, a figure of the attractor energy along those
+  trajectories.
 """
 
 from __future__ import annotations
@@ -435,6 +436,9 @@ class LSHNTask(BaseTask):
         # rows = cues; columns = cue, decoded state per recorded step, decoded sign, stored image
         columns = [scale_to_unit(cues), *images, final, scale_to_unit(clean)]
         tiles = torch.stack(columns, dim=1).reshape(-1, *self.image_shape).float().cpu()
+        zoom = math.ceil(28 / min(self.image_shape[1:]))  # small images (8x8 digits): enlarge
+        if zoom > 1:
+            tiles = torch.nn.functional.interpolate(tiles, scale_factor=zoom, mode="nearest")
         grid = make_grid(tiles, nrow=len(columns), pad_value=0.5)
         board = self._tensorboard()
         board.add_image("val/trajectory", grid, self.global_step)
