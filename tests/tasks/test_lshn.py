@@ -84,8 +84,9 @@ def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(tmp_path:
     images = accumulator.Tags()["images"]
     assert "val/trajectory" in images and "val/energy" in images
     grid = accumulator.Images("val/trajectory")[-1]
-    # 8 cue rows (of 12 memories), 1 cue + 5 recorded steps (0,1,2,5,10,20 < 30 -> 6) + 30 ...
-    assert grid.width > grid.height > 0
+    # rows: 8 half-mask cues; columns: cue, states after 0, 1, 2, 5, 10, 20, 30 steps, sign,
+    # stored image = 10; 8x8 tiles enlarged x4 to 32 px, plus make_grid's 2-px padding
+    assert (grid.width, grid.height) == (10 * 34 + 2, 8 * 34 + 2)
 
 
 def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
