@@ -27,6 +27,10 @@ The details follow the official code (github.com/fudan-birlab/LSHN, ``model.py``
 * Hebbian ablation: ``W_hh = Z^T Z / (P N)`` from the clean latents Z (P, N), as in the
   official evaluation; ``binarize`` / ``zero_diagonal`` give the classical variant.
 
+Cues: :func:`half_mask` and :func:`pixel_noise` reproduce the official corruptions and
+:func:`training_cues` the per-step training cues; :func:`fit` is the official full-batch training
+loop in plain PyTorch (``tasks.lshn.LSHNTask`` runs the same step under Lightning).
+
 Images live in [-1, 1] inside the model; use :func:`scale_to_pm1` / :func:`scale_to_unit` to
 convert from / to [0, 1].
 """
