@@ -13,16 +13,15 @@ too. The squared Euclidean distance needs no such block: it expands to matrix pr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
-from torch.utils.checkpoint import checkpoint
 
 from ahop.registry import Registry
+from ahop.sorting import sort_rows_, sort_rows_with_order
 
 #: Default bound, in bytes, on the temporaries of one block of a pairwise computation.
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -75,45 +74,6 @@ def plan_blocks(
     if pairs >= num_queries:
         return num_queries, max(1, min(num_keys, pairs // num_queries))
     return pairs, 1
-
-
-def blockwise_pairwise(
-    pair_fn: PairwiseFn,
-    keys: Tensor,
-    queries: Tensor,
-    bytes_per_element: int,
-    memory_budget: int,
-) -> Tensor:
-    """Evaluate ``pair_fn(keys_block, queries_block) -> (..., q, n)`` block by block.
-
-    Each block's temporaries are ``bytes_per_element`` per element of a ``(..., q, n, d)`` tensor;
-    blocks are sized to fit ``memory_budget``. Under autograd each block is checkpointed, so its
-    temporaries are freed after the forward pass and rebuilt one block at a time in the backward.
-    """
-    if torch.compiler.is_compiling():
-        # torch.compile / torch.export: block sizes would depend on symbolic batch sizes; the
-        # compiler sees the whole computation at once instead (no budget applies there)
-        return pair_fn(keys, queries)
-    batch = math.prod(torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2]))
-    num_queries, num_keys, dim = queries.shape[-2], keys.shape[-2], keys.shape[-1]
-    bytes_per_pair = batch * dim * bytes_per_element
-    q_block, k_block = plan_blocks(num_queries, num_keys, bytes_per_pair, memory_budget)
-    grad = torch.is_grad_enabled() and (keys.requires_grad or queries.requires_grad)
-
-    def run(k: Tensor, q: Tensor) -> Tensor:
-        if grad:
-            return checkpoint(pair_fn, k, q, use_reentrant=False)
-        return pair_fn(k, q)
-
-    rows = []
-    for q_start in range(0, num_queries, q_block):
-        q = queries[..., q_start : q_start + q_block, :]
-        cols = [
-            run(keys[..., k_start : k_start + k_block, :], q)
-            for k_start in range(0, num_keys, k_block)
-        ]
-        rows.append(cols[0] if len(cols) == 1 else torch.cat(cols, dim=-1))
-    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=-2)
 
 
 class Similarity(nn.Module):
@@ -294,11 +254,133 @@ class ManhattanSimilarity(Similarity):
         return f"memory_budget={self.memory_budget}"
 
 
+class _AdaptiveBase:
+    """One per-dimension base similarity of A-Hop: its values and their pullback to the inputs."""
+
+    @staticmethod
+    def values(keys: Tensor, queries: Tensor) -> Tensor:
+        """Per-dimension values ``(B, q, n, d)`` of keys ``(B, n, d)`` and queries ``(B, q, d)``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def pullback(keys: Tensor, queries: Tensor, grad_values: Tensor) -> tuple[Tensor, Tensor]:
+        """Gradients ``(keys (B, n, d), queries (B, q, d))`` from ``dL/dvalues``; may reuse its buffer."""
+        raise NotImplementedError
+
+    @staticmethod
+    def unsorted_score(keys: Tensor, queries: Tensor, weights: Tensor) -> Tensor:
+        """``values(keys, queries) @ weights`` without sorting, by matrix products: ``(..., Q, N)``."""
+        raise NotImplementedError
+
+
+class _DistanceBase(_AdaptiveBase):
+    """``-(k_i - q_i)²``."""
+
+    @staticmethod
+    def values(keys: Tensor, queries: Tensor) -> Tensor:
+        return (queries.unsqueeze(-2) - keys.unsqueeze(-3)).square_().neg_()
+
+    @staticmethod
+    def pullback(keys: Tensor, queries: Tensor, grad_values: Tensor) -> tuple[Tensor, Tensor]:
+        # d/dq = -2 (q - k), d/dk = 2 (q - k)
+        scaled = grad_values.mul_(queries.unsqueeze(-2) - keys.unsqueeze(-3)).mul_(2)
+        return scaled.sum(-3), scaled.sum(-2).neg_()
+
+    @staticmethod
+    def unsorted_score(keys: Tensor, queries: Tensor, weights: Tensor) -> Tensor:
+        # sum_i w_i (-(q_i - k_i)²) = -q² w - k² w + 2 (q w) kᵀ
+        return (
+            2 * ((queries * weights) @ keys.transpose(-1, -2))
+            - (queries.square() @ weights).unsqueeze(-1)
+            - (keys.square() @ weights).unsqueeze(-2)
+        )
+
+
+class _DotBase(_AdaptiveBase):
+    """``k_i q_i``."""
+
+    @staticmethod
+    def values(keys: Tensor, queries: Tensor) -> Tensor:
+        return queries.unsqueeze(-2) * keys.unsqueeze(-3)
+
+    @staticmethod
+    def pullback(keys: Tensor, queries: Tensor, grad_values: Tensor) -> tuple[Tensor, Tensor]:
+        grad_keys = (grad_values * queries.unsqueeze(-2)).sum(-3)
+        return grad_keys, grad_values.mul_(keys.unsqueeze(-3)).sum(-2)
+
+    @staticmethod
+    def unsorted_score(keys: Tensor, queries: Tensor, weights: Tensor) -> Tensor:
+        return (queries * weights) @ keys.transpose(-1, -2)
+
+
 #: The per-dimension base similarities the adaptive similarity can learn from.
-ADAPTIVE_BASES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "distance": lambda keys, queries: -(queries.unsqueeze(-2) - keys.unsqueeze(-3)).pow(2),
-    "dot": lambda keys, queries: queries.unsqueeze(-2) * keys.unsqueeze(-3),
-}
+ADAPTIVE_BASES: dict[str, type[_AdaptiveBase]] = {"distance": _DistanceBase, "dot": _DotBase}
+
+
+def _blocks(num_queries: int, num_keys: int, q_block: int, k_block: int):
+    for q_start in range(0, num_queries, q_block):
+        for k_start in range(0, num_keys, k_block):
+            yield slice(q_start, q_start + q_block), slice(k_start, k_start + k_block)
+
+
+class _SortedFootprintScore(torch.autograd.Function):
+    """``sum_b sort_ascending(values_b(k, q)) @ weights_b``, block by block, for every pair.
+
+    Keys ``(B, N, d)``, queries ``(B, Q, d)``, weights ``(num_bases, d)`` in ascending sort order
+    -> scores ``(B, Q, N)``. The forward pass sorts values only (no indices); the backward pass
+    recomputes each block's values, sorts them with their order, and scatters the weights back to the
+    dimensions they were applied to: ``dL/dvalues_i = g * w_rank(i)``. Nothing of size
+    ``(Q, N, d)`` is kept between the passes, and one block's temporaries stay in the budget.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        keys: Tensor,
+        queries: Tensor,
+        weights: Tensor,
+        bases: tuple[type[_AdaptiveBase], ...],
+        blocks: tuple[int, int],
+    ) -> Tensor:
+        scores = keys.new_zeros(keys.shape[0], queries.shape[1], keys.shape[1])
+        for qs, ks in _blocks(queries.shape[1], keys.shape[1], *blocks):
+            k, q = keys[:, ks], queries[:, qs]
+            for base, w in zip(bases, weights):
+                scores[:, qs, ks] += sort_rows_(base.values(k, q)) @ w
+        ctx.save_for_backward(keys, queries, weights)
+        ctx.bases, ctx.blocks = bases, blocks
+        return scores
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        keys, queries, weights = ctx.saved_tensors
+        need_keys, need_queries, need_weights = ctx.needs_input_grad[:3]
+        grad_keys = torch.zeros_like(keys) if need_keys else None
+        grad_queries = torch.zeros_like(queries) if need_queries else None
+        grad_weights = torch.zeros_like(weights) if need_weights else None
+        for qs, ks in _blocks(queries.shape[1], keys.shape[1], *ctx.blocks):
+            k, q, g = keys[:, ks], queries[:, qs], grad[:, qs, ks]
+            for b, (base, w) in enumerate(zip(ctx.bases, weights)):
+                sorted_values, order = sort_rows_with_order(base.values(k, q))
+                if need_weights:
+                    # per (batch, query) row, then a pairwise-accurate sum over rows: one long
+                    # matrix-vector product would lose float32 precision over Q * N terms
+                    rows = sorted_values.reshape(-1, *sorted_values.shape[-2:])
+                    grad_weights[b] += (g.reshape(-1, 1, g.shape[-1]) @ rows).sum((0, 1))
+                if not (need_keys or need_queries):
+                    continue
+                # dL/dvalues_i = g * w[rank(i)]; the sorted copy's buffer is free to take it
+                grad_values = sorted_values.scatter_(-1, order, w.expand_as(sorted_values))
+                del order
+                dk, dq = base.pullback(k, q, grad_values.mul_(g.unsqueeze(-1)))
+                if need_keys:
+                    grad_keys[:, ks] += dk
+                if need_queries:
+                    grad_queries[:, qs] += dq
+        return grad_keys, grad_queries, grad_weights, None, None
 
 
 @SIMILARITIES.register("adaptive")
@@ -395,23 +477,29 @@ class AdaptiveSimilarity(Similarity):
         dtype = _score_dtype(keys, queries)
         keys, queries = keys.to(dtype), queries.to(dtype)
         weights = self.effective_weights().to(dtype)
-
-        def pair_fn(k: Tensor, q: Tensor) -> Tensor:
-            total = None
-            for base, w in zip(self.bases, weights):
-                values = ADAPTIVE_BASES[base](k, q)
-                if self.sort:
-                    values = values.sort(dim=-1, descending=True).values
-                part = values @ w
-                total = part if total is None else total + part
-            return total
-
-        # measured (benchmarks/layer_speed.py): differences, base values, sorted copies, int64 sort
-        # indices and their gradients in the recomputed backward come to ~12 floats + 2 int64s
-        # per element and base
-        element = torch.finfo(dtype).bits // 8
-        bytes_per_element = len(self.bases) * (12 * element + (16 if self.sort else 0))
-        return blockwise_pairwise(pair_fn, keys, queries, bytes_per_element, self.memory_budget)
+        bases = [ADAPTIVE_BASES[name] for name in self.bases]
+        if not self.sort:
+            # without sorting the score is linear in the per-dimension values: matrix products
+            return sum(base.unsorted_score(keys, queries, w) for base, w in zip(bases, weights))
+        if torch.compiler.is_compiling():
+            # torch.compile / torch.export: block sizes would depend on symbolic batch sizes and
+            # the compiler cannot trace NumPy; the whole (Q, N, d) computation in plain torch ops
+            return sum(
+                base.values(keys, queries).sort(dim=-1, descending=True).values @ w
+                for base, w in zip(bases, weights)
+            )
+        batch = torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2])
+        keys3 = keys.expand(*batch, *keys.shape[-2:]).reshape(-1, *keys.shape[-2:])
+        queries3 = queries.expand(*batch, *queries.shape[-2:]).reshape(-1, *queries.shape[-2:])
+        # per element of a block, in the backward pass: the values, their sorted copy (later
+        # dL/dvalues), the 8-byte sort keys / order, and a broadcast difference or product
+        bytes_per_pair = keys3.shape[0] * self.dim * (4 * keys3.element_size() + 8)
+        blocks = plan_blocks(queries3.shape[1], keys3.shape[1], bytes_per_pair, self.memory_budget)
+        # ascending sort order: the weight of the largest value comes last
+        scores = _SortedFootprintScore.apply(
+            keys3, queries3, weights.flip(-1), tuple(bases), blocks
+        )
+        return scores.reshape(*batch, *scores.shape[-2:])
 
     def extra_repr(self) -> str:
         return (

@@ -111,6 +111,34 @@ def test_adaptive_gradcheck(options: dict) -> None:
     assert torch.autograd.gradcheck(lambda k, q: sim(k, q), (keys, queries))
 
 
+@pytest.mark.parametrize("options", ABLATIONS)
+@pytest.mark.parametrize("budget", [2000, 2**30])
+def test_adaptive_float32_gradients_match_float64_footprint_definition(
+    options: dict, budget: int
+) -> None:
+    # the float32 CPU path (NumPy sorts, packed sort keys, blocks) against autograd through the
+    # literal footprint in float64, for inputs, weights and betas, with broadcast keys
+    keys, queries = pairs(n=40, q=9, d=16)
+    queries = queries.expand(3, -1, -1)
+    sim64 = AdaptiveSimilarity(16, init="uniform", **options).double()
+    with torch.no_grad():
+        sim64.weights.normal_()
+        sim64.betas.uniform_(0.5, 2.0)
+    sim32 = AdaptiveSimilarity(16, memory_budget=budget, **options)
+    sim32.load_state_dict(sim64.state_dict())
+    weight = torch.linspace(-1, 1, 3 * 9 * 40, dtype=DOUBLE).reshape(3, 9, 40)
+
+    def grads(sim, literal: bool, dtype):
+        k = keys.to(dtype).requires_grad_(True)
+        q = queries.to(dtype).requires_grad_(True)
+        scores = literal_adaptive(sim, k, q) if literal else sim(k, q)
+        loss = (scores.double() * weight).sum()
+        return [scores, *torch.autograd.grad(loss, [k, q, sim.weights, sim.betas])]
+
+    for got, want in zip(grads(sim32, False, torch.float32), grads(sim64, True, DOUBLE)):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
 def test_manhattan_gradcheck_blockwise() -> None:
     keys, queries = pairs(2, n=6, q=3, d=4)
     keys.requires_grad_(True)
