@@ -5,10 +5,12 @@ larger = more similar; leading dimensions broadcast. Scores are returned in at l
 later separation with a large ``beta`` stays finite for bf16 / float16 inputs.
 
 Distance-based and adaptive similarities compare every query with every memory dimension by
-dimension, which naively builds a ``(Q, N, d)`` tensor. They instead work through blocks of memories
-(and of queries, when one memory alone is too big) sized by ``memory_budget`` bytes, and each block is
-recomputed in the backward pass (activation checkpointing) so peak memory stays bounded in training
-too. The squared Euclidean distance needs no such block: it expands to matrix products.
+dimension, which naively builds a ``(Q, N, d)`` tensor. Euclidean distances expand to matrix
+products and need none. Manhattan distances use ``torch.cdist`` forward and a backward pass over
+blocks of memories. The adaptive similarity works through blocks of memories (and of queries,
+when one memory alone is too big) sized by ``memory_budget`` bytes, in a hand-written autograd
+function that recomputes each block in the backward pass, so peak memory stays bounded in
+training too.
 """
 
 from __future__ import annotations
@@ -394,7 +396,9 @@ class AdaptiveSimilarity(Similarity):
     ``score = beta_dis * s_distance + beta_dot * s_dot``.
 
     Because ``w · cumsum(v) = revcumsum(w) · v``, the footprint is never built: the sorted values
-    are contracted directly with the reverse cumulative sum of ``w``.
+    are contracted directly with the reverse cumulative sum of ``w``. Without sorting the score is
+    linear in the values and runs as matrix products; with sorting, the pairs go through
+    memory-bounded blocks (``ahop.sorting``: SIMD row sorts on CPU, ``torch.sort`` elsewhere).
 
     Args:
         dim: feature dimension ``d`` (one weight per footprint position).
@@ -489,8 +493,9 @@ class AdaptiveSimilarity(Similarity):
                 for base, w in zip(bases, weights)
             )
         batch = torch.broadcast_shapes(keys.shape[:-2], queries.shape[:-2])
-        keys3 = keys.expand(*batch, *keys.shape[-2:]).reshape(-1, *keys.shape[-2:])
+        keys3 = keys.expand(*batch, *keys.shape[-2:]).reshape(-1, *keys.shape[-2:]).contiguous()
         queries3 = queries.expand(*batch, *queries.shape[-2:]).reshape(-1, *queries.shape[-2:])
+        queries3 = queries3.contiguous()
         # per element of a block, in the backward pass: the values, their sorted copy (later
         # dL/dvalues), the 8-byte sort keys / order, and a broadcast difference or product
         bytes_per_pair = keys3.shape[0] * self.dim * (4 * keys3.element_size() + 8)

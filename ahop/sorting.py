@@ -52,10 +52,13 @@ def _numpy_path(values: Tensor) -> bool:
 def sort_rows_(values: Tensor) -> Tensor:
     """Sort ``values`` ascending along the last dimension, in place; returns ``values``.
 
-    ``values`` must be contiguous (it is a buffer the caller owns and no longer needs unsorted).
+    Meant for a buffer the caller owns and no longer needs unsorted; a non-contiguous one is
+    sorted through a contiguous copy.
     """
     if not _numpy_path(values):
         return values.copy_(values.sort(dim=-1).values)
+    if not values.is_contiguous():
+        return values.copy_(sort_rows_(values.contiguous()))
     _sort_inplace(values.detach().view(-1, values.shape[-1]).numpy())
     return values
 

@@ -3,14 +3,12 @@
     python benchmarks/layer_speed.py            # Q=256, N in {1000, 10000}, d in {64, 784}
     python benchmarks/layer_speed.py --quick    # N=1000 only
 
-The adaptive similarity costs O(Q N d log d) (a sort per query-memory pair): at N=10000 it runs
-with Q=16 queries and one timed repeat, which is enough to show that its peak memory stays within
-the block budget (the budget, not Q, bounds a block); its time is reported without a baseline.
-
 Each case computes ``softmax(beta * similarity(K, q)) @ V`` with gradients for queries, keys and
-values. Baselines in the same run: ``scaled_dot_product_attention`` for dot, and
+values. Baselines in the same run: ``scaled_dot_product_attention`` for dot,
 ``-torch.cdist(q, K, p)`` (p=2 euclidean, p=1 manhattan) followed by the same softmax for the
-distances. Peak memory (CPU) is the growth of the process's peak RSS while the case runs, each
+distances, and for the adaptive similarity (O(Q N d log d): a sort per query-memory pair) plain
+autograd through its literal definition (``torch.sort`` of the whole ``(Q, N, d)`` tensors), run
+only where that fits in memory; at N = 10000 the adaptive case takes one timed repeat. Peak memory (CPU) is the growth of the process's peak RSS while the case runs, each
 case in a fresh subprocess (so one case's allocations do not hide another's) with glibc's mmap
 threshold fixed at 128 KiB (so freed tensors leave RSS at once instead of staying cached).
 """
@@ -23,6 +21,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -35,13 +34,35 @@ from ahop.similarity import DEFAULT_MEMORY_BUDGET, build_similarity
 from benchmarks.common import markdown_table, median_time, save_figure
 
 QUERIES = 256
-ADAPTIVE_LARGE_QUERIES = 16
+MAX_REPEATS = 50
 BETA = 0.1
+#: Run the naive adaptive baseline only when its autograd graph should fit in this many bytes.
+NAIVE_ADAPTIVE_LIMIT = 10 * 2**30
+#: Bytes per (query, memory, dimension) element that naive autograd keeps, both bases together:
+#: differences, values, sorted values and int64 sort indices.
+NAIVE_ADAPTIVE_BYTES = 40
 
 
-def baseline(similarity: str):
+def naive_adaptive(d: int):
+    """The adaptive similarity's literal definition through autograd: no blocks, ``torch.sort``."""
+    weights = build_similarity("adaptive", dim=d).effective_weights().detach()
+
+    def score(q, k):
+        distance = -(q.unsqueeze(-2) - k.unsqueeze(-3)).pow(2)
+        dot = q.unsqueeze(-2) * k.unsqueeze(-3)
+        return sum(
+            values.sort(dim=-1, descending=True).values @ w
+            for values, w in zip((distance, dot), weights)
+        )
+
+    return lambda q, k, v: (BETA * score(q, k)).softmax(-1) @ v
+
+
+def baseline(similarity: str, d: int):
     if similarity == "dot":
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=BETA)
+    if similarity == "adaptive":
+        return naive_adaptive(d)
     p = {"euclidean": 2.0, "manhattan": 1.0}[similarity]
     return lambda q, k, v: (-BETA * torch.cdist(q, k, p=p)).softmax(-1) @ v
 
@@ -60,13 +81,17 @@ def run_case(
         def step() -> None:
             retrieve(q, k, v, similarity=module, beta=BETA).sum().backward()
     else:
-        fn = baseline(similarity)
+        fn = baseline(similarity, d)
 
         def step() -> None:
             fn(q, k, v).sum().backward()
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds = median_time(step, repeats=repeats)
+    start = time.perf_counter()
+    step()  # warm-up, and a first estimate: millisecond cases get more repeats (up to ~1 s)
+    first = time.perf_counter() - start
+    repeats = max(repeats, min(MAX_REPEATS, int(1.0 / max(first, 1e-6))))
+    seconds = median_time(step, repeats=repeats, warmup=0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "peak_mib": (peak - before) / 1024}
 
@@ -102,16 +127,18 @@ def main() -> None:
     for n in sizes:
         for d in (64, 784):
             for similarity in ("dot", "euclidean", "manhattan", "adaptive"):
+                q = QUERIES
                 large_adaptive = similarity == "adaptive" and n > 1000
-                q = ADAPTIVE_LARGE_QUERIES if large_adaptive else QUERIES
                 ours = in_subprocess("ahop", similarity, n, d, 1 if large_adaptive else repeats, q)
                 naive_mib = q * n * d * 4 / 2**20
-                if similarity == "adaptive":
-                    ref, ratio, ref_name = None, float("nan"), "-"
-                else:
-                    ref = in_subprocess("torch", similarity, n, d, repeats)
+                ref_name = {"dot": "sdpa", "adaptive": "naive autograd"}.get(similarity, "cdist")
+                ref, ratio = None, float("nan")
+                fits = q * n * d * NAIVE_ADAPTIVE_BYTES <= NAIVE_ADAPTIVE_LIMIT
+                if similarity != "adaptive" or fits:
+                    ref = in_subprocess("torch", similarity, n, d, 1 if large_adaptive else repeats)
                     ratio = ours["seconds"] / ref["seconds"]
-                    ref_name = "sdpa" if similarity == "dot" else "cdist"
+                else:
+                    ref_name = "naive autograd: does not fit"
                 rows.append(
                     [
                         similarity,

@@ -56,3 +56,10 @@ def test_wide_rows_use_enough_index_bits() -> None:
     got, order = sort_rows_with_order(values)
     assert torch.equal(got, values.sort(-1).values)
     assert int(order.max()) == 1024
+
+
+def test_in_place_sort_of_a_non_contiguous_buffer() -> None:
+    values = torch.randn(5, 7, 3).transpose(0, 1)
+    want = values.sort(-1).values
+    assert sort_rows_(values) is values
+    assert torch.equal(values, want)
