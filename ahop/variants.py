@@ -139,9 +139,10 @@ MASK_MODES = {
 class Mask(Variant):
     """Set part of each pattern to ``fill``.
 
-    Modes: ``"top"`` masks the top ``fraction`` of image rows (``fraction=0.5`` is UHN's half-masked
-    image: the bottom half stays visible; without ``image_shape``, the first ``fraction`` of the
-    features), ``"bottom"`` the bottom rows, ``"random"`` a random ``fraction`` of the pixels of
+    Modes: ``"top"`` masks the top ``fraction`` of image rows (without ``image_shape``, the first
+    ``fraction`` of the features), ``"bottom"`` the bottom rows (``fraction=0.5`` is UHN's
+    half-masked image: its code zeros rows ``H/2 ... H``, the top half stays visible; LSHN's
+    official cue keeps the top half too), ``"random"`` a random ``fraction`` of the pixels of
     each image, ``"center"`` a central square of that area (inpainting), ``"border"`` everything
     but a central square keeping ``1 - fraction`` of the area.
     """

@@ -179,19 +179,26 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 4))
-    labels = [f"{s}\nN={n},d={d}" for s, n, d, _, _ in records]
-    axis.bar(range(len(records)), [r[3]["seconds"] * 1e3 for r in records], label="ahop")
-    axis.bar(
-        [i + 0.4 for i in range(len(records))],
+    figure, (times, ratios) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [f"{s} N={n} d={d}" for s, n, d, _, _ in records]
+    positions = range(len(records))
+    times.bar([i - 0.2 for i in positions], [r[3]["seconds"] * 1e3 for r in records], 0.4)
+    times.bar(
+        [i + 0.2 for i in positions],
         [r[4]["seconds"] * 1e3 if r[4] else 0 for r in records],
-        width=0.4,
-        label="torch baseline",
+        0.4,
     )
-    axis.set_xticks(range(len(records)), labels, rotation=90, fontsize=6)
-    axis.set_ylabel("forward+backward ms")
-    axis.set_yscale("log")
-    axis.legend()
+    times.legend(["ahop", "baseline (sdpa / cdist / naive autograd)"], fontsize=8)
+    times.set_ylabel("forward+backward ms")
+    times.set_yscale("log")
+    ratio_values = [r[3]["seconds"] / r[4]["seconds"] if r[4] else 0 for r in records]
+    ratios.bar(positions, ratio_values, color="tab:green")
+    for target, name in ((1.2, "dot target 1.2x"), (1.5, "distance target 1.5x")):
+        ratios.axhline(target, linestyle="--", linewidth=1, color="gray")
+        ratios.text(len(records) - 0.5, target, name, ha="right", va="bottom", fontsize=7)
+    ratios.set_ylabel("time ratio ahop / baseline (lower is better)")
+    for axis in (times, ratios):
+        axis.set_xticks(list(positions), labels, rotation=90, fontsize=7)
     print(f"\nplot: {save_figure(figure, 'layer_speed')}")
 
 
