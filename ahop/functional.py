@@ -56,7 +56,9 @@ def _one_step(
     need_weights: bool,
 ) -> tuple[Tensor, Tensor | None]:
     if not need_weights and _is_fused(similarity, separation, mask):
-        batch = torch.broadcast_shapes(queries.shape[:-2], keys.shape[:-2], values.shape[:-2])
+        batch = queries.shape[:-2]
+        if not batch == keys.shape[:-2] == values.shape[:-2]:  # broadcast_shapes is slow
+            batch = torch.broadcast_shapes(batch, keys.shape[:-2], values.shape[:-2])
 
         def as_4d(x: Tensor) -> Tensor:  # the fused kernels want (B, heads, L, E)
             return x.expand(*batch, *x.shape[-2:]).reshape(-1, 1, *x.shape[-2:])

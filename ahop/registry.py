@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -57,10 +58,16 @@ class Registry(Generic[T]):
         ``None`` values are dropped so the class's own defaults apply.
         """
         factory = self.get(name)
-        named = {
-            p.name
-            for p in inspect.signature(factory).parameters.values()
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        }
+        named = _keyword_names(factory)
         chosen = {k: v for k, v in kwargs.items() if v is not None and k in named}
         return factory(**chosen)
+
+
+@cache
+def _keyword_names(factory: Callable[..., Any]) -> frozenset[str]:
+    # inspect.signature costs tens of microseconds: more than a small retrieval step itself
+    return frozenset(
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
