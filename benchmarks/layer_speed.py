@@ -2,6 +2,7 @@
 
     python benchmarks/layer_speed.py            # Q=256, N in {1000, 10000}, d in {64, 784}
     python benchmarks/layer_speed.py --quick    # N=1000 only
+    python benchmarks/layer_speed.py --sorts-only   # row sorts: ahop.sorting vs torch.sort
 
 Each case computes ``softmax(beta * similarity(K, q)) @ V`` with gradients for queries, keys and
 values. Baselines in the same run: ``scaled_dot_product_attention`` for dot,
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ahop.functional import retrieve
 from ahop.similarity import DEFAULT_MEMORY_BUDGET, build_similarity
+from ahop.sorting import sort_rows_, sort_rows_with_order
 from benchmarks.common import markdown_table, median_time, save_figure
 
 QUERIES = 256
@@ -114,12 +116,37 @@ def in_subprocess(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def sorting_speed(rows: int = 25600, d: int = 784) -> list[list[object]]:
+    """Row sorts of ``(rows, d)`` float32 values: ``ahop.sorting`` against ``torch.sort``."""
+    values = torch.rand(rows, d) - 0.5
+    cases = {
+        "values only": (
+            lambda: sort_rows_(values.clone()),
+            lambda: values.clone().sort(dim=-1).values,
+        ),
+        "values + order": (
+            lambda: sort_rows_with_order(values),
+            lambda: values.sort(dim=-1),
+        ),
+    }
+    table = []
+    for name, (ours, theirs) in cases.items():
+        ours_s, theirs_s = median_time(ours, repeats=5), median_time(theirs, repeats=5)
+        table.append([name, rows, d, ours_s * 1e3, theirs_s * 1e3, f"{theirs_s / ours_s:.1f}x"])
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=1000 only, fewer repeats")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sorts-only", action="store_true", help="only the row-sort table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    sort_headers = ["sort", "rows", "d", "ahop.sorting ms", "torch.sort ms", "torch / ahop"]
+    if args.sorts_only:
+        print(markdown_table(sort_headers, sorting_speed()))
+        return
     sizes = [1000] if args.quick else [1000, 10000]
     repeats = 2 if args.quick else 3
     rows, records = [], []
@@ -173,6 +200,8 @@ def main() -> None:
         f"forward+backward, {args.threads} threads, memory budget {budget_mib:.0f} MiB per block\n"
     )
     print(markdown_table(headers, rows))
+    print("\nrow sorts (float32, ascending), the adaptive similarity's inner loop:\n")
+    print(markdown_table(sort_headers, sorting_speed()))
 
     import matplotlib
 
