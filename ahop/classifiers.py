@@ -2,17 +2,77 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ahop.layers import HopfieldLayer
+from ahop.registry import Registry
+
+FEATURE_EMBEDDINGS: Registry[nn.Module] = Registry("feature embedding")
+
+
+@FEATURE_EMBEDDINGS.register("linear")
+class LinearFeatureEmbedding(nn.Sequential):
+    """``(B, F)`` rows -> ``(B, E)``: one linear layer over all features, GELU, dropout."""
+
+    def __init__(self, num_features: int, embedding_dim: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.Linear(num_features, embedding_dim), nn.GELU(), nn.Dropout(dropout))
+
+
+@FEATURE_EMBEDDINGS.register("periodic")
+class PeriodicFeatureEmbedding(nn.Module):
+    """Periodic embeddings of numeric features ("PLR", Gorishniy et al. 2022), then a linear mix.
+
+    Each feature ``x_f`` becomes ``ReLU(W [sin(2 pi c_f x_f), cos(2 pi c_f x_f)] + b)`` with
+    ``frequencies`` learned coefficients ``c_f`` per feature (initialised ``N(0, sigma²)``) and a
+    linear map ``W`` shared by all features ("lite" variant); the ``F`` feature embeddings are
+    concatenated and mixed by a linear layer + GELU. It lets the network place sharp, learned
+    thresholds on single features, the kind of split gradient-boosted trees make; ``sigma`` sets
+    how fine they can be on standardised features (the most important setting).
+
+    Args:
+        num_features: input features ``F``.
+        embedding_dim: output size ``E``.
+        frequencies: learned frequencies per feature.
+        feature_dim: size of each feature's embedding.
+        sigma: standard deviation of the initial frequencies.
+        dropout: dropout on the output.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        embedding_dim: int,
+        frequencies: int = 16,
+        feature_dim: int = 16,
+        sigma: float = 0.1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("frequencies", frequencies), ("feature_dim", feature_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.coefficients = nn.Parameter(torch.randn(num_features, frequencies) * sigma)
+        self.per_feature = nn.Linear(2 * frequencies, feature_dim)
+        self.mix = nn.Sequential(
+            nn.Linear(num_features * feature_dim, embedding_dim), nn.GELU(), nn.Dropout(dropout)
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        angles = 2 * math.pi * self.coefficients * features.unsqueeze(-1)  # (B, F, frequencies)
+        per_feature = self.per_feature(torch.cat([angles.sin(), angles.cos()], -1)).relu()
+        return self.mix(per_feature.flatten(-2))
 
 
 class TabularHopfieldClassifier(nn.Module):
     """Feature embedding -> Hopfield lookup memory (residual) -> linear classifier.
 
-    Each row is embedded, then retrieves from ``quantity`` learned stored patterns through a
+    Each row is embedded (:data:`FEATURE_EMBEDDINGS`: ``"linear"`` or ``"periodic"``), then retrieves from ``quantity`` learned stored patterns through a
     :class:`~ahop.layers.HopfieldLayer` whose similarity is configurable (``dot``, ``manhattan``,
     ``adaptive`` ...) and whose retrieved targets are learned too (hetero-association); the
     retrieval is added to the embedding and classified.
@@ -27,6 +87,9 @@ class TabularHopfieldClassifier(nn.Module):
         similarity, separation, scaling, similarity_kwargs: the retrieval's parts (see
             :class:`~ahop.layers.Hopfield`).
         dropout: dropout on the embedding and the association weights.
+        feature_embedding: ``"linear"`` (one linear layer + GELU) or ``"periodic"``
+            (:class:`PeriodicFeatureEmbedding`).
+        feature_embedding_kwargs: options of the feature embedding (e.g. ``{"sigma": 0.3}``).
     """
 
     def __init__(
@@ -42,6 +105,8 @@ class TabularHopfieldClassifier(nn.Module):
         scaling: float | None = None,
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
+        feature_embedding: str = "linear",
+        feature_embedding_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if num_features < 1 or num_classes < 2:
@@ -62,8 +127,23 @@ class TabularHopfieldClassifier(nn.Module):
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by num_heads={num_heads}"
             )
-        self.embed = nn.Sequential(
-            nn.Linear(num_features, embedding_dim), nn.GELU(), nn.Dropout(dropout)
+        options = dict(feature_embedding_kwargs or {})
+        accepted = FEATURE_EMBEDDINGS.options(feature_embedding) - {
+            "num_features",
+            "embedding_dim",
+            "dropout",
+        }
+        if set(options) - accepted:
+            raise ValueError(
+                f"unknown feature_embedding_kwargs {sorted(set(options) - accepted)} for "
+                f"{feature_embedding!r}; allowed: {', '.join(sorted(accepted)) or 'none'}"
+            )
+        self.embed = FEATURE_EMBEDDINGS.build(
+            feature_embedding,
+            **options,
+            num_features=num_features,
+            embedding_dim=embedding_dim,
+            dropout=dropout,
         )
         self.blocks = nn.ModuleList(
             HopfieldLayer(

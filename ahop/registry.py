@@ -52,6 +52,10 @@ class Registry(Generic[T]):
             )
         return self._entries[name]
 
+    def options(self, name: str) -> frozenset[str]:
+        """The keyword arguments the constructor of ``name`` accepts."""
+        return _keyword_names(self.get(name))
+
     def build(self, name: str, **kwargs: Any) -> T:
         """Instantiate ``name`` with the subset of ``kwargs`` its constructor names explicitly.
 

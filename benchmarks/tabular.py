@@ -93,6 +93,8 @@ class HopfieldSettings:
     patience: int = 8
     batch_size: int = 128
     min_steps: int = 1  # small training sets get smaller batches: >= min_steps steps per epoch
+    feature_embedding: str = "linear"  # or "periodic"
+    periodic_sigma: float = 0.1  # initial frequency scale of the periodic embedding
 
     def batch_size_for(self, train_rows: int) -> int:
         """``batch_size``, shrunk (down to 8) so an epoch of ``train_rows`` has ``min_steps``."""
@@ -236,6 +238,10 @@ def fit_hopfield(
         num_heads=settings.num_heads,
         similarity=similarity,
         dropout=settings.dropout,
+        feature_embedding=settings.feature_embedding,
+        feature_embedding_kwargs=(
+            {"sigma": settings.periodic_sigma} if settings.feature_embedding == "periodic" else None
+        ),
         optimizer=functools.partial(
             torch.optim.AdamW, lr=settings.lr, weight_decay=settings.weight_decay
         ),

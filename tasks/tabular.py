@@ -16,7 +16,8 @@ class TabularClassifier(ClassificationTask):
     """Rows ``(B, F)`` -> class logits via :class:`~ahop.classifiers.TabularHopfieldClassifier`.
 
     ``num_features`` / ``num_classes`` default to the datamodule's (read at ``setup``), so a
-    config only chooses the model's shape and similarity.
+    config only chooses the model's shape, similarity and feature embedding (``linear`` or
+    ``periodic``, see :data:`ahop.classifiers.FEATURE_EMBEDDINGS`).
     """
 
     data_sizes = ("num_features", "num_classes")
@@ -34,6 +35,8 @@ class TabularClassifier(ClassificationTask):
         scaling: float | None = None,
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
+        feature_embedding: str = "linear",
+        feature_embedding_kwargs: dict[str, Any] | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -59,4 +62,6 @@ class TabularClassifier(ClassificationTask):
             scaling=hp.scaling,
             dropout=hp.dropout,
             similarity_kwargs=hp.similarity_kwargs,
+            feature_embedding=hp.feature_embedding,
+            feature_embedding_kwargs=hp.feature_embedding_kwargs,
         )

@@ -91,13 +91,18 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("similarity", ["dot", "manhattan", "adaptive"])
-def test_export_matches_module_on_raw_rows(tmp_path: Path, similarity: str) -> None:
+@pytest.mark.parametrize(
+    ("similarity", "embedding"),
+    [("dot", "linear"), ("manhattan", "linear"), ("adaptive", "linear"), ("dot", "periodic")],
+)
+def test_export_matches_module_on_raw_rows(tmp_path: Path, similarity: str, embedding: str) -> None:
     pytest.importorskip("onnxruntime")
     import joblib
     import onnxruntime
 
-    train.main(fit_args(tmp_path, "--model.init_args.similarity", similarity, epochs=1))
+    options = ("--model.init_args.similarity", similarity)
+    options += ("--model.init_args.feature_embedding", embedding)
+    train.main(fit_args(tmp_path, *options, epochs=1))
     last = next(p for p in checkpoints(tmp_path) if p.name == "last.ckpt")
     out = tmp_path / "export"
     metadata = export.export(last, out)
