@@ -15,6 +15,7 @@ write their own backward passes).
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import pairwise
@@ -32,6 +33,10 @@ _NUMPY_SORTABLE = (torch.float32, torch.float64)
 @cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="ahop-sort")
+
+
+# a forked child (DataLoader workers, ddp_fork) inherits the pool object but not its threads
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def _sort_inplace(rows: np.ndarray) -> None:

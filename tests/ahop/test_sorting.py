@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +68,33 @@ def test_in_place_sort_of_a_non_contiguous_buffer() -> None:
     want = values.sort(-1).values
     assert sort_rows_(values) is values
     assert torch.equal(values, want)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threaded_sort_works_in_a_forked_child() -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        values = torch.randn(2 * PARALLEL_MIN_ROWS, 5)
+        want = values.sort(-1).values.numpy()
+        sort_rows_(values.clone())  # the parent's thread pool exists now
+        child_values = values.clone()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            # child: the inherited pool has no threads (a hang fails the test after 30 s); only
+            # NumPy here, torch's own OpenMP pool is not fork-safe
+            ok = np.array_equal(sort_rows_(child_values).numpy(), want)
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        deadline = time.monotonic() + 30
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the threaded sort hung in a forked child")
+            time.sleep(0.05)
+        assert os.read(read, 1) == b"1"
+    finally:
+        torch.set_num_threads(previous)
