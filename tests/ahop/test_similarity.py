@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ahop import sorting
 from ahop.similarity import (
     SIMILARITIES,
     AdaptiveSimilarity,
@@ -113,9 +114,12 @@ def test_adaptive_gradcheck(options: dict) -> None:
 
 @pytest.mark.parametrize("options", ABLATIONS)
 @pytest.mark.parametrize("budget", [2000, 2**30])
+@pytest.mark.parametrize("sorter", ["numpy", "torch"])
 def test_adaptive_float32_gradients_match_float64_footprint_definition(
-    options: dict, budget: int
+    options: dict, budget: int, sorter: str, monkeypatch
 ) -> None:
+    if sorter == "torch":  # the path GPUs take: torch.sort instead of NumPy's row sorts
+        monkeypatch.setattr(sorting, "_numpy_path", lambda values: False)
     # the float32 CPU path (NumPy sorts, packed sort keys, blocks) against autograd through the
     # literal footprint in float64, for inputs, weights and betas, with broadcast keys
     keys, queries = pairs(n=40, q=9, d=16)
