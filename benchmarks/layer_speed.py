@@ -9,8 +9,9 @@ values. Baselines in the same run: ``scaled_dot_product_attention`` for dot,
 ``-torch.cdist(q, K, p)`` (p=2 euclidean, p=1 manhattan) followed by the same softmax for the
 distances, and for the adaptive similarity (O(Q N d log d): a sort per query-memory pair) plain
 autograd through its literal definition (``torch.sort`` of the whole ``(Q, N, d)`` tensors), run
-only where that fits in memory; at N = 10000 the adaptive case takes one timed repeat. Peak memory (CPU) is the growth of the process's peak RSS while the case runs, each
-case in a fresh subprocess (so one case's allocations do not hide another's) with glibc's mmap
+only where that fits in memory; at N = 10000 the adaptive case takes one timed repeat. Peak
+memory (CPU) is the growth of the process's peak RSS while the case runs, each case in a fresh
+subprocess (so one case's allocations do not hide another's) with glibc's mmap
 threshold fixed at 128 KiB (so freed tensors leave RSS at once instead of staying cached).
 """
 
