@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ahop.checks import check_positive_ints
 from ahop.layers import HopfieldLayer
 from ahop.registry import Registry
 
@@ -52,9 +53,7 @@ class PeriodicFeatureEmbedding(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value in (("frequencies", frequencies), ("feature_dim", feature_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_positive_ints(frequencies=frequencies, feature_dim=feature_dim)
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         self.coefficients = nn.Parameter(torch.randn(num_features, frequencies) * sigma)
@@ -113,14 +112,12 @@ class TabularHopfieldClassifier(nn.Module):
             raise ValueError(
                 f"need num_features >= 1 and num_classes >= 2, got {num_features} and {num_classes}"
             )
-        for name, value in (
-            ("embedding_dim", embedding_dim),
-            ("quantity", quantity),
-            ("num_heads", num_heads),
-            ("num_layers", num_layers),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_positive_ints(
+            embedding_dim=embedding_dim,
+            quantity=quantity,
+            num_heads=num_heads,
+            num_layers=num_layers,
+        )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if embedding_dim % num_heads:

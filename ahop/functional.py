@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ahop.checks import check_positive_ints
 from ahop.separation import Softmax, build_separation
 from ahop.similarity import DotSimilarity, build_similarity
 
@@ -120,8 +121,7 @@ def retrieve(
             f"values must hold one row per memory: keys have N={keys.shape[-2]}, "
             f"values have {values.shape[-2]}"
         )
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    check_positive_ints(steps=steps)
     if steps > 1 and values.shape[-1] != queries.shape[-1]:
         raise ValueError(
             f"iterative retrieval (steps={steps}) feeds outputs back as queries, so values need "

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ahop.checks import check_positive_ints
 from ahop.functional import associate, retrieve
 from ahop.separation import build_separation
 from ahop.similarity import build_similarity
@@ -109,8 +110,7 @@ class Hopfield(nn.Module):
         separation_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be an integer >= 1, got {num_heads!r}")
+        check_positive_ints(num_heads=num_heads)
         if update_steps_max < 0:
             raise ValueError(f"update_steps_max must be >= 0, got {update_steps_max}")
         if not 0.0 <= dropout < 1.0:
@@ -363,8 +363,7 @@ class HopfieldLayer(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if not isinstance(quantity, int) or quantity < 1:
-            raise ValueError(f"quantity must be an integer >= 1, got {quantity!r}")
+        check_positive_ints(quantity=quantity)
         self.hopfield = Hopfield(input_size=input_size, **kwargs)
         self.lookup_weights = nn.Parameter(torch.empty(1, quantity, input_size))
         nn.init.normal_(self.lookup_weights, std=1.0 / math.sqrt(input_size))
@@ -418,8 +417,7 @@ class HopfieldPooling(nn.Module):
         self, input_size: int, quantity: int = 1, trainable: bool = True, **kwargs: Any
     ) -> None:
         super().__init__()
-        if not isinstance(quantity, int) or quantity < 1:
-            raise ValueError(f"quantity must be an integer >= 1, got {quantity!r}")
+        check_positive_ints(quantity=quantity)
         self.hopfield = Hopfield(input_size=input_size, **kwargs)
         pooling = torch.randn(1, quantity, input_size) / math.sqrt(input_size)
         if trainable:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ahop.checks import check_positive_ints
 from ahop.registry import Registry
 
 #: ``make_queries(generator) -> (queries (B, d), sources (B,))``: fresh variants of stored patterns
@@ -164,8 +165,7 @@ def train_similarity(
         )
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_positive_ints(batch_size=batch_size)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(params, lr=lr)
     was_training = similarity.training
