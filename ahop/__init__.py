@@ -6,6 +6,8 @@ are registered by name, :func:`retrieve` runs one or more update steps, and the 
 argument names. No Lightning import anywhere in this package.
 """
 
+__version__ = "0.1.0"
+
 from ahop.classical import CAPACITY_THEORY, BinaryHopfield
 from ahop.classifiers import TabularHopfieldClassifier
 from ahop.functional import Retrieval, associate, retrieve
@@ -50,6 +52,7 @@ __all__ = [
     "ManhattanSimilarity",
     "Retrieval",
     "TabularHopfieldClassifier",
+    "__version__",
     "associate",
     "build_separation",
     "build_similarity",

@@ -12,7 +12,7 @@ import yaml
 
 import train
 from datamodules.tabular import TabularDataModule
-from datamodules.tabular_sources import SourceSpec, load_table
+from datamodules.tabular_sources import DataUnavailableError, SourceSpec, load_table
 from tasks.tabular import TabularClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_openml_config_offline_stops_with_one_line_error(tmp_path: Path, monkeyp
     start = time.perf_counter()
     try:
         load_table("openml", spec)
-    except train.DataUnavailableError:
+    except DataUnavailableError:
         pass
     else:
         pytest.skip("the OpenML server is reachable here: this test covers the offline case")
