@@ -7,8 +7,9 @@ writes into ``--out``:
 
 - ``model.pt2``: a ``torch.export`` program (``torch.export.load(path).module()(x)``),
 - ``model.onnx``: the same graph for ONNX Runtime (needs the ``export`` extra),
-- ``preprocessor.joblib``: the fitted raw-rows -> features transform of a tabular checkpoint
-  (``joblib.load(path)(frame)`` -> float32 tensor; needs ``ahop`` installed), when the checkpoint has one,
+- ``preprocessor.json``: the fitted raw-rows -> features transform of a tabular checkpoint as plain
+  data (``TabularPreprocessor.load(path)(frame)`` -> float32 tensor; JSON, so loading it cannot
+  run code), when the checkpoint has one,
 - ``metadata.json``: input / output names and shapes, class names, feature names, the task.
 
 Both graphs take the task's inputs (``metadata.json`` names them: ``inputs`` for tabular rows and
@@ -54,13 +55,13 @@ def load_task(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
     if class_path is None:
         raise ValueError(
             f"{path} does not record its task class (_class_path); train it with train.py"
         )
-    task = _import(class_path).load_from_checkpoint(path, map_location="cpu")
+    task = _import(class_path).load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return task.eval(), checkpoint
 
 
@@ -142,8 +143,8 @@ def export(
             metadata["files"]["onnx"] = "model.onnx"
     datamodule = load_datamodule_state(checkpoint)
     if datamodule is not None and hasattr(datamodule, "save_preprocessor"):
-        datamodule.save_preprocessor(out / "preprocessor.joblib")
-        metadata["files"]["preprocessor"] = "preprocessor.joblib"
+        datamodule.save_preprocessor(out / "preprocessor.json")
+        metadata["files"]["preprocessor"] = "preprocessor.json"
         metadata["feature_names"] = list(datamodule.feature_names)
         metadata["class_names"] = [str(c) for c in datamodule.class_names]
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2))

@@ -97,8 +97,9 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
 )
 def test_export_matches_module_on_raw_rows(tmp_path: Path, similarity: str, embedding: str) -> None:
     pytest.importorskip("onnxruntime")
-    import joblib
     import onnxruntime
+
+    from datamodules.tabular_preprocessing import TabularPreprocessor
 
     options = ("--model.init_args.similarity", similarity)
     options += ("--model.init_args.feature_embedding", embedding)
@@ -113,7 +114,7 @@ def test_export_matches_module_on_raw_rows(tmp_path: Path, similarity: str, embe
     datamodule = TabularDataModule(source="sklearn", name="breast_cancer", batch_size=64, seed=0)
     datamodule.setup("test")
     rows = datamodule.raw_features.iloc[datamodule.split_indices["test"]]
-    preprocessor = joblib.load(out / "preprocessor.joblib")
+    preprocessor = TabularPreprocessor.load(out / "preprocessor.json")
     program = torch.export.load(out / "model.pt2").module()
     session = onnxruntime.InferenceSession(str(out / "model.onnx"))
     for size in (1, 7, len(rows)):
