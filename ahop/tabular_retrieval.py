@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ahop.candidates import CANDIDATE_SIMILARITIES, DEFAULT_FAISS_MIN_MEMORIES, top_candidates
 from ahop.checks import check_positive_ints
@@ -68,6 +69,53 @@ def _row_hash(features: Tensor, labels: Tensor, coefficients: Tensor) -> Tensor:
     so equal rows hash equally whatever the batch they come in)."""
     bits = features.contiguous().view(torch.int32).long()
     return (bits * coefficients[1:]).sum(-1) + (labels.long() + 1) * coefficients[0]
+
+
+class _PooledReluDifference(torch.autograd.Function):
+    """``out_b = sum_i w_bi ReLU(q_b - table[rows_bi])`` with a hand-written backward.
+
+    One ``(B, m, h)`` buffer is made (gather, subtract and ReLU in place) and reused by the backward
+    pass for the gradient, whose rows are added into the table's gradient with ``index_add_``;
+    autograd through the plain expression keeps several such buffers and scatters twice.
+    """
+
+    @staticmethod
+    def forward(ctx, queries: Tensor, table: Tensor, rows: Tensor, weights: Tensor) -> Tensor:
+        active = table.index_select(0, rows.flatten()).view(*rows.shape, table.shape[-1])
+        torch.sub(queries.unsqueeze(-2), active, out=active).clamp_min_(0)
+        ctx.save_for_backward(active, rows, weights)
+        ctx.table_rows = table.shape[0]
+        return (weights.unsqueeze(-2).to(active.dtype) @ active).squeeze(-2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, Tensor | None]:
+        active, rows, weights = ctx.saved_tensors
+        need_queries, need_table, _, need_weights = ctx.needs_input_grad
+        grad_weights = (active @ grad.unsqueeze(-1)).squeeze(-1) if need_weights else None
+        # dL/d(q - t) = w * g where the ReLU is active: the buffer becomes that gradient
+        pair = active.gt_(0).mul_(weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
+        grad_queries = pair.sum(-2) if need_queries else None
+        grad_table = None
+        if need_table:
+            grad_table = pair.new_zeros(ctx.table_rows, pair.shape[-1])
+            grad_table.index_add_(0, rows.flatten(), pair.reshape(-1, pair.shape[-1]), alpha=-1)
+        return grad_queries, grad_table, None, grad_weights
+
+
+def pooled_relu_difference(queries: Tensor, table: Tensor, rows: Tensor, weights: Tensor) -> Tensor:
+    """``sum_i weights[b, i] * ReLU(queries[b] - table[rows[b, i]])`` ``(B, h)``.
+
+    Args:
+        queries: ``(B, h)``.
+        table: ``(T, h)``.
+        rows: ``(B, m)`` indices into ``table``.
+        weights: ``(B, m)``.
+    """
+    if torch.compiler.is_compiling():  # exported graphs: plain ops
+        active = torch.relu(queries.unsqueeze(-2) - table[rows])
+        return (weights.unsqueeze(-2) @ active).squeeze(-2)
+    return _PooledReluDifference.apply(queries, table, rows, weights)
 
 
 class TabularRetrievalClassifier(nn.Module):
@@ -361,13 +409,15 @@ class TabularRetrievalClassifier(nn.Module):
     # -- retrieval ------------------------------------------------------------------------------
     def _context(
         self, query: Tensor, exclude: Tensor | None, count: int
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Candidate indices ``(B, m)``, their keys ``(B, m, d)`` and projections ``(B, m, h)``."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The context of each query: memory indices ``(B, m)``, their keys ``(B, m, d)``, and a
+        table of first-value-layer projections ``W k`` ``(T, h)`` with each context entry's row in
+        it ``(B, m)`` (projecting distinct rows once, not every (query, memory) pair)."""
         project: Callable[[Tensor], Tensor] = lambda keys: keys @ self.value_in.weight.T  # noqa: E731
         if not self.training:
             keys, hidden = self.bake_memory()
             index = self._search(query, keys, count, None)
-            return index, keys[index], hidden[index]
+            return index, keys[index], hidden, index
         refresh = self.memory_refresh
         if refresh == "full":
             keys = self._encode_keys(self.memory_features)
@@ -380,17 +430,13 @@ class TabularRetrievalClassifier(nn.Module):
             search = self._epoch_keys
         index = self._search(query, search, count, exclude)
         if refresh == "full":
-            if keys.shape[0] <= index.numel():
-                return index, keys[index], project(keys)[index]
-            context = keys[index]
-            return index, context, project(context)
+            return index, keys[index], project(keys), index
         if refresh == "frozen":
-            context = search[index]
-            return index, context, project(context)
+            return index, search[index], project(search), index
         # batch / epoch: the chosen rows encoded again, with gradients, once each
         unique, inverse = index.unique(return_inverse=True)
         keys = self._encode_keys(self.memory_features[unique])
-        return index, keys[inverse], project(keys)[inverse]
+        return index, keys[inverse], project(keys), inverse
 
     def _search(self, query: Tensor, keys: Tensor, count: int, exclude: Tensor | None) -> Tensor:
         if count == keys.shape[0] and exclude is None:  # every memory is a candidate
@@ -437,7 +483,7 @@ class TabularRetrievalClassifier(nn.Module):
         count = self._check_memory(exclude is not None)
         x = self.encode(features)
         query = self.keys_of(x)
-        index, context_keys, context_hidden = self._context(query, exclude, count)
+        index, context_keys, table, rows = self._context(query, exclude, count)
         context_labels = self.memory_labels[index]
         for step in range(self.update_steps):
             if step:
@@ -447,10 +493,13 @@ class TabularRetrievalClassifier(nn.Module):
             # sum_i w_i label_embedding(y_i): weights pooled per class, then one (C, d) product
             per_class = weights.new_zeros(weights.shape[0], self.num_classes)
             per_class = per_class.scatter_add(1, context_labels, weights)
-            hidden = torch.relu_(self.value_in(query).unsqueeze(-2) - context_hidden)
-            # dropout after the weighted sum: per pair it would cost a mask of (B, m, d_block)
-            pooled = self.value_dropout((weights.unsqueeze(-2) @ hidden).squeeze(-2))
-            x = x + per_class @ self.label_embedding.weight + self.value_out(pooled)
+            # sum_i w_i ReLU(W k_q + b - W k_i); T's last layer after the sum (it is linear)
+            pooled = pooled_relu_difference(self.value_in(query), table, rows, weights)
+            x = (
+                x
+                + per_class @ self.label_embedding.weight
+                + self.value_out(self.value_dropout(pooled))
+            )
         for block in self.predictor:
             x = x + block(x)
         return self.head(x)

@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from ahop.functional import associate
-from ahop.tabular_retrieval import MEMORY_REFRESH, TabularRetrievalClassifier
+from ahop.tabular_retrieval import (
+    MEMORY_REFRESH,
+    TabularRetrievalClassifier,
+    pooled_relu_difference,
+)
 
 
 def toy(rows: int = 60, features: int = 4, classes: int = 3, seed: int = 0):
@@ -185,3 +189,14 @@ def test_errors_name_what_to_change() -> None:
         net.eval()(x[:, :3])
     with pytest.raises(ValueError, match="unknown similarity 'bogus'"):
         network(similarity="bogus")
+
+
+def test_pooled_relu_difference_matches_autograd() -> None:
+    torch.manual_seed(0)
+    queries = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    rows = torch.randint(0, 9, (5, 4))
+    weights = torch.rand(5, 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(pooled_relu_difference, (queries, table, rows, weights))
+    want = (weights.unsqueeze(1) @ torch.relu(queries.unsqueeze(1) - table[rows])).squeeze(1)
+    torch.testing.assert_close(pooled_relu_difference(queries, table, rows, weights), want)
