@@ -74,9 +74,9 @@ def _row_hash(features: Tensor, labels: Tensor, coefficients: Tensor) -> Tensor:
 class _PooledReluDifference(torch.autograd.Function):
     """``out_b = sum_i w_bi ReLU(q_b - table[rows_bi])`` with a hand-written backward.
 
-    One ``(B, m, h)`` buffer is made (gather, subtract and ReLU in place) and reused by the backward
-    pass for the gradient, whose rows are added into the table's gradient with ``index_add_``;
-    autograd through the plain expression keeps several such buffers and scatters twice.
+    The forward pass makes one ``(B, m, h)`` buffer (gather, subtract and ReLU in place); the
+    backward pass one more for the pair gradients, whose rows are added into the table's gradient
+    with ``index_add_``. Autograd through the plain expression keeps several such buffers.
     """
 
     @staticmethod
@@ -93,8 +93,9 @@ class _PooledReluDifference(torch.autograd.Function):
         active, rows, weights = ctx.saved_tensors
         need_queries, need_table, _, need_weights = ctx.needs_input_grad
         grad_weights = (active @ grad.unsqueeze(-1)).squeeze(-1) if need_weights else None
-        # dL/d(q - t) = w * g where the ReLU is active: the buffer becomes that gradient
-        pair = active.gt_(0).mul_(weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
+        # dL/d(q - t) = w * g where the ReLU is active (a new buffer: the saved one may be needed
+        # by another backward pass with retain_graph)
+        pair = active.gt(0).to(active.dtype).mul_(weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
         grad_queries = pair.sum(-2) if need_queries else None
         grad_table = None
         if need_table:
