@@ -275,7 +275,10 @@ def quantile_bins(numeric: Tensor, bins: int) -> list[Tensor]:
     varying = (~constant).nonzero().flatten().tolist()
     if varying:
         n_bins = max(2, min(bins, numeric.shape[0] - 1))
-        for column, column_edges in zip(varying, compute_bins(numeric[:, varying], n_bins)):
+        with warnings.catch_warnings():  # one-bin (binary) features are expected here
+            warnings.filterwarnings("ignore", ".*just two bin edges.*")
+            found = compute_bins(numeric[:, varying], n_bins)
+        for column, column_edges in zip(varying, found):
             edges[column] = column_edges
     for column in constant.nonzero().flatten().tolist():
         value = float(numeric[0, column])

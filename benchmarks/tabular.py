@@ -596,6 +596,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*number of training batches.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
     warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
 
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
