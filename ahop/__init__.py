@@ -8,8 +8,10 @@ argument names. No Lightning import anywhere in this package.
 
 __version__ = "0.1.0"
 
+from ahop.candidates import top_candidates
 from ahop.classical import CAPACITY_THEORY, BinaryHopfield
-from ahop.classifiers import TabularHopfieldClassifier
+from ahop.classifiers import TABULAR_NETWORKS, TabularHopfieldClassifier
+from ahop.feature_embeddings import FEATURE_EMBEDDINGS
 from ahop.functional import Retrieval, associate, retrieve
 from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
 from ahop.lshn import (
@@ -31,13 +33,16 @@ from ahop.similarity import (
     ManhattanSimilarity,
     build_similarity,
 )
+from ahop.tabular_retrieval import TabularRetrievalClassifier
 from ahop.variants import VARIANTS, build_variant
 
 __all__ = [
     "CAPACITY_THEORY",
+    "FEATURE_EMBEDDINGS",
     "LSHN",
     "SEPARATIONS",
     "SIMILARITIES",
+    "TABULAR_NETWORKS",
     "VARIANTS",
     "AdaptiveSimilarity",
     "BinaryHopfield",
@@ -52,6 +57,7 @@ __all__ = [
     "ManhattanSimilarity",
     "Retrieval",
     "TabularHopfieldClassifier",
+    "TabularRetrievalClassifier",
     "__version__",
     "associate",
     "build_separation",
@@ -62,4 +68,5 @@ __all__ = [
     "retrieve",
     "scale_to_pm1",
     "scale_to_unit",
+    "top_candidates",
 ]

@@ -19,7 +19,8 @@ label; for exact duplicates, one of the copies, which is indistinguishable) is e
   context rows encoded again with gradients (TabR's memory-efficient mode);
 * ``"epoch"``: memories encoded once per epoch (:meth:`refresh_memory`) without gradients for the
   search; the context rows encoded with gradients;
-* ``"frozen"``: once per epoch, and no gradient through the memory side at all.
+* ``"frozen"``: once per epoch (keys and their value projections), and no gradient through the
+  memory side at all.
 
 At evaluation the memory is encoded once and kept until a parameter changes; an exported graph
 bakes those encodings (keys and their first value-layer projection) and the labels.
@@ -95,7 +96,7 @@ class _PooledReluDifference(torch.autograd.Function):
         grad_weights = (active @ grad.unsqueeze(-1)).squeeze(-1) if need_weights else None
         # dL/d(q - t) = w * g where the ReLU is active (a new buffer: the saved one may be needed
         # by another backward pass with retain_graph)
-        pair = active.gt(0).to(active.dtype).mul_(weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
+        pair = torch.mul(active.gt(0), weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
         grad_queries = pair.sum(-2) if need_queries else None
         grad_table = None
         if need_table:
@@ -251,6 +252,7 @@ class TabularRetrievalClassifier(nn.Module):
         self.register_buffer("memory_hidden", None, persistent=False)
         self._memory_stamp: tuple | None = None
         self._epoch_keys: Tensor | None = None
+        self._epoch_table: Tensor | None = None
         generator = torch.Generator().manual_seed(0x5EED)
         coefficients = torch.randint(-(2**62), 2**62, (num_features + 1,), generator=generator)
         self.register_buffer("_hash_coefficients", coefficients | 1, persistent=False)
@@ -305,7 +307,7 @@ class TabularRetrievalClassifier(nn.Module):
 
     def _forget(self) -> None:
         self.memory_keys = self.memory_hidden = None
-        self._memory_stamp = self._epoch_keys = self._hash_index = None
+        self._memory_stamp = self._epoch_keys = self._epoch_table = self._hash_index = None
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # the memory's size is the checkpoint's, not the constructor's
@@ -382,6 +384,7 @@ class TabularRetrievalClassifier(nn.Module):
         for the others); the tabular task calls it at the start of every training epoch."""
         if self.memory_refresh in ("epoch", "frozen"):
             self._epoch_keys = self._encode_memory() if self.memory_rows else None
+            self._epoch_table = None
 
     def bake_memory(self) -> tuple[Tensor, Tensor]:
         """The evaluation encodings of the memory (keys ``(N, d)``, first value layer ``W k``
@@ -427,13 +430,16 @@ class TabularRetrievalClassifier(nn.Module):
             search = self._encode_memory()
         else:
             if self._epoch_keys is None or self._epoch_keys.shape[0] != self.memory_rows:
-                self._epoch_keys = self._encode_memory()
+                self._epoch_keys, self._epoch_table = self._encode_memory(), None
             search = self._epoch_keys
         index = self._search(query, search, count, exclude)
         if refresh == "full":
             return index, keys[index], project(keys), index
-        if refresh == "frozen":
-            return index, search[index], project(search), index
+        if refresh == "frozen":  # the value projections of the epoch's encodings, kept too
+            if self._epoch_table is None or self._epoch_table.shape[0] != search.shape[0]:
+                with torch.no_grad():
+                    self._epoch_table = project(search)
+            return index, search[index], self._epoch_table, index
         # batch / epoch: the chosen rows encoded again, with gradients, once each
         unique, inverse = index.unique(return_inverse=True)
         keys = self._encode_keys(self.memory_features[unique])
