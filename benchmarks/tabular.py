@@ -233,6 +233,53 @@ class EpochTimer(Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
+class ValidationTrace(Callback):
+    """Class probabilities of the validation rows after every epoch (for :func:`selection_study`)."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features, self.probabilities = features, []
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        training = module.training
+        module.eval()
+        with torch.no_grad():
+            self.probabilities.append(module(self.features.to(module.device)).softmax(-1).cpu())
+        module.train(training)
+
+
+#: model-selection rules: per-epoch (loss, accuracy) arrays of one half of the validation rows ->
+#: the chosen epoch
+SELECTION_RULES: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {
+    "min_loss": lambda loss, acc: int(np.argmin(loss)),
+    "max_acc": lambda loss, acc: int(np.argmax(acc)),
+    "max_acc_then_loss": lambda loss, acc: int(np.lexsort((loss, -acc))[0]),
+    "last": lambda loss, acc: len(loss) - 1,
+}
+
+
+def selection_study(
+    probabilities: Sequence[torch.Tensor], labels: torch.Tensor, repeats: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """Accuracy each :data:`SELECTION_RULES` rule gets on rows it did not select on: the
+    validation rows are split in random halves; the epoch chosen on one half is scored on the
+    other (both ways, ``repeats`` times). Uses validation rows only."""
+    probs = torch.stack(list(probabilities)).double()  # (epochs, rows, classes)
+    correct = (probs.argmax(-1) == labels).double().numpy()
+    nll = -torch.log(probs[:, torch.arange(len(labels)), labels].clamp_min(1e-12)).numpy()
+    generator = np.random.default_rng(seed)
+    scores = {name: [] for name in SELECTION_RULES}
+    for _ in range(repeats):
+        order = generator.permutation(len(labels))
+        halves = (order[: len(order) // 2], order[len(order) // 2 :])
+        for pick, score in (halves, halves[::-1]):
+            for name, rule in SELECTION_RULES.items():
+                epoch = rule(nll[:, pick].mean(1), correct[:, pick].mean(1))
+                scores[name].append(correct[epoch, score].mean())
+    return {f"sel_{name}": float(np.mean(v)) for name, v in scores.items()}
+
+
 class PeakMemory:
     """Peak resident memory (MiB) added while the ``with`` block runs (Linux: resets VmHWM)."""
 
@@ -277,6 +324,10 @@ class Result:
     best_epoch: int = -1
     peak_mib: float = float("nan")
     setting: str = ""
+    sel_min_loss: float = float("nan")
+    sel_max_acc: float = float("nan")
+    sel_max_acc_then_loss: float = float("nan")
+    sel_last: float = float("nan")
 
 
 def accuracy(predicted: np.ndarray | torch.Tensor, target: torch.Tensor) -> float:
@@ -312,13 +363,22 @@ def build_cli(split: Split, overrides: Sequence[str], root: str, seed: int) -> A
 
 
 def fit_hopfield(
-    split: Split, model: str, scored: Sequence[str], extra: Sequence[str] = ()
+    split: Split,
+    model: str,
+    scored: Sequence[str],
+    extra: Sequence[str] = (),
+    study_selection: bool = False,
 ) -> dict[str, Any]:
-    """Train like ``ahop fit`` and score the checkpoint the CLI keeps on the ``scored`` splits."""
+    """Train like ``ahop fit`` and score the checkpoint the CLI keeps on the ``scored`` splits
+    (``study_selection``: also the :func:`selection_study` of the validation rows)."""
     with tempfile.TemporaryDirectory(prefix="ahop-bench-") as root:
         cli = build_cli(split, (*model_overrides(model), *extra), root, split.index)
         timer = EpochTimer()
         cli.trainer.callbacks.append(timer)
+        if study_selection:
+            cli.datamodule.setup("fit")
+            trace = ValidationTrace(cli.datamodule.tensors("val")[0])
+            cli.trainer.callbacks.append(trace)
         start = time.perf_counter()
         with PeakMemory() as memory:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -332,6 +392,8 @@ def fit_hopfield(
                 x, y = cli.datamodule.tensors(part)
                 scores[f"{part}_acc"] = accuracy(best(x).argmax(-1), y)
         best_epoch = torch.load(checkpoint.best_model_path, weights_only=True)["epoch"]
+        if study_selection:
+            scores.update(selection_study(trace.probabilities, cli.datamodule.tensors("val")[1]))
     return {
         **scores,
         "fit_s": fit_s,
@@ -362,6 +424,7 @@ def run_split(
     extra: Sequence[str] = (),
     setting: str = "",
     verbose: bool = True,
+    study_selection: bool = False,
 ) -> list[Result]:
     """Every model on one split (``extra``: CLI overrides for the Hopfield models)."""
     results = []
@@ -374,7 +437,7 @@ def run_split(
                 datamodule.setup("fit")
             scores = fit_baseline(datamodule, model, split.index, scored)
         else:
-            scores = fit_hopfield(split, model, scored, extra)
+            scores = fit_hopfield(split, model, scored, extra, study_selection)
         result = Result(split.dataset, split.index, model, setting=setting, **scores)
         results.append(result)
         if verbose:
@@ -612,7 +675,10 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def tune(
-    splits: Sequence[Split], models: Sequence[str], grid: list[tuple[str, ...]]
+    splits: Sequence[Split],
+    models: Sequence[str],
+    grid: list[tuple[str, ...]],
+    study_selection: bool = False,
 ) -> pd.DataFrame:
     """Validation accuracy of every grid point (the test rows are never scored)."""
     results = []
@@ -620,7 +686,13 @@ def tune(
         setting = " ".join(p.removeprefix("--").removeprefix("model.init_args.") for p in point)
         start = time.perf_counter()
         frame = pd.DataFrame(
-            [asdict(r) for s in splits for r in run_split(s, models, ("val",), point, setting)]
+            [
+                asdict(r)
+                for s in splits
+                for r in run_split(
+                    s, models, ("val",), point, setting, study_selection=study_selection
+                )
+            ]
         )
         results.append(frame)
         summary = frame.groupby(["model", "dataset"])["val_acc"].mean().groupby("model").mean()
@@ -651,11 +723,25 @@ def tune_table(frame: pd.DataFrame) -> str:
     return markdown_table(["setting", "model", *table.columns, "mean", "s / epoch"], rows)
 
 
+def selection_table(frame: pd.DataFrame) -> str:
+    """Data set x rule: mean held-out-half validation accuracy (%) of each selection rule."""
+    columns = [f"sel_{name}" for name in SELECTION_RULES]
+    table = frame.groupby("dataset")[columns].mean() * 100
+    rows = [[d, *(f"{v:.2f}" for v in values)] for d, values in table.iterrows()]
+    rows.append(["**mean**", *(f"{v:.2f}" for v in table.mean())])
+    return markdown_table(["data set", *SELECTION_RULES], rows)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 UCI sets + shrutime, 1 split")
     parser.add_argument("--tune", action="store_true", help="validation-only grid search")
     parser.add_argument("--grid", nargs="*", default=[], help="--tune grid: key=v1,v2 (CLI keys)")
+    parser.add_argument(
+        "--selection-study",
+        action="store_true",
+        help="--tune: compare model-selection rules on halves of the validation rows",
+    )
     parser.add_argument("--uci", nargs="*", default=None, help="UCI sets (no names: all of them)")
     parser.add_argument("--csv", nargs="*", default=None, choices=CSV_SETS, help="churn sets")
     parser.add_argument("--digits", action="store_true", help="scikit-learn's digits")
@@ -669,6 +755,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--seed-ids", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="stratified splits"
     )
     parser.add_argument("--models", nargs="*", default=None, help="Hopfield models and baselines")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="CLI overrides of every Hopfield fit, e.g. trainer.max_epochs=5",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "tabular.png")
     parser.add_argument(
@@ -679,7 +771,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.csv_path is not None and not args.target:
-        parser.error("--csv-path needs --target (the label column)")
+        sys.exit("error: --csv-path needs --target (the label column)")
     return args
 
 
@@ -727,18 +819,23 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
         f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    overrides = tuple(f"--{o.removeprefix('--')}" for o in args.override)
     start = time.perf_counter()
     save = args.save or args.out.with_suffix(".csv")
     save.parent.mkdir(parents=True, exist_ok=True)
     if args.tune:
-        frame = tune(splits, models, parse_grid(args.grid))
+        grid = [(*overrides, *point) for point in parse_grid(args.grid)]
+        frame = tune(splits, models, grid, args.selection_study)
         frame.to_csv(save, index=False)
         print("\n## Validation accuracy (%), mean over splits (test rows not scored)\n")
         print(tune_table(frame))
+        if args.selection_study:
+            print("\n## Model selection on one half of the validation rows, scored on the other\n")
+            print(selection_table(frame))
     else:
         rows: list[dict[str, Any]] = []
         for split in splits:  # saved after every split: an interruption loses one split
-            rows += [asdict(r) for r in run_split(split, models)]
+            rows += [asdict(r) for r in run_split(split, models, extra=overrides)]
             pd.DataFrame(rows).to_csv(save, index=False)
         results, models = merge([save])
         report(results, models, args.out)
