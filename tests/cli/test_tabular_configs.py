@@ -280,3 +280,32 @@ def test_retrieval_export_matches_module_on_raw_rows(
         torch.testing.assert_close(program(features), want, rtol=0, atol=1e-5)
         (got,) = session.run(None, {"inputs": features.numpy()})
         torch.testing.assert_close(torch.from_numpy(got), want, rtol=0, atol=1e-5)
+
+
+def test_retrieval_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    def fit(root: Path, epochs: int, *extra: str) -> Path:
+        train.main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "tabular.yaml"),
+                "--trainer.max_epochs",
+                str(epochs),
+                "--model.init_args.embedding_dim",
+                "16",
+                "--model.init_args.early_stopping_patience",
+                "null",
+                *quiet_args(root),
+                *extra,
+            ]
+        )
+        return next(root.rglob("last.ckpt"))
+
+    straight = fit(tmp_path / "straight", 3)
+    first = fit(tmp_path / "first", 1)
+    resumed = fit(tmp_path / "resumed", 3, "--ckpt_path", str(first))
+    want = torch.load(straight, weights_only=True)["state_dict"]
+    got = torch.load(resumed, weights_only=True)["state_dict"]
+    assert want.keys() == got.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
