@@ -108,7 +108,7 @@ def test_cifar10_settings_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="allowed values"):
         ImageDataModule(dataset="imagenet")
     with pytest.raises(ValueError, match="val_fraction"):
-        ImageDataModule(val_fraction=0.0)
+        ImageDataModule(val_fraction=1.0)
 
 
 class _LinearClassifier(L.LightningModule):
