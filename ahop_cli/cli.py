@@ -12,6 +12,7 @@ a learning-rate monitor and a progress bar. ``--ckpt_path .../last.ckpt`` resume
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -129,6 +130,8 @@ def _run_export(argv: list[str]) -> None:
 
 #: subcommands that are not LightningCLI's: name -> runner of the remaining arguments
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], object]] = {"export": _run_export}
+EXTRA_COMMANDS["cv"] = lambda argv: importlib.import_module("ahop_cli.evaluate").main(argv)
+EXTRA_COMMANDS["search"] = lambda argv: importlib.import_module("ahop_cli.search").main(argv)
 
 
 def run_cli(argv: list[str] | None = None) -> None:

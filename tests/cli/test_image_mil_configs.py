@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import mil_cv
 import train
 from datamodules.image_sources import available_splits
 
@@ -139,10 +138,11 @@ def test_bad_mil_data_gives_one_line_errors(tmp_path: Path, monkeypatch) -> None
     for expected, extra in cases.items():
         args = fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(tmp_path), *extra)
         assert expected in _one_line_error(monkeypatch, train.run_cli, ["train.py", *args])
-    # the k-fold runner reports the same way
-    argv = ["mil_cv.py", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
+    # the evaluation command reports the same way
+    argv = ["ahop", "cv", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
     argv += ["--data.init_args.data_dir", str(tmp_path), "--data.init_args.dataset", "musk1"]
-    assert "NaN" in _one_line_error(monkeypatch, mil_cv.run_cli, argv)
+    argv += ["--output_dir", str(tmp_path / "cv")]
+    assert "NaN" in _one_line_error(monkeypatch, train.run_cli, argv)
 
 
 def test_cli_built_mil_datamodule_gives_other_folds(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for ahop.mil_models, tasks.mil and the k-fold runner mil_cv.py."""
+"""Tests for ahop.mil_models and tasks.mil (the evaluation command: tests/cli/test_cv.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryAUROC
 
-import mil_cv
 from ahop.mil_models import HopfieldMILNetwork
 from datamodules.mil import MILDataModule, make_synthetic_bags
 from tasks.mil import MILClassifier
@@ -117,56 +116,6 @@ def test_pos_weight_validated_and_used() -> None:
         MILClassifier(num_features=3, pos_weight=0.0)
     task = MILClassifier(num_features=3, embedding_dim=8, num_heads=2, pos_weight=3.0)
     assert float(task.criterion.pos_weight) == 3.0
-
-
-def test_cv_runner_trains_and_tests_every_fold(tmp_path: Path, capsys) -> None:
-    runs = tmp_path / "runs"
-    results = mil_cv.main(
-        [
-            "--config",
-            str(ROOT / "configs" / "mil.yaml"),
-            "--folds",
-            "2",
-            "--results",
-            str(tmp_path / "cv.json"),
-            "--output_dir",
-            str(tmp_path / "cv"),
-            "--data.init_args.dataset",
-            "synthetic",
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(runs),
-            "--model.init_args.embedding_dim",
-            "16",
-        ]
-    )
-    assert [(r.seed, r.fold) for r in results] == [(0, 0), (0, 1)]
-    for result in results:
-        assert 0.0 <= result.metrics["test/auroc"] <= 1.0
-        assert result.epochs == 1 and result.best_val is not None
-        assert Path(result.checkpoint).is_file()  # the best checkpoint was the one tested
-        assert sum(result.extra["bags"].values()) == 100
-    # folds partition the bags: the two test folds hold 50 bags each
-    assert [r.extra["bags"]["test"] for r in results] == [50, 50]
-    table = capsys.readouterr().out
-    assert "| **mean ± std** | 2 runs |" in table and "test AUROC" in table
-    assert {p.name for p in (runs / "mil").iterdir()} == {"cv_seed0_fold00", "cv_seed0_fold01"}
-    assert (tmp_path / "cv.json").is_file()
-
-
-def test_summary_statistics() -> None:
-    def result(seed: int, fold: int, auroc: float) -> mil_cv.FoldResult:
-        return mil_cv.FoldResult(seed, fold, {"test/auroc": auroc}, 1, None, 0.0)
-
-    results = [result(0, 0, 0.8), result(0, 1, 1.0), result(1, 0, 0.6), result(1, 1, 0.6)]
-    summary = mil_cv.summarize(results)["test/auroc"]
-    assert summary["mean"] == pytest.approx(0.75)
-    assert summary["std"] == pytest.approx(torch.tensor([0.8, 1.0, 0.6, 0.6]).std().item())
-    assert summary["repeat_std"] == pytest.approx(torch.tensor([0.9, 0.6]).std().item())
-    assert "over repeats" in mil_cv.format_table(results)
 
 
 def test_synthetic_bags_are_the_runner_default_without_files(tmp_path: Path) -> None:
