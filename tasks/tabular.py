@@ -61,6 +61,45 @@ class TabularClassifier(ClassificationTask):
     with the lowest validation cross-entropy (``monitor``), and early stopping on it after
     ``early_stopping_patience`` epochs without improvement (``None``: no early stopping; the
     callback comes from :meth:`configure_callbacks`, so configs need not list one).
+
+    Args:
+        num_features: row width ``F`` (``None``: the datamodule's).
+        num_classes: classes ``C`` (``None``: the datamodule's).
+        num_numeric: leading numeric columns of a row (``None``: the datamodule's).
+        categorical_cardinalities: categories per trailing code column of the ``embedding``
+            encoding, unknown code included (``None``: the datamodule's; empty: none).
+        network: ``retrieval`` (retrieval from the stored training rows) or ``lookup`` (a
+            Hopfield layer over learned patterns).
+        embedding_dim: size of the embedding / association space (row encodings, keys, values).
+        feature_embedding: numeric feature embedding: ``linear``, ``periodic`` or
+            ``piecewise_linear`` (bins fitted on the training rows).
+        feature_embedding_kwargs: its options (e.g. ``{bins: 32}``, ``{sigma: 0.1}``).
+        similarity: how queries are compared with memories: ``dot``, ``cosine``, ``euclidean``,
+            ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
+        similarity_kwargs: options of the similarity (e.g. ``{squared: true}`` for euclidean).
+        separation: how similarities become association weights: ``softmax``, ``max``,
+            ``polynomial``, ``topk``, ``sparsemax``, ``entmax``.
+        scaling: inverse temperature of the separation (``None``: the network's default).
+        dropout: dropout of the network's blocks.
+        quantity: lookup: stored (learned) patterns per Hopfield layer.
+        num_heads: lookup: association heads per layer (must divide ``embedding_dim``).
+        num_layers: lookup: stacked Hopfield blocks.
+        context_size: retrieval: memories each row retrieves from (picked by the candidate search).
+        candidate_similarity: retrieval: the cheap ranking of the candidate search
+            (``euclidean`` or ``dot``).
+        update_steps: retrieval: Hopfield update steps over the context.
+        encoder_blocks: retrieval: residual MLP blocks before the retrieval.
+        predictor_blocks: retrieval: residual MLP blocks after the retrieval.
+        context_dropout: retrieval: dropout on the association weights.
+        memory_refresh: retrieval: how memory encodings follow training: ``frozen`` (once per
+            epoch, no gradient), ``epoch``, ``batch`` or ``full`` (every batch, with gradients).
+        max_memory_rows: retrieval: the largest training set the memory accepts.
+        early_stopping_patience: epochs without a better ``val/loss`` before training stops
+            (``null``: never).
+        optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
+            config; default AdamW, lr 1e-3).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``; ``ReduceLROnPlateau``
+            watches the monitored metric.
     """
 
     data_sizes = ("num_features", "num_classes", "num_numeric", "categorical_cardinalities")
@@ -164,7 +203,13 @@ class TabularClassifier(ClassificationTask):
         patience = self.hparams.early_stopping_patience
         if patience is None:
             return []
-        return [EarlyStopping(monitor=self.monitor, mode=self.monitor_mode, patience=patience)]
+        # strict=False: a run that stops before its first validation has nothing to judge (the
+        # monitor is the task's own metric, so it cannot be misspelt)
+        return [
+            EarlyStopping(
+                monitor=self.monitor, mode=self.monitor_mode, patience=patience, strict=False
+            )
+        ]
 
     # -- export ---------------------------------------------------------------------------------
     def example_input(self, batch_size: int = 2) -> Tensor:
