@@ -12,10 +12,11 @@ Data (offline copies in ``../shared/data/tabular``, see its README; scikit-learn
 Models:
 
 * ``retrieval-<similarity>``: :class:`tasks.tabular.TabularClassifier` with the default network
-  (retrieval from the training rows), trained exactly as ``ahop fit --config <config>`` trains it:
-  the benchmark builds the LightningCLI from the config (no logger; checkpoints in a temporary
-  folder), fits, and scores the checkpoint the CLI keeps (the task's model-selection rule: lowest
-  ``val/loss``, early stopping on it). ``<similarity>``: dot, euclidean, adaptive, manhattan, ...
+  (retrieval from the training rows), evaluated by ``ahop cv``'s engine
+  (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``): each split is trained exactly as
+  ``ahop fit --config <config>`` trains it and its best checkpoint (the task's model-selection
+  rule: lowest ``val/loss``, early stopping on it) is tested once. ``<similarity>``: dot,
+  euclidean, adaptive, manhattan, ...
 * ``lookup-<similarity>``: the same task with ``network: lookup`` and the lookup model's recipe
   (:data:`LOOKUP`: the settings of the earlier configs), same selection rule;
 * ``logreg``, ``hist-gb`` (scikit-learn), ``lightgbm``, ``xgboost``, ``catboost`` (the ``bench``
@@ -25,6 +26,7 @@ Commands::
 
     python benchmarks/tabular.py --quick                       # a few sets, 1 split each
     python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
+    python benchmarks/tabular.py --cost --uci --csv --digits --save benchmarks/out/cost.csv
     python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
     python benchmarks/tabular.py --csv-path my.csv --target label --drop-columns id
     # validation-only tuning: each grid point is a set of CLI overrides; test rows never scored
@@ -33,8 +35,9 @@ Commands::
 
 Prints markdown tables: test accuracy per set (mean ± std over splits), mean accuracy and mean rank
 over the UCI sets and over the mid-size sets, win / tie / loss against hist-gb, the published
-numbers for shrutime / blastchar, and the retrieval and lookup models' seconds per epoch and peak
-memory. ``--tune`` scores validation rows only.
+numbers for shrutime / blastchar; ``--cost``: the Hopfield models' seconds per epoch and peak
+memory on the first split of each set (a fixed number of epochs). The baselines are checked to
+be tested on the rows the evaluation engine tested. ``--tune`` scores validation rows only.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import train  # noqa: E402
+from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
 
 DATA_ROOT = ROOT.parent / "shared" / "data" / "tabular"
@@ -404,6 +408,73 @@ def fit_hopfield(
     }
 
 
+def evaluate_hopfield(
+    splits: Sequence[Split], model: str, extra: Sequence[str] = ()
+) -> tuple[list[Result], dict[int, list[int]]]:
+    """The accuracy of a Hopfield model on the splits of one data set through ``ahop cv``
+    (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``: the config's early stopping and
+    best-``val/loss`` checkpoint, tested once). Returns the results and each split's test rows.
+
+    UCI sets: the first ``len(splits)`` predefined folds (one repeat); stratified sets: one repeat
+    per seed (``seed``, ``seed + 1``, ...).
+    """
+    first = splits[0]
+    ids = [s.index for s in splits]
+    uci = first.config.name == "tabular_uci.yaml"
+    if ids != list(range(ids[0], ids[0] + len(ids))) or (uci and ids[0] != 0):
+        raise ValueError(
+            f"{first.dataset}: the evaluation runs consecutive splits (UCI folds from 0); got {ids}"
+        )
+    data = [
+        o
+        for o in first.overrides
+        if not o.startswith(("--data.init_args.fold=", "--data.init_args.seed="))
+    ]
+    protocol = Protocol(
+        repeats=1 if uci else len(ids), seed=None if uci else ids[0], selection="validation"
+    )
+    args = ["--config", str(first.config), *data, *model_overrides(model), *extra]
+    args.append("--trainer.logger=false")
+    evaluation = evaluate(
+        args, protocol, output_dir=OUT_DIR / "cv", max_folds=len(ids) if uci else None, log=None
+    )
+    results, test_rows = [], {}
+    for fold in evaluation.folds:
+        index = fold.fold if uci else fold.seed
+        test_rows[index] = [int(i) for i in fold.test_ids]
+        results.append(
+            Result(
+                first.dataset,
+                index,
+                model,
+                val_acc=float("nan"),
+                test_acc=fold.metrics["test/acc"],
+                fit_s=fold.seconds,
+                best_epoch=(fold.epochs or 0) - 1,
+                setting=str(evaluation.run_dir),
+            )
+        )
+    return results, test_rows
+
+
+def cost_run(split: Split, models: Sequence[str], epochs: int) -> list[Result]:
+    """Seconds per epoch and peak memory of the Hopfield ``models`` on one split: ``epochs``
+    epochs each without early stopping, after one discarded warm-up fit (one-time allocations)."""
+    fixed = (f"--trainer.max_epochs={epochs}", "--model.init_args.early_stopping_patience=null")
+    fit_hopfield(split, "lookup-dot", ("val",), ("--trainer.max_epochs=1",))
+    results = []
+    for model in models:
+        scores = fit_hopfield(split, model, ("val",), fixed)
+        result = Result(split.dataset, split.index, model, setting="cost", **scores)
+        print(
+            f"{split.dataset:>28} #{split.index} {model:>20}: {result.epoch_s:.3f} s/epoch, "
+            f"peak +{result.peak_mib:.0f} MiB",
+            flush=True,
+        )
+        results.append(result)
+    return results
+
+
 def fit_baseline(datamodule: Any, name: str, seed: int, scored: Sequence[str]) -> dict[str, float]:
     """Fit a :data:`BASELINES` model on the training tensors; accuracy on the ``scored`` splits."""
     model = BASELINES[name][1](seed)
@@ -425,8 +496,10 @@ def run_split(
     setting: str = "",
     verbose: bool = True,
     study_selection: bool = False,
+    check: dict[str, dict[int, list[int]]] | None = None,
 ) -> list[Result]:
-    """Every model on one split (``extra``: CLI overrides for the Hopfield models)."""
+    """Every model on one split (``extra``: CLI overrides for the Hopfield models; ``check``:
+    model -> split -> the test rows another run used, which must be this split's)."""
     results = []
     datamodule = None
     for model in models:
@@ -435,6 +508,12 @@ def run_split(
                 with tempfile.TemporaryDirectory() as root:
                     datamodule = build_cli(split, (), root, split.index).datamodule
                 datamodule.setup("fit")
+                rows = [int(i) for i in datamodule.split_indices["test"]]
+                for other, tested in (check or {}).items():
+                    if split.index in tested and sorted(tested[split.index]) != sorted(rows):
+                        raise RuntimeError(
+                            f"{split.dataset} #{split.index}: {other} was tested on other rows"
+                        )
             scores = fit_baseline(datamodule, model, split.index, scored)
         else:
             scores = fit_hopfield(split, model, scored, extra, study_selection)
@@ -534,9 +613,9 @@ def accuracy_table(results: pd.DataFrame, models: Sequence[str], column: str = "
 
 
 def cost_table(results: pd.DataFrame) -> str:
-    """Per data set and Hopfield model: median s / epoch, mean epochs, median peak MiB, and the
-    epoch-time ratio of each model to retrieval-dot."""
-    hopfield = results[results["epochs"] > 0]
+    """Per data set and Hopfield model (the ``--cost`` runs): median s / epoch, epochs, peak MiB,
+    and the epoch-time ratio of each model to retrieval-dot."""
+    hopfield = results[results["setting"] == "cost"]
     models = list(dict.fromkeys(hopfield["model"]))
     rows = []
     for dataset in dict.fromkeys(hopfield["dataset"]):
@@ -623,14 +702,20 @@ def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
 
 def report(results: pd.DataFrame, models: Sequence[str], out: Path | None) -> None:
     """Print the accuracy and cost tables; save the PNG to ``out``."""
+    costs = results[results["setting"] == "cost"]
+    results = results[results["setting"] != "cost"]
+    if results.empty:
+        print(cost_table(costs))
+        return
     print("\n## Test accuracy (%), mean ± std over splits\n")
     print(accuracy_table(results, models))
     print(
         f"\n(W / T / L: per data set, mean test accuracy at least {TIE_POINTS} points above / "
         "within / below hist-gb's)"
     )
-    print("\n## Hopfield models: median s / epoch (training batches), epochs run, peak memory\n")
-    print(cost_table(results))
+    if not costs.empty:
+        print("\n## Hopfield models: median s / epoch (training + validation), peak memory\n")
+        print(cost_table(costs))
     if out is not None:
         plot(results, models, out)
         print(f"\nplot: {out}")
@@ -640,7 +725,10 @@ def merge(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
     """Concatenate per-split CSVs; a (dataset, split, model) run twice keeps its last row. Models
     ordered: retrieval, lookup, then the baselines in :data:`BASELINES` order."""
     frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    frame = frame.drop_duplicates(["dataset", "split", "model"], keep="last")
+    frame["setting"] = frame["setting"].fillna("")
+    frame["kind"] = np.where(frame["setting"] == "cost", "cost", "accuracy")
+    frame = frame.drop_duplicates(["dataset", "split", "model", "kind"], keep="last")
+    frame = frame.drop(columns="kind")
     present = list(dict.fromkeys(frame["model"]))
     hopfield = sorted(m for m in present if m not in BASELINES)
     hopfield.sort(
@@ -736,6 +824,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 UCI sets + shrutime, 1 split")
     parser.add_argument("--tune", action="store_true", help="validation-only grid search")
+    parser.add_argument(
+        "--cost", action="store_true", help="s / epoch and peak memory (first split of each set)"
+    )
+    parser.add_argument("--cost-epochs", type=int, default=5, help="epochs of each --cost fit")
     parser.add_argument("--grid", nargs="*", default=[], help="--tune grid: key=v1,v2 (CLI keys)")
     parser.add_argument(
         "--selection-study",
@@ -834,8 +926,22 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
             print(selection_table(frame))
     else:
         rows: list[dict[str, Any]] = []
-        for split in splits:  # saved after every split: an interruption loses one split
-            rows += [asdict(r) for r in run_split(split, models, extra=overrides)]
+        hopfield = [m for m in models if m not in BASELINES]
+        baselines = [m for m in models if m in BASELINES]
+        for dataset, group in itertools.groupby(splits, key=lambda s: s.dataset):
+            group = list(group)  # saved after every data set: an interruption loses one
+            if args.cost:
+                rows += [asdict(r) for r in cost_run(group[0], hopfield, args.cost_epochs)]
+            else:
+                test_rows: dict[str, dict[int, list[int]]] = {}
+                for model in hopfield:
+                    results, test_rows[model] = evaluate_hopfield(group, model, overrides)
+                    rows += [asdict(r) for r in results]
+                    for r in results:
+                        print(f"{dataset:>28} #{r.split} {model:>20}: test {100 * r.test_acc:5.1f}")
+                for split in group:
+                    if baselines:
+                        rows += [asdict(r) for r in run_split(split, baselines, check=test_rows)]
             pd.DataFrame(rows).to_csv(save, index=False)
         results, models = merge([save])
         report(results, models, args.out)

@@ -27,7 +27,8 @@ def small_csv(path: Path, rows: int = 160) -> Path:
     return path
 
 
-def test_any_csv_runs_every_kind_of_model_and_merges(tmp_path: Path, capsys) -> None:
+def test_any_csv_runs_every_kind_of_model_and_merges(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(bench, "OUT_DIR", tmp_path / "out")
     data = small_csv(tmp_path / "toy.csv")
     save = tmp_path / "toy_results.csv"
     args = [
@@ -57,11 +58,18 @@ def test_any_csv_runs_every_kind_of_model_and_merges(tmp_path: Path, capsys) -> 
     assert set(frame["model"]) == {"retrieval-dot", "lookup-dot", "logreg", "hist-gb"}
     assert frame["test_acc"].between(0, 1).all()
     hopfield = frame[frame["model"].str.contains("-dot")]
-    assert (hopfield["epochs"] == 2).all() and (hopfield["epoch_s"] > 0).all()
+    assert (hopfield["best_epoch"].between(0, 1)).all()  # through ahop cv, 2 epochs
+    assert hopfield["setting"].str.startswith(str(tmp_path / "out" / "cv")).all()
     assert (tmp_path / "toy.png").is_file()
-    bench.main(["--report", str(save), "--out", str(tmp_path / "merged.png")])
+    cost = tmp_path / "toy_cost.csv"
+    bench.main([*args[:8], "--models", "retrieval-dot", "--cost", "--cost-epochs", "2",
+                "--override", "model.init_args.embedding_dim=8", "--save", str(cost)])  # fmt: skip
+    timed = pd.read_csv(cost)
+    assert list(timed["epochs"]) == [2] and (timed["epoch_s"] > 0).all()
+    bench.main(["--report", str(save), str(cost), "--out", str(tmp_path / "merged.png")])
     out = capsys.readouterr().out
-    assert "| toy | 1 |" in out and "W / T / L" in out
+    assert "| toy | 1 |" in out and "W / T / L" in out and "x dot" not in out
+    assert "s / epoch" in out
 
 
 def test_selection_study_scores_rules_on_the_other_half() -> None:
