@@ -153,10 +153,13 @@ def test_retrieval_task_fast_dev_run_fills_the_memory(tmp_path: Path) -> None:
     features, labels = cli.datamodule.tensors("train")
     assert torch.equal(task.network.memory_features, features)
     assert torch.equal(task.network.memory_labels, labels)
-    assert task.monitor == "val/loss"
+    assert task.monitor == "val/selection" and task.monitor_mode == "max"
+    metrics = cli.trainer.callback_metrics  # accuracy first, the loss only breaks ties
+    want = metrics["val/acc"] - 1e-4 * metrics["val/loss"]
+    torch.testing.assert_close(metrics["val/selection"], want)
     stopping = [c for c in cli.trainer.callbacks if type(c).__name__ == "EarlyStopping"]
     assert len(stopping) == 1 and stopping[0].patience == 16
-    assert stopping[0].monitor == cli.trainer.checkpoint_callback.monitor == "val/loss"
+    assert stopping[0].monitor == cli.trainer.checkpoint_callback.monitor == "val/selection"
 
 
 def test_lookup_network_by_name(tmp_path: Path) -> None:

@@ -67,10 +67,10 @@ def test_fit_writes_checkpoints_and_tensorboard(tmp_path: Path) -> None:
         "val/acc",
         "val/auroc",
         "val/f1",
-        "val/loss_best",
+        "val/selection_best",
     } <= tags
     assert any(tag.startswith("lr-") for tag in tags)
-    assert cli.trainer.checkpoint_callback.monitor == "val/loss"  # the tabular selection rule
+    assert cli.trainer.checkpoint_callback.monitor == "val/selection"  # the tabular rule
     assert 0.8 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
 
 
