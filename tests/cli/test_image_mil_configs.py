@@ -131,7 +131,10 @@ def test_bad_mil_data_gives_one_line_errors(tmp_path: Path, monkeypatch) -> None
     nan = _write_csv(tmp_path / "musk1.csv", ["1,a,1.0,2.0", "1,a,nan,2.0", "0,b,0.5,0.1"])
     one_class = _write_csv(tmp_path / "musk2.csv", ["1,a,1.0,2.0", "1,b,0.5,0.1"])
     cases = {
-        "NaN or infinite features": ["--data.init_args.dataset", "musk1"],
+        "NaN / missing, non-numeric or infinite, e.g. line 2 (bag a), column 2 (0-based): 'nan'": [
+            "--data.init_args.dataset",
+            "musk1",
+        ],
         "all 2 bags are positive": ["--data.init_args.dataset", "musk2"],
         "elephant: none of ['elephant.mat'] found": ["--data.init_args.dataset", "elephant"],
     }

@@ -155,7 +155,7 @@ def test_bad_config_values_give_one_line_errors(tmp_path: Path, monkeypatch, cap
 
 
 def test_export_rejects_missing_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no checkpoint"):
+    with pytest.raises(SystemExit, match="no such checkpoint file"):
         export.main(["--ckpt_path", str(tmp_path / "nope.ckpt")])
 
 
