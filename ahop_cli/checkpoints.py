@@ -18,7 +18,7 @@ Exact resumes also need the random state: the training loaders' order depends on
 ``(seed, epoch)`` (:class:`datamodules.tensor_data.EpochShuffleSampler`), and
 :class:`RandomStateCheckpoint` stores the Python / NumPy / torch generators with every checkpoint
 (as plain tensors and integers, loadable with ``weights_only=True``) and puts them back before the
-first resumed epoch, so dropout and augmentation draw the same numbers as without the break.
+first resumed training step, so dropout and augmentation draw the same numbers as without the break.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def _set_random_state(state: dict[str, Any]) -> None:
 
 class RandomStateCheckpoint(Callback):
     """Save the Python / NumPy / torch random generators with every checkpoint and restore them
-    at the start of the first resumed epoch (after the sanity check, which draws from them too).
+    right before the first resumed training step (after the sanity check and anything else that
+    drew from them since the restart).
 
     Single-process state only: under DDP every rank restores rank 0's generators.
     """
@@ -181,7 +182,9 @@ class RandomStateCheckpoint(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pending = state_dict
 
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.pending is not None:
             _set_random_state(self.pending)
             self.pending = None

@@ -99,9 +99,9 @@ def load_datamodule_state(checkpoint: dict[str, Any]) -> Any | None:
     return datamodule
 
 
-def check_exportable(task: nn.Module, class_path: str) -> None:
-    """Raises a one-line ``ValueError`` for a task that is not an exportable classifier."""
-    if not callable(getattr(task, "export_inputs", None)):
+def check_exportable(task_class: type, class_path: str) -> None:
+    """Raises a one-line ``ValueError`` for a task class that is not an exportable classifier."""
+    if not callable(getattr(task_class, "export_inputs", None)):
         raise ValueError(
             f"export writes classifiers (tabular, image, MIL) as ONNX / torch.export graphs; "
             f"{class_path} checkpoints are not exportable. Use the model from Python "
@@ -121,9 +121,10 @@ def export(
         )
     out = Path(out)
     check_writable_dir(out, "--out")
+    class_path = read_checkpoint(ckpt_path).get("hyper_parameters", {}).get("_class_path")
+    if class_path is not None:  # refuse a task that cannot export before building it
+        check_exportable(import_class(class_path), class_path)
     task, checkpoint = load_task(ckpt_path)
-    class_path = checkpoint["hyper_parameters"]["_class_path"]
-    check_exportable(task, class_path)
     try:
         examples = task.export_inputs(batch_size=2)
     except NotImplementedError as error:

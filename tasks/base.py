@@ -217,8 +217,19 @@ class BaseTask(LightningModule):
             params["data"] = dict(datamodule.hparams)
         return params
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the best monitored value so far, so that a resumed run continues val/<metric>_best
+        if self.best_tracker.update_called:
+            checkpoint["best_monitored"] = float(self.best_tracker.compute())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_best = checkpoint.get("best_monitored")
+
     def on_train_start(self) -> None:
         self.best_tracker.reset()
+        best = getattr(self, "_resumed_best", None)
+        if best is not None:  # resuming: the best value before the interruption still counts
+            self.best_tracker.update(torch.tensor(best, device=self.device))
         params = self.logged_hyperparameters()
         for logger in self.loggers:
             logger.log_hyperparams(params)

@@ -252,6 +252,7 @@ class LSHNTask(BaseTask):
         self._memories_loaded = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._memories_loaded = True
 
     def _check_memories(self) -> None:

@@ -68,7 +68,7 @@ def test_fit_default_config_ends_with_checkpoints(tmp_path: Path) -> None:
     assert {"val/acc", "val/fraction_retrieved", "val/mse", "train/loss_epoch"} <= set(metrics)
     # the checkpoint carries the memories, so `test` needs only its path
     last = next((tmp_path / "runs").rglob("last.ckpt"))
-    state = torch.load(last, weights_only=False)["state_dict"]
+    state = torch.load(last, weights_only=True)["state_dict"]
     torch.testing.assert_close(state["memories"], cli.datamodule.memories)
     tested = train.main(
         _args("test", "retrieval.yaml", tmp_path, *SMALL, "--ckpt_path", str(last))
