@@ -106,6 +106,8 @@ class LSHNTask(BaseTask):
         reconstruction_weight, schedule, binarization_max, schedule_period, warmup_fraction,
             cue_reconstruction: the loss, see :class:`ahop.lshn.LSHN`.
         eval_dt, eval_max_steps, eval_tol: retrieval dynamics (0.1, 1000, 1e-5).
+        sanity_max_steps: attractor updates per cue in Lightning's sanity check (which only
+            checks that validation runs; its metrics are discarded), so that it takes seconds.
         noise_sigmas: noise levels of the ``noise_<sigma>`` evaluation cues ([0, 1] units).
         threshold: UHN criterion threshold (``None``: 50 * D / 784, see the module doc).
         eval_seed: seed of the evaluation cues (the same every epoch).
@@ -135,6 +137,7 @@ class LSHNTask(BaseTask):
         eval_dt: float = RETRIEVE_DT,
         eval_max_steps: int = RETRIEVE_MAX_STEPS,
         eval_tol: float = RETRIEVE_TOL,
+        sanity_max_steps: int = 10,
         noise_sigmas: tuple[float, ...] = EVAL_NOISE_SIGMAS,
         threshold: float | None = None,
         eval_seed: int = 0,
@@ -151,6 +154,8 @@ class LSHNTask(BaseTask):
             raise ValueError(f"eval_dt must be a number > 0, got {eval_dt!r}")
         if not (isinstance(eval_max_steps, int) and eval_max_steps >= 1):
             raise ValueError(f"eval_max_steps must be an integer >= 1, got {eval_max_steps!r}")
+        if not (isinstance(sanity_max_steps, int) and sanity_max_steps >= 1):
+            raise ValueError(f"sanity_max_steps must be an integer >= 1, got {sanity_max_steps!r}")
         if not (isinstance(eval_tol, (int, float)) and eval_tol >= 0):
             raise ValueError(f"eval_tol must be a number >= 0, got {eval_tol!r}")
         if any(not (isinstance(s, (int, float)) and s >= 0) for s in noise_sigmas):
@@ -323,9 +328,10 @@ class LSHNTask(BaseTask):
     def retrieve(self, cues: Tensor) -> Any:
         """Settle from cues ``(B, D)`` in [-1, 1]; see :meth:`ahop.lshn.LSHN.retrieve`."""
         hp = self.hparams
-        return self.model.retrieve(
-            cues, dt=hp.eval_dt, max_steps=hp.eval_max_steps, tol=hp.eval_tol
-        )
+        max_steps = hp.eval_max_steps
+        if self._trainer is not None and self._trainer.sanity_checking:
+            max_steps = min(max_steps, hp.sanity_max_steps)
+        return self.model.retrieve(cues, dt=hp.eval_dt, max_steps=max_steps, tol=hp.eval_tol)
 
     def forward(self, queries: Tensor) -> Tensor:
         """Retrieved images ``(B, D)`` in [0, 1] for queries ``(B, D)`` in [0, 1]."""
