@@ -222,11 +222,16 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path") -> dict[str, 
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = _UNSAFE_GLOBAL.search(str(error))
-        what = f" (it references {found.group(1)})" if found else ""
+        if found is None:  # not a pickle of allowed types, nor one of forbidden ones: garbage
+            raise ValueError(
+                f"{option} {path} is not a readable checkpoint (truncated or corrupt? the "
+                "PyTorch loader cannot parse it); use an intact .ckpt written by `ahop fit`, e.g. "
+                "the run's last.ckpt"
+            ) from None
         raise ValueError(
-            f"{option} {path} holds objects other than tensors and plain data{what}; ahop does "
-            "not load it, because unpickling it could run code. Use a checkpoint written by "
-            "`ahop fit` and obtained from a source you trust"
+            f"{option} {path} holds objects other than tensors and plain data (it references "
+            f"{found.group(1)}); ahop does not load it, because unpickling it could run code. Use "
+            "a checkpoint written by `ahop fit` and obtained from a source you trust"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:160]

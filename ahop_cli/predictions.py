@@ -93,6 +93,8 @@ class PredictionWriter(BasePredictionWriter):
         """The file this run writes (checked: right suffix, folder writable)."""
         kind = prediction_format(task)
         path = self.path or default_path(task, trainer.default_root_dir)
+        if path.is_dir():
+            raise ValueError(f"--predictions {path} is a folder; give a file name")
         if path.suffix != FORMATS[kind]:
             what = "class probabilities (CSV)" if kind == "csv" else "tensors (a torch file)"
             raise ValueError(
