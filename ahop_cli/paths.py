@@ -15,13 +15,9 @@ def config_folders() -> list[Path]:
     """Where ``--config NAME.yaml`` is looked for after the path itself: ``./configs``, then the
     configs that ship with the package (``ahop_cli/configs`` in a wheel, ``configs/`` of a
     checkout)."""
-    folders = [Path("configs")]
-    try:
-        packaged = resources.files("ahop_cli.configs")
-        folders.append(Path(str(packaged)))
-    except (ModuleNotFoundError, TypeError):  # a checkout: the configs sit beside ahop_cli/
-        folders.append(Path(__file__).resolve().parent.parent / "configs")
-    return folders
+    package = Path(str(resources.files("ahop_cli")))
+    shipped = package / "configs"  # in a wheel (pyproject maps configs/ there)
+    return [Path("configs"), shipped if shipped.is_dir() else package.parent / "configs"]
 
 
 def resolve_config(value: str) -> str:

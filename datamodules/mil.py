@@ -502,13 +502,20 @@ class MILDataModule(LightningDataModule):
         fold: test fold index in ``[0, num_folds)``.
         val_fraction: stratified share of the non-test bags held out for validation.
         seed: seed of folds, validation split and generated bags.
-        batch_size: bags per training batch; eval_batch_size: per val/test batch (default same).
+        batch_size: bags per training batch.
+        eval_batch_size: bags per val / test / predict batch (``None``: ``batch_size``).
         standardize: standardise features with mean/std of the training bags' instances.
-        image_source, image_carve_from, download: ``mnist_bags`` images, passed to
-            :func:`datamodules.image_sources.load_images` (``"auto"`` carves from the MNIST split
-            on disk when the other is missing).
-        target_digit, mean_bag_length, std_bag_length, num_train_bags, num_test_bags, balanced:
-            ``mnist_bags`` settings (see :func:`make_mnist_bags`).
+        image_source: ``mnist_bags``: the image data set (see
+            :func:`datamodules.image_sources.load_images`).
+        image_carve_from: ``mnist_bags``: ``"auto"`` carves from the MNIST split on disk when
+            the other is missing.
+        download: ``mnist_bags``: let torchvision download missing images.
+        target_digit: ``mnist_bags``: a bag is positive iff it holds this digit.
+        mean_bag_length: ``mnist_bags``: mean instances per bag.
+        std_bag_length: ``mnist_bags``: standard deviation of the bag length.
+        num_train_bags: ``mnist_bags``: training bags.
+        num_test_bags: ``mnist_bags``: test bags.
+        balanced: ``mnist_bags``: as many positive as negative bags.
         predict_path: a bag file for ``predict`` in the format of the training files (``.mat``
             as Corel, else a MIL CSV; the label column is read but not used), standardised with
             the training bags' statistics. Default: the test bags.

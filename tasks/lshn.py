@@ -102,19 +102,31 @@ class LSHNTask(BaseTask):
         hidden_dim: encoder / decoder width (``None``: ``floor(sqrt(D N))``).
         attractor: ``learned`` (official) or ``hebbian`` (W_hh = Z^T Z / (P N) of the current
             clean latents Z, refreshed before every step and evaluation).
-        train_steps, train_dt: unrolled attractor updates and step size in the loss (11, 1.0).
-        reconstruction_weight, schedule, binarization_max, schedule_period, warmup_fraction,
-            cue_reconstruction: the loss, see :class:`ahop.lshn.LSHN`.
-        eval_dt, eval_max_steps, eval_tol: retrieval dynamics (0.1, 1000, 1e-5).
+        train_steps: attractor updates unrolled in the training loss (official: 11).
+        train_dt: step size of those updates (official: 1.0).
+        reconstruction_weight: weight of the two reconstruction terms (official: 5).
+        schedule: binarisation-weight schedule: ``official`` (doubling every
+            ``schedule_period`` steps up to ``binarization_max``), ``linear`` or ``constant``.
+        binarization_max: the largest binarisation weight.
+        schedule_period: steps per doubling (``official``) of the binarisation weight.
+        warmup_fraction: share of training over which ``linear`` ramps the weight up.
+        cue_reconstruction: ``autoencode`` (official: decode(encode(cue)) vs cue) or
+            ``retrieve`` (decode the unrolled attractor state vs the clean image).
+        eval_dt: step size of the retrieval dynamics at evaluation (0.1).
+        eval_max_steps: most attractor updates per cue at evaluation (1000).
+        eval_tol: a cue stops once ``max |dv| < eval_tol`` (1e-5).
         sanity_max_steps: attractor updates per cue in Lightning's sanity check (which only
             checks that validation runs; its metrics are discarded), so that it takes seconds.
         noise_sigmas: noise levels of the ``noise_<sigma>`` evaluation cues ([0, 1] units).
         threshold: UHN criterion threshold (``None``: 50 * D / 784, see the module doc).
         eval_seed: seed of the evaluation cues (the same every epoch).
         num_trajectory_images: half-mask cues in the TensorBoard trajectory grid (0 = none).
-        dim, num_memories: D and P (read from the datamodule when ``None``).
+        dim: D, flattened image size (``None``: the datamodule's).
+        num_memories: P, stored images (``None``: the datamodule's).
         image_shape: (C, H, W) of an image (from the datamodule when ``None``).
-        optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`; default AdamW as above.
+        optimizer: a ``params -> Optimizer`` callable; default AdamW (lr 1e-4, betas (0.9,
+            0.95), weight decay 1e-2).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
     """
 
     monitor = "val/fraction_retrieved"
