@@ -82,9 +82,10 @@ def make_loader(
     """A ``DataLoader`` that fetches whole batches at once through ``dataset.__getitems__``.
 
     Training loaders (``shuffle=True``) use an :class:`EpochShuffleSampler`, reproducible across
-    resumes; no loader draws from the global random generator. Evaluation loaders built inside a distributed run get an unrepeated distributed
-    sampler, so every sample is evaluated exactly once (Lightning's default sampler would pad the
-    last ranks with duplicates and bias the synchronised metrics).
+    resumes; no loader draws from the global random generator. Evaluation loaders built inside a
+    distributed run get an unrepeated distributed sampler, so every sample is evaluated exactly
+    once (Lightning's default sampler would pad the last ranks with duplicates and bias the
+    synchronised metrics).
     """
     if shuffle:
         sampler: Sampler[int] | None = EpochShuffleSampler(len(dataset), seed)
