@@ -111,6 +111,22 @@ def test_lshn_sanity_check_uses_few_attractor_steps(tmp_path: Path, monkeypatch)
     assert set(steps) == {hp.sanity_max_steps} and hp.sanity_max_steps < hp.eval_max_steps
 
 
+def test_ahop_fit_and_export_from_a_folder_without_configs(tmp_path: Path, monkeypatch) -> None:
+    """What the `ahop` console script runs (ahop_cli.cli:run_cli), from a folder without
+    configs/: the config comes with the package."""
+    monkeypatch.chdir(tmp_path)
+    run_cli(["fit", "--config", "tabular.yaml", "--trainer.max_epochs", "1",
+             "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+             "--model.init_args.quantity", "4", "--model.init_args.embedding_dim", "8",
+             "--model.init_args.similarity", "dot", *QUIET])  # fmt: skip
+    ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
+    run_cli(["export", "--ckpt_path", str(ckpt), "--out", "exported", "--format", "pt2"])
+    program = torch.export.load(tmp_path / "exported" / "model.pt2").module()
+    assert program(torch.zeros(3, 30)).shape == (3, 2)
+    assert (tmp_path / "exported" / "preprocessor.json").is_file()
+
+
+@pytest.mark.slow
 def test_the_wheel_ships_the_console_script_and_configs(tmp_path: Path) -> None:
     """Build the wheel, unpack it, and run the `ahop` entry point it declares from a folder
     without configs/: `ahop fit --config tabular.yaml` then `ahop export`."""
