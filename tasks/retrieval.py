@@ -137,17 +137,19 @@ class RetrievalTask(BaseTask):
         separation: a name from :data:`ahop.separation.SEPARATIONS` (``softmax``, ``max``, ...).
         beta: inverse temperature of the separation and of the training softmax.
         steps: retrieval update steps (the output is fed back as the next query).
-        similarity_kwargs, separation_kwargs: further options (e.g. ``{beta_dis: 0.1}`` for
-            ``adaptive``, ``{order: 10}`` for ``polynomial``).
+        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
+        separation_kwargs: options of the separation (e.g. ``{order: 10}`` for ``polynomial``).
         threshold: UHN criterion threshold on the summed squared error; ``None`` = 50 (UHN, set
             for 28x28 images) scaled by ``dim / 784`` (about 4.1 for 8x8 digits; UHN used 50
             for 32x32x3 CIFAR-10 too, so set 50 explicitly to compare with it).
         num_sample_images: query / retrieved / source triples in the TensorBoard grid (0 = none).
-        dim, num_memories: pattern dimension ``D`` and number of memories ``N`` (read from the
-            datamodule when ``None``).
+        dim: pattern dimension ``D`` (``None``: the datamodule's).
+        num_memories: number of stored patterns ``N`` (``None``: the datamodule's).
         image_shape: ``(C, H, W)`` of a pattern, for the image grid (from the datamodule when
             ``None``; patterns are shown as 1-pixel-high strips without it).
-        optimizer, lr_scheduler: for the adaptive similarity's parameters.
+        optimizer: a ``params -> Optimizer`` callable for the adaptive similarity's parameters
+            (default AdamW, lr 1e-3).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
     """
 
     monitor = "val/acc"
@@ -240,6 +242,7 @@ class RetrievalTask(BaseTask):
         self._memories_loaded = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._memories_loaded = True
 
     def _check_memories(self) -> None:

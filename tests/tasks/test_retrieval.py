@@ -126,7 +126,7 @@ def test_checkpoint_keeps_the_memories_and_reproduces_outputs(tmp_path: Path) ->
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2)
     trainer.fit(task, datamodule=datamodule)
     trainer.save_checkpoint(tmp_path / "task.ckpt")
-    state = torch.load(tmp_path / "task.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(tmp_path / "task.ckpt", weights_only=True)["state_dict"]
     torch.testing.assert_close(state["memories"], datamodule.memories)
     # no datamodule needed: sizes, image shape and memories come from the checkpoint
     loaded = RetrievalTask.load_from_checkpoint(tmp_path / "task.ckpt").eval()
