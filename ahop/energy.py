@@ -43,7 +43,10 @@ kernelised energy (Wu et al. 2024, Theorem 2.1) uses ``½ K(v, v) = ½||Phi(v)||
   softmax, ``grad E = 3v - 2 M^T p``: the stationary points are not the update's fixed points),
   so the energy can rise along it. With ``dt`` retrieve instead takes the gradient step
   ``v <- v - dt grad E(v)`` (autograd), which descends ``E`` for small enough ``dt`` (a.e. for the
-  non-smooth ``manhattan``, ``euclidean`` and ``max``). A-Hop's paper analyses
+  non-smooth ``manhattan``, ``euclidean`` and ``max``). Caveat for ``cosine``: the scores do not
+  depend on ``||v||``, so ``E(r u) = ½ r² - L(u)`` has no minimiser: the gradient flow shrinks the
+  state towards 0 along the best direction (the energy's infimum). ``identity`` / polynomial
+  separations with distance similarities are unbounded below (``-L`` grows faster than ``½||v||²``). A-Hop's paper analyses
   ``-logsumexp(s(M, x))`` without the quadratic term; we keep UHN's form for every similarity.
 
 Custom separation modules have no Lagrangian unless one is registered here under the name their
@@ -294,9 +297,10 @@ def energy(
     """
     separation = build_separation(separation, beta=beta, **options)
     check_energy(separation)
-    similarity = build_similarity(
-        similarity, dim=options.pop("dim", queries.shape[-1]), memories=keys, **options
-    )
+    if not isinstance(similarity, nn.Module):
+        similarity = build_similarity(
+            similarity, dim=options.pop("dim", queries.shape[-1]), memories=keys, **options
+        ).requires_grad_(False)  # lives for this call only
     return network_energy(similarity, separation, queries, keys, mask)
 
 

@@ -101,6 +101,19 @@ def _step_with_energy(
     return weights.to(values.dtype) @ values, weights, energy
 
 
+def _private_similarity(
+    similarity: str | nn.Module, queries: Tensor, keys: Tensor, options: dict[str, object]
+) -> nn.Module:
+    """The similarity module for one call; one built from a name is prepared for the keys and
+    frozen (nobody can train parameters that live only for this call)."""
+    if isinstance(similarity, nn.Module):
+        return similarity
+    built = build_similarity(
+        similarity, dim=options.pop("dim", queries.shape[-1]), memories=keys, **options
+    )
+    return built.requires_grad_(False)
+
+
 def retrieve(
     queries: Tensor,
     keys: Tensor,
@@ -174,9 +187,7 @@ def retrieve(
     separation = build_separation(separation, beta=beta, **options)
     if dt is not None or return_energies:
         check_energy(separation)  # before any work (e.g. U-Hop's stage I)
-    similarity = build_similarity(
-        similarity, dim=options.pop("dim", queries.shape[-1]), memories=keys, **options
-    )
+    similarity = _private_similarity(similarity, queries, keys, options)
     gradient_steps = dt is not None and not energy_form(similarity).cccp(similarity)
     return_details = return_details or return_energies
 
