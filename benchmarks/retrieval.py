@@ -40,7 +40,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -855,7 +855,11 @@ def run(name: str, ctx: Context) -> dict[str, Any]:
     seeds = ctx.seeds[: SEED_CAPS.get(name, len(ctx.seeds))]  # fewer memory draws (cost)
     print(f"\n## {name} ({dataset}{', quick' if ctx.quick else ''}, seeds {seeds})")
     start = time.perf_counter()
-    result = EXPERIMENTS[name](replace(ctx, seeds=seeds))
+    everyone, ctx.seeds = ctx.seeds, seeds  # the context caches pools and shapes: no copy
+    try:
+        result = EXPERIMENTS[name](ctx)
+    finally:
+        ctx.seeds = everyone
     wall = time.perf_counter() - start
     print(f"\nwall time: {wall:.1f} s")
     figure = result.pop("figure")
