@@ -111,7 +111,9 @@ def _private_similarity(
     built = build_similarity(
         similarity, dim=options.pop("dim", queries.shape[-1]), memories=keys, **options
     )
-    return built.requires_grad_(False)
+    if built._parameters or built._modules:  # (walking a parameterless module costs microseconds)
+        built.requires_grad_(False)
+    return built
 
 
 def retrieve(
