@@ -723,8 +723,7 @@ def paper(ctx: Context) -> dict[str, Any]:
                     f"{dataset} seed {seed} d={level}: "
                     + ", ".join(f"{m}={row[m][-1]['acc']:.3f}" for m in PAPER_METHODS)
                 )
-    figure = Figure(figsize=(15, 4))
-    for i, dataset in enumerate(datasets):
+    for dataset in datasets:
         print(
             f"\n**{dataset}: accuracy (correct retrieval) ± std over {len(ctx.seeds)} memory draws / error (MSE)**\n"
         )
@@ -732,22 +731,6 @@ def paper(ctx: Context) -> dict[str, Any]:
         for level, per_method in results[dataset].items():
             rows.append([level, *(_acc_err(per_method[m]) for m in PAPER_METHODS)])
         print(markdown_table(["difficulty", *PAPER_METHODS], rows))
-        ax = figure.add_subplot(1, 3, i + 1)
-        for method in PAPER_METHODS:
-            _curve(
-                ax,
-                levels[dataset],
-                [[r["acc"] for r in results[dataset][lv][method]] for lv in levels[dataset]],
-                method,
-            )
-        for level, (pub, _, base) in PUBLISHED.get(dataset, {}).items():
-            ax.scatter([level], [pub], marker="*", s=120, color="k", zorder=5)
-            ax.scatter([level], [base], marker="x", s=60, color="k", zorder=5)
-        ax.set(
-            title=f"{dataset} (stars: published A-Hop, x: its best baseline)", xlabel="difficulty"
-        )
-        ax.set(ylabel="accuracy", ylim=(-0.02, 1.02))
-        ax.legend(fontsize=6)
     print("\n**vs the published numbers (A-Hop paper)**\n")
     rows = []
     for dataset in datasets:
@@ -781,7 +764,6 @@ def paper(ctx: Context) -> dict[str, Any]:
             rows,
         )
     )
-    ax = figure.add_subplot(1, 3, 3)
     for group, per_level in ablations.items():
         print(
             f"\n**ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)**\n"
@@ -796,14 +778,7 @@ def paper(ctx: Context) -> dict[str, Any]:
             for label in labels
         ]
         print(markdown_table(["", *(f"d={lv}" for lv in per_level), "published (0.4 / 0.5)"], rows))
-        level = next(iter(per_level), None)
-        if level is not None:
-            ax.barh(
-                [f"{label} (d={level})" for label in labels],
-                [statistics.fmean(r["acc"] for r in per_level[level][label]) for label in labels],
-            )
-    ax.set(xlabel="accuracy", xlim=(0, 1), title="footprint ablations, synthetic")
-    figure.suptitle("A-Hop paper's retrieval benchmark (mixed noise + mask + bias)")
+    figure = paper_figure(results, ablations)
     ratio = {d: seconds[d][U2HOP] / seconds[d][AHOP] for d in datasets}
     print(
         "\ntraining seconds (all levels and seeds): "
@@ -821,6 +796,45 @@ def paper(ctx: Context) -> dict[str, Any]:
         "uhop_over_ahop_time": ratio,
         "figure": figure,
     }
+
+
+def paper_figure(
+    results: dict[str, dict[float, dict[str, list]]], ablations: dict[str, dict[float, dict]]
+) -> Figure:
+    """Accuracy vs difficulty per dataset (published A-Hop / best baseline marked) and the
+    ablation bars, from experiment 6's results (also usable on its JSON, keys made floats)."""
+    figure = Figure(figsize=(17, 4.6), layout="constrained")
+    axes = figure.subplots(1, len(results) + 1, width_ratios=[1] * len(results) + [0.8])
+    for ax, (dataset, per_level) in zip(axes, results.items()):
+        levels = sorted(per_level)
+        for method in PAPER_METHODS:
+            runs = [[r["acc"] for r in per_level[lv][method]] for lv in levels]
+            _curve(ax, levels, runs, method)
+        for level, (pub, _, base) in PUBLISHED.get(dataset, {}).items():
+            ax.scatter([level], [pub], marker="*", s=140, color="k", zorder=5)
+            ax.scatter([level], [base], marker="x", s=60, color="k", zorder=5)
+        ax.set(title=f"{dataset} (star: published A-Hop, x: its best baseline)")
+        ax.set(xlabel="difficulty", ylabel="accuracy (correct retrieval)", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    names, values, colours = [], [], []
+    for colour, per_level in zip(("tab:blue", "tab:orange"), ablations.values()):
+        if not per_level:
+            continue
+        level = min(per_level)
+        for label, runs in per_level[level].items():
+            names.append(label)
+            values.append(statistics.fmean(r["acc"] for r in runs))
+            colours.append(colour)
+    ax.barh(names, values, color=colours)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set(
+        xlabel="accuracy",
+        xlim=(0, 1),
+        title=f"ablations, synthetic d={min(next(iter(ablations.values())), default='-')}",
+    )
+    figure.suptitle("A-Hop paper's retrieval benchmark (mixed noise + mask + bias)")
+    return figure
 
 
 def _save_partial(ctx: Context, payload: dict[str, Any]) -> None:
