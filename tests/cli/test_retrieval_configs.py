@@ -55,6 +55,7 @@ def test_the_configs_are_all_here() -> None:
         "retrieval_capacity.yaml",
         "retrieval_adaptive_mnist_hard.yaml",
         "retrieval_cifar10.yaml",
+        "retrieval_uhop.yaml",
     } <= set(RETRIEVAL_CONFIGS)
 
 
@@ -81,6 +82,19 @@ def test_validate_fixed_config_prints_the_metrics(tmp_path: Path, capsys) -> Non
     for name in ("val/acc", "val/fraction_retrieved", "val/mse"):
         assert name in printed
     assert 0.5 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
+
+
+def test_uhop_config_validates_after_stage_one_and_fits(tmp_path: Path, capsys) -> None:
+    small = [*SMALL, "--model.init_args.similarity_kwargs.separation_epochs", "10"]
+    train.main(_args("validate", "retrieval_uhop.yaml", tmp_path, *small))
+    printed = capsys.readouterr().out
+    assert "val/acc" in printed and "val/energy_step_1" in printed
+    cli = train.main(
+        _args("fit", "retrieval_uhop.yaml", tmp_path, "--trainer.max_epochs", "1", *small)
+    )
+    assert cli.model.similarity.is_linear
+    assert 0.0 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
+    assert any((tmp_path / "runs").rglob("last.ckpt"))
 
 
 @pytest.mark.parametrize("config", RETRIEVAL_CONFIGS)
