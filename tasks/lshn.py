@@ -22,7 +22,8 @@ the model) and trains :class:`ahop.lshn.LSHN` on them as the official code does:
   ``<stage>/<cue>/fraction_retrieved`` (UHN criterion: summed squared error in [0, 1] units
   <= ``threshold``), ``mse`` and ``mae`` (in [0, 1] units; the official notebook reports them in
   [-1, 1] units, i.e. 4x and 2x larger), ``ssim`` (torchmetrics, data range 1, Gaussian window
-  ``min(11, largest odd <= min(H, W))``) and ``bit_accuracy`` (sign agreement of the retrieved
+  ``min(11, largest odd <= min(H, W))``; not logged for patterns under 6 x 6, such as 1 x D
+  synthetic vectors) and ``bit_accuracy`` (sign agreement of the retrieved
   latent with the clean image's latent), and ``<stage>/fraction_retrieved``, the mean over the
   half-mask and noise cues, which checkpoints monitor.
 * **Threshold.** ``threshold: null`` = UHN's 50 for 28x28 images scaled by ``D / 784`` (as
@@ -88,8 +89,15 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _ssim_kernel(image_shape: tuple[int, int, int]) -> int:
-    """Largest odd Gaussian window <= min(11, H, W) (SSIM's default 11 exceeds 8x8 digits)."""
+#: smallest image side SSIM is computed for: torchmetrics pads by 5 pixels (sigma 1.5) on each side
+SSIM_MIN_SIDE = 6
+
+
+def _ssim_kernel(image_shape: tuple[int, int, int]) -> int | None:
+    """Largest odd Gaussian window <= min(11, H, W) (SSIM's default 11 exceeds 8x8 digits), or
+    ``None`` for patterns too small or too flat to be images (e.g. 1 x 3072 synthetic vectors)."""
+    if min(image_shape[1], image_shape[2]) < SSIM_MIN_SIDE:
+        return None
     side = min(11, image_shape[1], image_shape[2])
     return side if side % 2 == 1 else side - 1
 
@@ -231,7 +239,10 @@ class LSHNTask(BaseTask):
             metrics: dict[str, nn.Module] = {
                 name: MeanMetric() for name in CUE_METRICS if name != "ssim"
             }
-            metrics["ssim"] = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=kernel)
+            if kernel is not None:
+                metrics["ssim"] = StructuralSimilarityIndexMeasure(
+                    data_range=1.0, kernel_size=kernel
+                )
             return MetricCollection(metrics, compute_groups=False)
 
         # module keys cannot hold dots ("noise_0.05"); logged names keep them
@@ -370,10 +381,11 @@ class LSHNTask(BaseTask):
             metrics = self.cue_metrics[stage][self._key(cue)]
             for name, value in values.items():
                 metrics[name].update(value)
-            metrics["ssim"].update(pred_unit.view(shape), target_unit.view(shape))
+            if "ssim" in metrics:
+                metrics["ssim"].update(pred_unit.view(shape), target_unit.view(shape))
             if cue != "query":
                 self.mean_fraction[stage].update(frac)
-            for name in CUE_METRICS:
+            for name in (n for n in CUE_METRICS if n in metrics):
                 self.log(
                     f"{stage}/{cue}/{name}",
                     metrics[name],
