@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from ahop.candidates import top_candidates
 from ahop.classical import CAPACITY_THEORY, BinaryHopfield
 from ahop.classifiers import TABULAR_NETWORKS, TabularHopfieldClassifier
+from ahop.energy import ENERGY_FORMS, LAGRANGIANS, energy, lagrangian
 from ahop.feature_embeddings import FEATURE_EMBEDDINGS
 from ahop.functional import Retrieval, associate, retrieve
 from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
@@ -34,11 +35,14 @@ from ahop.similarity import (
     build_similarity,
 )
 from ahop.tabular_retrieval import TabularRetrievalClassifier
+from ahop.uhop import UHopSimilarity, separation_loss
 from ahop.variants import VARIANTS, build_variant
 
 __all__ = [
     "CAPACITY_THEORY",
+    "ENERGY_FORMS",
     "FEATURE_EMBEDDINGS",
+    "LAGRANGIANS",
     "LSHN",
     "SEPARATIONS",
     "SIMILARITIES",
@@ -58,15 +62,19 @@ __all__ = [
     "Retrieval",
     "TabularHopfieldClassifier",
     "TabularRetrievalClassifier",
+    "UHopSimilarity",
     "__version__",
     "associate",
     "build_separation",
     "build_similarity",
     "build_variant",
+    "energy",
+    "lagrangian",
     "latent_bit_accuracy",
     "make_optimizer",
     "retrieve",
     "scale_to_pm1",
     "scale_to_unit",
+    "separation_loss",
     "top_candidates",
 ]

@@ -24,15 +24,13 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from datamodules.errors import DataUnavailableError
+
 MISSING_TOKENS = frozenset({"", "?"})
 """String cells (after stripping whitespace and quotes) that mean "missing"."""
 
 OPENML_PROBE_TIMEOUT_S = 3.0
 """How long to wait for the OpenML server before declaring it unreachable."""
-
-
-class DataUnavailableError(RuntimeError):
-    """The data is neither available locally nor downloadable (e.g. offline without a cache)."""
 
 
 @dataclass(frozen=True)

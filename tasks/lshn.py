@@ -22,7 +22,8 @@ the model) and trains :class:`ahop.lshn.LSHN` on them as the official code does:
   ``<stage>/<cue>/fraction_retrieved`` (UHN criterion: summed squared error in [0, 1] units
   <= ``threshold``), ``mse`` and ``mae`` (in [0, 1] units; the official notebook reports them in
   [-1, 1] units, i.e. 4x and 2x larger), ``ssim`` (torchmetrics, data range 1, Gaussian window
-  ``min(11, largest odd <= min(H, W))``) and ``bit_accuracy`` (sign agreement of the retrieved
+  ``min(11, largest odd <= min(H, W))``; not logged for patterns under 6 x 6, such as 1 x D
+  synthetic vectors) and ``bit_accuracy`` (sign agreement of the retrieved
   latent with the clean image's latent), and ``<stage>/fraction_retrieved``, the mean over the
   half-mask and noise cues, which checkpoints monitor.
 * **Threshold.** ``threshold: null`` = UHN's 50 for 28x28 images scaled by ``D / 784`` (as
@@ -88,8 +89,15 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _ssim_kernel(image_shape: tuple[int, int, int]) -> int:
-    """Largest odd Gaussian window <= min(11, H, W) (SSIM's default 11 exceeds 8x8 digits)."""
+#: smallest image side SSIM is computed for: torchmetrics pads by 5 pixels (sigma 1.5) on each side
+SSIM_MIN_SIDE = 6
+
+
+def _ssim_kernel(image_shape: tuple[int, int, int]) -> int | None:
+    """Largest odd Gaussian window <= min(11, H, W) (SSIM's default 11 exceeds 8x8 digits), or
+    ``None`` for patterns too small or too flat to be images (e.g. 1 x 3072 synthetic vectors)."""
+    if min(image_shape[1], image_shape[2]) < SSIM_MIN_SIDE:
+        return None
     side = min(11, image_shape[1], image_shape[2])
     return side if side % 2 == 1 else side - 1
 
@@ -102,17 +110,31 @@ class LSHNTask(BaseTask):
         hidden_dim: encoder / decoder width (``None``: ``floor(sqrt(D N))``).
         attractor: ``learned`` (official) or ``hebbian`` (W_hh = Z^T Z / (P N) of the current
             clean latents Z, refreshed before every step and evaluation).
-        train_steps, train_dt: unrolled attractor updates and step size in the loss (11, 1.0).
-        reconstruction_weight, schedule, binarization_max, schedule_period, warmup_fraction,
-            cue_reconstruction: the loss, see :class:`ahop.lshn.LSHN`.
-        eval_dt, eval_max_steps, eval_tol: retrieval dynamics (0.1, 1000, 1e-5).
+        train_steps: attractor updates unrolled in the training loss (official: 11).
+        train_dt: step size of those updates (official: 1.0).
+        reconstruction_weight: weight of the two reconstruction terms (official: 5).
+        schedule: binarisation-weight schedule: ``official`` (doubling every
+            ``schedule_period`` steps up to ``binarization_max``), ``linear`` or ``constant``.
+        binarization_max: the largest binarisation weight.
+        schedule_period: steps per doubling (``official``) of the binarisation weight.
+        warmup_fraction: share of training over which ``linear`` ramps the weight up.
+        cue_reconstruction: ``autoencode`` (official: decode(encode(cue)) vs cue) or
+            ``retrieve`` (decode the unrolled attractor state vs the clean image).
+        eval_dt: step size of the retrieval dynamics at evaluation (0.1).
+        eval_max_steps: most attractor updates per cue at evaluation (1000).
+        eval_tol: a cue stops once ``max |dv| < eval_tol`` (1e-5).
+        sanity_max_steps: attractor updates per cue in Lightning's sanity check (which only
+            checks that validation runs; its metrics are discarded), so that it takes seconds.
         noise_sigmas: noise levels of the ``noise_<sigma>`` evaluation cues ([0, 1] units).
         threshold: UHN criterion threshold (``None``: 50 * D / 784, see the module doc).
         eval_seed: seed of the evaluation cues (the same every epoch).
         num_trajectory_images: half-mask cues in the TensorBoard trajectory grid (0 = none).
-        dim, num_memories: D and P (read from the datamodule when ``None``).
+        dim: D, flattened image size (``None``: the datamodule's).
+        num_memories: P, stored images (``None``: the datamodule's).
         image_shape: (C, H, W) of an image (from the datamodule when ``None``).
-        optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`; default AdamW as above.
+        optimizer: a ``params -> Optimizer`` callable; default AdamW (lr 1e-4, betas (0.9,
+            0.95), weight decay 1e-2).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
     """
 
     monitor = "val/fraction_retrieved"
@@ -135,6 +157,7 @@ class LSHNTask(BaseTask):
         eval_dt: float = RETRIEVE_DT,
         eval_max_steps: int = RETRIEVE_MAX_STEPS,
         eval_tol: float = RETRIEVE_TOL,
+        sanity_max_steps: int = 10,
         noise_sigmas: tuple[float, ...] = EVAL_NOISE_SIGMAS,
         threshold: float | None = None,
         eval_seed: int = 0,
@@ -151,6 +174,8 @@ class LSHNTask(BaseTask):
             raise ValueError(f"eval_dt must be a number > 0, got {eval_dt!r}")
         if not (isinstance(eval_max_steps, int) and eval_max_steps >= 1):
             raise ValueError(f"eval_max_steps must be an integer >= 1, got {eval_max_steps!r}")
+        if not (isinstance(sanity_max_steps, int) and sanity_max_steps >= 1):
+            raise ValueError(f"sanity_max_steps must be an integer >= 1, got {sanity_max_steps!r}")
         if not (isinstance(eval_tol, (int, float)) and eval_tol >= 0):
             raise ValueError(f"eval_tol must be a number >= 0, got {eval_tol!r}")
         if any(not (isinstance(s, (int, float)) and s >= 0) for s in noise_sigmas):
@@ -214,7 +239,10 @@ class LSHNTask(BaseTask):
             metrics: dict[str, nn.Module] = {
                 name: MeanMetric() for name in CUE_METRICS if name != "ssim"
             }
-            metrics["ssim"] = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=kernel)
+            if kernel is not None:
+                metrics["ssim"] = StructuralSimilarityIndexMeasure(
+                    data_range=1.0, kernel_size=kernel
+                )
             return MetricCollection(metrics, compute_groups=False)
 
         # module keys cannot hold dots ("noise_0.05"); logged names keep them
@@ -252,6 +280,7 @@ class LSHNTask(BaseTask):
         self._memories_loaded = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._memories_loaded = True
 
     def _check_memories(self) -> None:
@@ -322,9 +351,10 @@ class LSHNTask(BaseTask):
     def retrieve(self, cues: Tensor) -> Any:
         """Settle from cues ``(B, D)`` in [-1, 1]; see :meth:`ahop.lshn.LSHN.retrieve`."""
         hp = self.hparams
-        return self.model.retrieve(
-            cues, dt=hp.eval_dt, max_steps=hp.eval_max_steps, tol=hp.eval_tol
-        )
+        max_steps = hp.eval_max_steps
+        if self._trainer is not None and self._trainer.sanity_checking:
+            max_steps = min(max_steps, hp.sanity_max_steps)
+        return self.model.retrieve(cues, dt=hp.eval_dt, max_steps=max_steps, tol=hp.eval_tol)
 
     def forward(self, queries: Tensor) -> Tensor:
         """Retrieved images ``(B, D)`` in [0, 1] for queries ``(B, D)`` in [0, 1]."""
@@ -351,10 +381,11 @@ class LSHNTask(BaseTask):
             metrics = self.cue_metrics[stage][self._key(cue)]
             for name, value in values.items():
                 metrics[name].update(value)
-            metrics["ssim"].update(pred_unit.view(shape), target_unit.view(shape))
+            if "ssim" in metrics:
+                metrics["ssim"].update(pred_unit.view(shape), target_unit.view(shape))
             if cue != "query":
                 self.mean_fraction[stage].update(frac)
-            for name in CUE_METRICS:
+            for name in (n for n in CUE_METRICS if n in metrics):
                 self.log(
                     f"{stage}/{cue}/{name}",
                     metrics[name],

@@ -189,13 +189,23 @@ class TabularClassifier(ClassificationTask):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "tensors"):
             return
-        empty = self.holds_memory and self.network.memory_rows == 0
-        unfitted = not self.network.embed.fitted
         # fit: the memory (and bins) come from the training rows being trained on; other stages
-        # keep what the checkpoint holds and fill only what is missing
-        if stage == "fit" or empty or unfitted:
+        # keep what the checkpoint holds (restored after setup) and fill only what is missing,
+        # when the training rows are loaded (not for predict_path rows: the checkpoint has them)
+        if stage == "fit" or (self._needs_training_rows() and "train" in datamodule.split_sizes):
             features, labels = datamodule.tensors("train")
             self.network.prepare(features, labels)
+
+    def _needs_training_rows(self) -> bool:
+        empty = self.holds_memory and self.network.memory_rows == 0
+        return empty or not self.network.embed.fitted
+
+    def on_predict_start(self) -> None:
+        if self._needs_training_rows():
+            raise ValueError(
+                "the tabular model holds no training rows / fitted bins: predict with "
+                "--ckpt_path <a checkpoint of a trained model>"
+            )
 
     def on_train_epoch_start(self) -> None:
         if self.holds_memory:

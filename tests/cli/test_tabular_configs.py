@@ -1,7 +1,7 @@
 """The tabular configs: OpenML (parses; offline it stops at once with a one-line error), the
 offline shrutime / blastchar / UCI configs (one fast_dev_run each on ../shared/data), and the
-retrieval task they share (memory from the training rows, lookup by name, option errors, export
-parity with the baked memory)."""
+retrieval task they share (memory from the training rows, lookup by name, export
+parity with the baked memory; its bad options: tests/cli/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
@@ -170,38 +170,6 @@ def test_lookup_network_by_name(tmp_path: Path) -> None:
     assert cli.model.network.blocks[0].quantity == 8
 
 
-def test_options_of_the_other_network_are_errors(tmp_path: Path, monkeypatch) -> None:
-    cases = {
-        "network 'retrieval' does not take quantity (an option of lookup)": [
-            "--model.init_args.quantity",
-            "8",
-        ],
-        "network 'lookup' does not take context_size (an option of retrieval)": [
-            "--model.init_args.network",
-            "lookup",
-            "--model.init_args.context_size",
-            "8",
-        ],
-        "unknown tabular network 'knn'; allowed values: lookup, retrieval": [
-            "--model.init_args.network",
-            "knn",
-        ],
-        "context_size must be an integer >= 1, got 0": ["--model.init_args.context_size", "0"],
-        "more than max_memory_rows=100: raise max_memory_rows": [
-            "--model.init_args.max_memory_rows",
-            "100",
-        ],
-    }
-    monkeypatch.delenv("AHOP_DEBUG", raising=False)
-    for message, extra in cases.items():
-        args = ["train.py", "fit", "--config", str(CONFIGS / "tabular.yaml"), *quiet_args(tmp_path)]
-        monkeypatch.setattr(sys, "argv", [*args, "--trainer.fast_dev_run", "true", *extra])
-        with pytest.raises(SystemExit) as exit_info:
-            train.run_cli()
-        assert message in str(exit_info.value)
-        assert str(exit_info.value).startswith("error: ") and "\n" not in str(exit_info.value)
-
-
 def categorical_csv(path: Path, rows: int = 240) -> Path:
     generator = np.random.default_rng(0)
     frame = pd.DataFrame(
@@ -312,3 +280,39 @@ def test_retrieval_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert want.keys() == got.keys()
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_search_with_inner_folds_on_a_tabular_config(tmp_path: Path, monkeypatch) -> None:
+    """``ahop cv`` with a search (inner_cv over inner_folds) runs on a tabular config: every fit
+    (2 trials x 2 inner folds, the final one) is checked by row id against the fold's test rows."""
+    from ahop_cli.evaluate import Protocol, evaluate
+
+    log = tmp_path / "splits.jsonl"
+    monkeypatch.setenv("AHOP_TEST_SPLIT_LOG", str(log))
+    monkeypatch.delenv("AHOP_TEST_FAIL_FOLD", raising=False)
+    args = ["--config", str(CONFIGS / "tabular.yaml"), "--data.init_args.name", "iris"]
+    args += ["--data.init_args.num_folds", "3", "--trainer.max_epochs", "2"]
+    args += ["--model.init_args.embedding_dim", "8", "--trainer.logger", "false"]
+    args += ["--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.callbacks+=tests.cli.split_recorder.RecordSplits"]
+    space = {"trials": 2, "pruner": "none", "space": {"model.init_args.dropout": {"low": 0.0, "high": 0.5}}}  # fmt: skip
+    result = evaluate(
+        args,
+        Protocol(inner_folds=2, search=space),
+        output_dir=tmp_path / "cv",
+        max_folds=1,
+        log=None,
+    )
+    (fold,) = result.folds
+    test_ids = set(fold.test_ids)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    fits = [r for r in records if r["event"] == "fit"]
+    inner = [r for r in fits if r["inner_fold"] is not None]
+    assert len(test_ids) == 50 and len(inner) == 2 * 2
+    for fit in fits:
+        assert not test_ids & set(fit["train"]) and not test_ids & set(fit["val"])
+    outer_train = set(inner[0]["train"]) | set(inner[0]["val"])
+    assert set(inner[0]["val"]) | set(inner[1]["val"]) == outer_train == set(range(150)) - test_ids
+    (final,) = [r for r in fits if r["inner_fold"] is None]
+    assert set(final["train"]) == outer_train and not final["val"]
+    assert fold.search["trials"] == {"complete": 2} and 0 <= fold.metrics["test/acc"] <= 1

@@ -174,3 +174,23 @@ def test_memories_must_fit(tmp_path: Path) -> None:
         task.set_memories(torch.zeros(3, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         task.set_memories(torch.full((2, 4), 2.0))
+
+
+def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path) -> None:
+    """1 x D vectors (dataset uniform) are no images: every metric but SSIM is logged."""
+    torch.manual_seed(0)
+    datamodule = RetrievalDataModule(
+        dataset="uniform",
+        synthetic_dim=48,
+        num_memories=8,
+        variant="identity",
+        queries_per_memory=2,
+        eval_queries_per_memory=1,
+        batch_size=8,
+    )
+    task = LSHNTask(**FAST)
+    trainer = _trainer(tmp_path)
+    trainer.fit(task, datamodule)
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["val/query/mse"])
+    assert "val/query/ssim" not in metrics
