@@ -775,6 +775,7 @@ def run_fold(
             "monitor": monitor,
             "evidence": selection.evidence,
             "curve": selection.curve,
+            "inner_curves": selection.inner_curves,
             "checkpoint": details["checkpoint"],
         },
         seconds=time.perf_counter() - start,

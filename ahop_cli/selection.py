@@ -109,6 +109,8 @@ class Selection:
         test_checkpoint: ``"best"`` (the config's best checkpoint) or ``"last"`` (final weights).
         evidence: inner-validation numbers behind the choice (mean metrics at the chosen epoch).
         epochs: the chosen number of epochs (``None``: decided by the fit, e.g. early stopping).
+        curve: the mean inner-validation curve of the monitored metric (one value per epoch).
+        inner_curves: every inner fold's validation metrics per epoch.
     """
 
     whole_training_data: bool
@@ -117,6 +119,7 @@ class Selection:
     evidence: dict[str, float] = field(default_factory=dict)
     epochs: int | None = None
     curve: list[float] = field(default_factory=list)
+    inner_curves: list[list[dict[str, float]]] = field(default_factory=list)
 
 
 class SelectionRule:
@@ -149,6 +152,7 @@ class InnerCVEpochs(SelectionRule):
             evidence=evidence,
             epochs=epochs,
             curve=[float(v) for v in curves.mean(fitter.monitor)],
+            inner_curves=curves.folds,
         )
 
 

@@ -32,7 +32,7 @@ class MILClassifier(BaseTask):
     Args:
         num_features: instance features (``None``: from the datamodule).
         embedding_dim, num_embedding_layers, num_heads, hidden_size, quantity, similarity,
-            separation, scaling, dropout, similarity_kwargs: the network, see
+            separation, scaling, dropout, similarity_kwargs, instance_dropout: the network, see
             :class:`~ahop.mil_models.HopfieldMILNetwork`.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
         optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`.
@@ -55,6 +55,7 @@ class MILClassifier(BaseTask):
         scaling: float | None = None,
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
+        instance_dropout: float = 0.0,
         pos_weight: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -78,6 +79,7 @@ class MILClassifier(BaseTask):
             scaling=hp.scaling,
             dropout=hp.dropout,
             similarity_kwargs=hp.similarity_kwargs,
+            instance_dropout=hp.get("instance_dropout", 0.0),  # checkpoints from before it
         )
 
     def configure_losses(self) -> None:
