@@ -257,3 +257,28 @@ def test_summary_over_folds_and_repeats() -> None:
     assert summary["repeat_mean"] == pytest.approx(0.75)
     assert summary["repeat_std"] == pytest.approx(0.21213203435)  # of the means 0.9 and 0.6
     assert "mean ± std (repeats)" in format_table(results)
+
+
+@pytest.mark.slow
+def test_two_search_workers_share_one_journal_study(tiny, tmp_path: Path) -> None:
+    """The documented two-worker example: two local processes, one journal file, one study."""
+    import subprocess
+
+    import optuna
+
+    from ahop_cli.search import make_storage
+
+    args, _ = tiny
+    search = tmp_path / "space.yaml"
+    search.write_text(yaml.safe_dump({**SPACE, "trials": 4}))
+    journal = tmp_path / "study.journal"
+    command = [sys.executable, "-m", "ahop_cli.cli", "search", *args, "--search", str(search)]
+    command += ["--storage", f"journal:{journal}", "--study_name", "shared", "--inner_folds", "2"]
+    command += ["--output_dir", str(tmp_path / "search"), "--threads", "1"]
+    workers = [subprocess.Popen(command, cwd=ROOT) for _ in range(2)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0]
+    study = optuna.load_study(study_name="shared", storage=make_storage(f"journal:{journal}"))
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) >= 4 and len(list((tmp_path / "search").iterdir())) == 2
+    for best in (tmp_path / "search").glob("*/best_config.yaml"):
+        assert yaml.safe_load(best.read_text())["trainer"]["max_epochs"] in (1, 2)

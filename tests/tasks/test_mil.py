@@ -144,3 +144,17 @@ def test_pos_weight_validated_and_used() -> None:
 def test_synthetic_bags_are_the_runner_default_without_files(tmp_path: Path) -> None:
     datamodule = MILDataModule(dataset="auto", data_dir=str(tmp_path))
     assert len(datamodule.load()) == len(make_synthetic_bags())
+
+
+def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
+    """EMAWeightAveraging builds its copy before the task's setup: configure_model builds first."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=32)
+    task = MILClassifier(embedding_dim=8, num_heads=2)
+    ema = EMAWeightAveraging(decay=0.5)
+    _trainer(tmp_path, max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
+    averaged = dict(ema._average_model.module.named_parameters())
+    assert averaged and set(averaged) == set(dict(task.named_parameters()))
+    for name, param in task.named_parameters():  # the averaged weights are the final ones
+        torch.testing.assert_close(param, averaged[name])
