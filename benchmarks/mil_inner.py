@@ -8,6 +8,11 @@ or looked at. Reported per variant: the mean inner-validation AUROC / accuracy a
 that the mean validation loss selects, the best mean AUROC over epochs, and the time.
 
     python benchmarks/mil_inner.py --datasets elephant ucsb_breast_cancer --variants base bs32
+    python benchmarks/mil_inner.py --datasets elephant --variants bs32 --rules inner_cv inner_cv_ensemble
+
+``--rules`` instead compares selection rules end to end on a *development set*: the training bags
+of outer fold 0 (written to ``benchmarks/out/mil_dev/<name>_dev.csv``), cross-validated 5-fold
+with ``ahop cv``; its test folds are training bags of the real protocol, never its test bags.
 
 Prints a markdown table per data set; appends every (data set, variant) result to
 ``benchmarks/out/mil_inner.json`` as soon as it is measured (a rerun skips measured ones).
@@ -57,6 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 RESULTS = OUT / "mil_inner.json"
+RULES = OUT / "mil_dev_rules.json"
 
 
 def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +105,78 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
     }
 
 
+def dev_dataset(dataset: str, data_dir: Path, folder: Path) -> Path:
+    """The training bags of outer fold 0 (repeat 0, the config's seed and folds) as a CSV: a
+    development set whose own cross-validation never touches that outer test fold."""
+    from ahop_cli.config_edit import get_option, instantiate
+
+    with _quiet():
+        base, _, _ = _prepare(
+            [*_config_args(dataset), "--data.init_args.data_dir", str(data_dir)], Protocol()
+        )
+    datamodule = instantiate(get_option(base, "data"))
+    pool = datamodule.load()
+    rest, _ = datamodule.split_indices()
+    bags = pool.subset(rest)
+    rows = []
+    for i in range(len(bags)):
+        label, bag_id = int(bags.labels[i]), bags.bag_ids[i]
+        rows += [
+            f"{label},{bag_id}," + ",".join(f"{v:.7g}" for v in row) for row in bags.bag(i).tolist()
+        ]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{dataset}_dev.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def compare_rules(options: argparse.Namespace) -> list[dict[str, Any]]:
+    """Selection rules (and variants) evaluated by a 5-fold CV of each development set."""
+    from ahop_cli.evaluate import evaluate
+
+    rows = []
+    for dataset in options.datasets:
+        path = dev_dataset(dataset, options.data_dir, OUT / "mil_dev")
+        for variant in options.variants:
+            for rule in options.rules:
+                args = [*_config_args(dataset), "--data.init_args.dataset", "csv"]
+                args += ["--data.init_args.path", str(path), "--data.init_args.num_folds", "5"]
+                args += ["--trainer.max_epochs", str(options.max_epochs)]
+                args += [
+                    arg
+                    for name, value in VARIANTS[variant].items()
+                    for arg in (f"--{name}", json.dumps(value))
+                ]
+                name, _, monitor = rule.partition(":")  # e.g. inner_cv:val/auroc
+                protocol = Protocol(
+                    selection=name, inner_folds=options.inner_folds, monitor=monitor or None
+                )
+                result = evaluate(
+                    args, protocol, output_dir=options.output_dir, threads=options.threads, log=None
+                )
+                summary = result.summary
+                row = {
+                    "dataset": dataset,
+                    "variant": variant,
+                    "rule": rule,
+                    "auroc": summary["test/auroc"]["mean"],
+                    "auroc_std": summary["test/auroc"]["std"],
+                    "acc": summary["test/acc"]["mean"],
+                    "epochs": sum(f.epochs or 0 for f in result.folds) / len(result.folds),
+                    "seconds": sum(f.seconds for f in result.folds),
+                    "run_dir": str(result.run_dir),
+                }
+                rows.append(row)
+                print(
+                    f"| {dataset} | {variant} | {rule} | {100 * row['auroc']:.1f} ± {100 * row['auroc_std']:.1f} | "
+                    f"{100 * row['acc']:.1f} | {row['epochs']:.1f} | {row['seconds']:.0f} |",
+                    flush=True,
+                )
+                done = json.loads(RULES.read_text()) if RULES.is_file() else []
+                RULES.write_text(json.dumps([*done, row], indent=2))
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["data set", "variant", "inner AUROC @ loss epoch", "inner acc @ loss epoch"]
     headers += ["loss epochs", "best mean AUROC (epoch)", "AUROC last epoch", "s / outer fold"]
@@ -127,8 +205,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--data-dir", type=Path, default=SHARED)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--rules",
+        nargs="*",
+        default=None,
+        help="instead: compare these selection rules by a 5-fold CV of each development set "
+        "(the training bags of outer fold 0 only)",
+    )
+    parser.add_argument("--output-dir", default="runs/benchmarks/mil_dev")
     options = parser.parse_args(argv)
     torch.set_num_threads(options.threads)
+    if options.rules:
+        return compare_rules(options)
     done = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     settings = {k: getattr(options, k) for k in ("outer_folds", "inner_folds", "max_epochs")}
     for dataset in options.datasets:
