@@ -780,6 +780,7 @@ def run_fold(
             storage=storage or f"sqlite:///{run_dir / 'search.db'}",
             study_name=spec.key,
             logs_dir=run_dir / "logs" / "search" / spec.key,
+            keep_models=rule.needs_inner_models,
         )
         edits, curves = dict(outcome.params), outcome.curves
         search_info = outcome.summary()

@@ -156,6 +156,8 @@ class SelectionRule:
     name: str = ""
     #: whether the rule trains on inner folds (needs the datamodule's ``inner_folds`` option)
     needs_inner_folds: bool = False
+    #: whether the rule uses the inner models themselves (a search then keeps the best trial's)
+    needs_inner_models: bool = False
 
     def select(
         self, fitter: Fitter, edits: dict[str, Any], curves: InnerCurves | None = None
@@ -191,6 +193,7 @@ class InnerCVEnsemble(SelectionRule):
 
     name = "inner_cv_ensemble"
     needs_inner_folds = True
+    needs_inner_models = True
 
     def select(
         self, fitter: Fitter, edits: dict[str, Any], curves: InnerCurves | None = None

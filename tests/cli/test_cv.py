@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ahop_cli import cli as ahop_cli
@@ -282,3 +283,21 @@ def test_two_search_workers_share_one_journal_study(tiny, tmp_path: Path) -> Non
     assert len(finished) >= 4 and len(list((tmp_path / "search").iterdir())) == 2
     for best in (tmp_path / "search").glob("*/best_config.yaml"):
         assert yaml.safe_load(best.read_text())["trainer"]["max_epochs"] in (1, 2)
+
+
+def test_search_with_ensemble_rule_reuses_the_best_trials_models(tiny, tmp_path: Path) -> None:
+    """``inner_cv_ensemble`` after a search: the fold's model is the mean of the best trial's
+    inner models (kept from the search: no refit, no final fit), tested once on the test bags."""
+    args, log = tiny
+    protocol = Protocol(selection="inner_cv_ensemble", inner_folds=2, search=SPACE)
+    result = evaluate(args, protocol, output_dir=tmp_path / "cv", max_folds=1, log=None)
+    (fold,) = result.folds
+    records = _records(log)
+    fits = [r for r in records if r["event"] == "fit"]
+    assert len(fits) == 2 * 2 and all(r["inner_fold"] is not None for r in fits)
+    (tested,) = [r for r in records if r["event"] == "test"]
+    assert set(tested["test"]) == set(fold.test_ids)
+    assert all(not set(fold.test_ids) & set(r["train"] + r["val"]) for r in fits)
+    members = torch.load(result.run_dir / "folds" / "r0_f00" / "ensemble.pt", weights_only=True)
+    assert len(members) == 2 and fold.selection["rule"] == "inner_cv_ensemble"
+    assert fold.search["best_epochs"] == fold.epochs and 0.0 <= fold.metrics["test/auroc"] <= 1.0
