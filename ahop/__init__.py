@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from ahop.classical import CAPACITY_THEORY, BinaryHopfield
 from ahop.classifiers import TabularHopfieldClassifier
+from ahop.energy import ENERGY_FORMS, LAGRANGIANS, energy, lagrangian
 from ahop.functional import Retrieval, associate, retrieve
 from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
 from ahop.lshn import (
@@ -31,10 +32,13 @@ from ahop.similarity import (
     ManhattanSimilarity,
     build_similarity,
 )
+from ahop.uhop import UHopSimilarity, separation_loss
 from ahop.variants import VARIANTS, build_variant
 
 __all__ = [
     "CAPACITY_THEORY",
+    "ENERGY_FORMS",
+    "LAGRANGIANS",
     "LSHN",
     "SEPARATIONS",
     "SIMILARITIES",
@@ -52,14 +56,18 @@ __all__ = [
     "ManhattanSimilarity",
     "Retrieval",
     "TabularHopfieldClassifier",
+    "UHopSimilarity",
     "__version__",
     "associate",
     "build_separation",
     "build_similarity",
     "build_variant",
+    "energy",
+    "lagrangian",
     "latent_bit_accuracy",
     "make_optimizer",
     "retrieve",
     "scale_to_pm1",
     "scale_to_unit",
+    "separation_loss",
 ]

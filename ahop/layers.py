@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ahop.checks import check_positive_ints
+from ahop.energy import check_energy, network_energy
 from ahop.functional import associate, retrieve
 from ahop.separation import build_separation
 from ahop.similarity import build_similarity
@@ -59,6 +60,9 @@ class Hopfield(nn.Module):
         update_steps_max: extra update steps of the state pattern in association space before the
             final retrieval (0 = one-shot, as in attention).
         update_steps_eps: stop updating once no state changes by more than this.
+        update_steps_dt: continuous-time update steps (``dt`` of :func:`ahop.functional.retrieve`:
+            each step moves the state a fraction ``dt`` along a descent direction of the
+            energy); ``None`` = the usual update.
         normalize_stored_pattern, normalize_state_pattern, normalize_pattern_projection: LayerNorm
             each input before projecting it (``*_affine``: with learned scale and shift).
         normalize_hopfield_space: LayerNorm the projected keys and queries per head.
@@ -70,7 +74,9 @@ class Hopfield(nn.Module):
         batch_first: inputs are ``(B, L, D)`` (``False``: ``(L, B, D)``).
         stored_pattern_size, pattern_projection_size: input sizes if they differ from
             ``input_size``.
-        similarity: name (``dot``, ``cosine``, ``euclidean``, ``manhattan``, ``adaptive``) or module.
+        similarity: name (``dot``, ``cosine``, ``euclidean``, ``manhattan``, ``adaptive``,
+            ``uhop``) or module. U-Hop's feature map is trained by the task loss here; add
+            ``self.similarity.separation_loss(memories)`` for the paper's bilevel schedule.
         separation: name (``softmax``, ``max``, ``polynomial``, ``identity``, ``topk``,
             ``sparsemax``, ``entmax15``) or module.
         similarity_kwargs, separation_kwargs: extra options for those parts (e.g.
@@ -87,6 +93,7 @@ class Hopfield(nn.Module):
         scaling: float | None = None,
         update_steps_max: int = 0,
         update_steps_eps: float = 1e-4,
+        update_steps_dt: float | None = None,
         normalize_stored_pattern: bool = True,
         normalize_stored_pattern_affine: bool = True,
         normalize_state_pattern: bool = True,
@@ -137,6 +144,9 @@ class Hopfield(nn.Module):
         self.batch_first = batch_first
         self.update_steps_max = update_steps_max
         self.update_steps_eps = update_steps_eps
+        if update_steps_dt is not None and not update_steps_dt > 0:
+            raise ValueError(f"update_steps_dt must be > 0 (or None), got {update_steps_dt}")
+        self.update_steps_dt = update_steps_dt
         if scaling is None:
             scaling = 1.0 / math.sqrt(self.head_dim) if self.head_dim else 1.0
         if not scaling > 0:
@@ -297,6 +307,7 @@ class Hopfield(nn.Module):
             steps=self.update_steps_max,
             eps=self.update_steps_eps,
             mask=mask,
+            dt=self.update_steps_dt,
         )
 
     # -- public API -------------------------------------------------------------------------
@@ -338,6 +349,35 @@ class Hopfield(nn.Module):
         mask = self._mask(keys.shape[0], stored_pattern_padding_mask, association_mask)
         queries = self._update_state(keys, queries, mask)
         return associate(queries, keys, self.similarity, self.separation, mask)
+
+    def get_energies(
+        self,
+        input: HopfieldInput,
+        stored_pattern_padding_mask: Tensor | None = None,
+        association_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Energy (:mod:`ahop.energy`) of the state patterns in association space at every
+        update step: ``(steps + 1, B, num_heads, Q)``, first the projected states, last the
+        states the final retrieval starts from (``update_steps_max = 0``: one row).
+
+        ``ValueError`` when the separation has no energy (e.g. polynomial with normalisation).
+        """
+        keys, queries, _ = self._heads(input)
+        mask = self._mask(keys.shape[0], stored_pattern_padding_mask, association_mask)
+        if self.update_steps_max == 0:
+            check_energy(self.separation)
+            return network_energy(self.similarity, self.separation, queries, keys, mask)[None]
+        return retrieve(
+            queries,
+            keys,
+            similarity=self.similarity,
+            separation=self.separation,
+            steps=self.update_steps_max,
+            eps=self.update_steps_eps,
+            mask=mask,
+            dt=self.update_steps_dt,
+            return_energies=True,
+        ).energies
 
 
 class HopfieldLayer(nn.Module):
@@ -398,6 +438,10 @@ class HopfieldLayer(nn.Module):
         """Association of each input with each lookup pattern, ``(B, num_heads, Q, quantity)``."""
         return self.hopfield.get_association_matrix(self._inputs(input))
 
+    def get_energies(self, input: Tensor) -> Tensor:
+        """Energies of the inputs' states at every update step (:meth:`Hopfield.get_energies`)."""
+        return self.hopfield.get_energies(self._inputs(input))
+
 
 class HopfieldPooling(nn.Module):
     """Pools a set of patterns into ``quantity`` learned queries' retrievals (attention pooling).
@@ -446,3 +490,9 @@ class HopfieldPooling(nn.Module):
         return self.hopfield.get_association_matrix(
             self._inputs(input), stored_pattern_padding_mask
         )
+
+    def get_energies(
+        self, input: Tensor, stored_pattern_padding_mask: Tensor | None = None
+    ) -> Tensor:
+        """Energies of the pooling queries at every update step (:meth:`Hopfield.get_energies`)."""
+        return self.hopfield.get_energies(self._inputs(input), stored_pattern_padding_mask)

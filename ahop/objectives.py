@@ -24,6 +24,13 @@ from ahop.registry import Registry
 QueryMaker = Callable[[torch.Generator], tuple[Tensor, Tensor]]
 
 REDUCTIONS: Registry[Tensor] = Registry("reduction")
+
+#: learning-rate schedules of :func:`train_similarity`: ``(optimizer, steps) -> scheduler``
+SCHEDULES: Registry[torch.optim.lr_scheduler.LRScheduler] = Registry("schedule")
+SCHEDULES.register("constant")(
+    lambda optimizer, steps: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+)
+SCHEDULES.register("cosine")(torch.optim.lr_scheduler.CosineAnnealingLR)
 REDUCTIONS.register("mean")(torch.mean)
 REDUCTIONS.register("none")(lambda t: t)
 
@@ -135,6 +142,7 @@ def train_similarity(
     batch_size: int = 256,
     seed: int = 0,
     progress: bool = True,
+    schedule: str = "constant",
 ) -> list[float]:
     """Fit a learnable similarity with :func:`association_cross_entropy` and Adam.
 
@@ -153,6 +161,8 @@ def train_similarity(
         batch_size: queries per optimizer step.
         seed: seed of the generator handed to ``make_queries`` and used for shuffling.
         progress: show a tqdm progress bar.
+        schedule: learning-rate schedule over the ``steps``: ``"constant"`` or ``"cosine"``
+            (cosine annealing to 0, as the retrieval configs do per epoch).
 
     Returns:
         the training loss of every step.
@@ -168,6 +178,7 @@ def train_similarity(
     check_positive_ints(batch_size=batch_size)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(params, lr=lr)
+    scheduler = SCHEDULES.get(schedule)(optimizer, max(1, steps))
     was_training = similarity.training
     similarity.train()
     losses: list[float] = []
@@ -192,6 +203,7 @@ def train_similarity(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     similarity.train(was_training)

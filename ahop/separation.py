@@ -88,35 +88,44 @@ class Identity(Separation):
 class Polynomial(Separation):
     """Polynomial separation ``sign(s) |s|^order`` (dense associative memory, Krotov & Hopfield).
 
-    Scores are first divided by the row's largest magnitude, so high orders (10 and beyond) cannot
-    overflow; with ``normalize=True`` (default) the weights are then divided by their absolute sum,
-    which makes the result independent of that rescaling. The sign is kept so even orders stay
-    monotone on negative (distance) scores.
+    Scores are first divided by the row's largest magnitude (``rescale=True``, default), so high
+    orders (10 and beyond) cannot overflow; with ``normalize=True`` (default) the weights are then
+    divided by their absolute sum, which makes the result independent of that rescaling. The sign
+    is kept so even orders stay monotone on negative (distance) scores.
+
+    ``normalize=False, rescale=False`` is the raw dense-associative-memory map ``sign(s)|s|^n``:
+    the only form that is the gradient of a Lagrangian (``sum |s|^(n+1) / (n+1)``), hence the only
+    one with an energy (:mod:`ahop.energy`); the row-wise rescaling and normalisation are not
+    gradient fields.
 
     Args:
         order: the exponent ``n >= 1`` (2 = square, 3 = cube, ...).
         normalize: divide the weights of each query by their absolute sum.
+        rescale: divide the scores by the row's largest magnitude first (overflow guard; no
+            effect on the result when ``normalize=True``).
     """
 
-    def __init__(self, order: float = 2.0, normalize: bool = True) -> None:
+    def __init__(self, order: float = 2.0, normalize: bool = True, rescale: bool = True) -> None:
         super().__init__()
         if not order >= 1:
             raise ValueError(f"polynomial order must be >= 1, got {order}")
         self.order = float(order)
         self.normalize = normalize
+        self.rescale = rescale
 
     def separate(self, scores: Tensor, mask: Tensor | None) -> Tensor:
         scores = _zero_masked(scores, mask)
-        scale = scores.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
-        scaled = scores / scale
-        weights = scaled.sign() * scaled.abs().pow(self.order)
+        if self.rescale or self.normalize:
+            scale = scores.abs().amax(dim=-1, keepdim=True)
+            scores = scores / scale.clamp_min(torch.finfo(scores.dtype).tiny)
+        weights = scores.sign() * scores.abs().pow(self.order)
         if self.normalize:
             total = weights.abs().sum(dim=-1, keepdim=True)
             weights = weights / total.clamp_min(torch.finfo(scores.dtype).tiny)
         return weights
 
     def extra_repr(self) -> str:
-        return f"order={self.order}, normalize={self.normalize}"
+        return f"order={self.order}, normalize={self.normalize}, rescale={self.rescale}"
 
 
 @SEPARATIONS.register("softmax")
@@ -200,7 +209,7 @@ def build_separation(separation: str | nn.Module, **kwargs: object) -> nn.Module
         separation: a name from :data:`SEPARATIONS` (``identity``, ``polynomial``, ``softmax``,
             ``max``, ``topk``, ``sparsemax``, ``entmax15``) or a module.
         **kwargs: options; each separation takes those its constructor names (``beta``,
-            ``order``, ``k``, ``normalize``); ``None`` means "use the default".
+            ``order``, ``k``, ``normalize``, ``rescale``); ``None`` means "use the default".
     """
     if isinstance(separation, nn.Module):
         return separation

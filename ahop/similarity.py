@@ -15,6 +15,7 @@ training too.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -84,6 +85,14 @@ class Similarity(nn.Module):
     def forward(self, keys: Tensor, queries: Tensor) -> Tensor:
         check_pair(keys, queries)
         return self.score(keys, queries)
+
+    def store(self, memories: Tensor) -> None:
+        """Adapt to a set of stored patterns ``(..., N, d)`` before retrieving from them.
+
+        Nothing for most similarities; U-Hop (:class:`ahop.uhop.UHopSimilarity`) runs its stage I
+        here (the separation loss over the memories). :func:`ahop.functional.retrieve` and
+        :func:`ahop.energy.energy` call it when they build the similarity from a name.
+        """
 
     def score(self, keys: Tensor, queries: Tensor) -> Tensor:
         """The similarity itself, on inputs already checked."""
@@ -513,20 +522,34 @@ class AdaptiveSimilarity(Similarity):
         )
 
 
+def _needs_dim(name: str) -> bool:
+    parameter = inspect.signature(SIMILARITIES.get(name)).parameters.get("dim")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
 def build_similarity(
-    similarity: str | nn.Module, dim: int | None = None, **kwargs: object
+    similarity: str | nn.Module,
+    dim: int | None = None,
+    memories: Tensor | None = None,
+    **kwargs: object,
 ) -> nn.Module:
     """A similarity module from a registered name (or pass an ``nn.Module`` through unchanged).
 
     Args:
         similarity: a name from :data:`SIMILARITIES` (``dot``, ``cosine``, ``euclidean``,
-            ``manhattan``, ``adaptive``) or a module with the similarity call signature.
-        dim: feature dimension, required by learned similarities (``adaptive``).
+            ``manhattan``, ``adaptive``, ``uhop``) or a module with the similarity call signature.
+        dim: feature dimension, required by learned similarities (``adaptive``, ``uhop``).
+        memories: stored patterns ``(..., N, d)``; a similarity built from a name is prepared
+            for them with :meth:`Similarity.store` (U-Hop's stage I). Ignored for a module, which
+            is used as it is.
         **kwargs: options; each similarity takes those its constructor names (e.g. ``squared``,
             ``memory_budget``, ``sort``); ``None`` values mean "use the default".
     """
     if isinstance(similarity, nn.Module):
         return similarity
-    if similarity == "adaptive" and dim is None:
-        raise ValueError("similarity 'adaptive' needs the feature dimension: pass dim=")
-    return SIMILARITIES.build(similarity, dim=dim, **kwargs)
+    if dim is None and _needs_dim(similarity):
+        raise ValueError(f"similarity {similarity!r} needs the feature dimension: pass dim=")
+    module = SIMILARITIES.build(similarity, dim=dim, **kwargs)
+    if memories is not None:
+        module.store(memories)
+    return module

@@ -185,12 +185,27 @@ class Bias(Variant):
         return out.clamp(*self.data_range) if self.clamp else out
 
 
+def _one_of(x: Tensor, parts: tuple[Tensor, Tensor, Tensor], generator) -> Tensor:
+    # one corruption per query, chosen uniformly
+    noisy, masked, biased = parts
+    kind = torch.randint(0, 3, (x.shape[0], 1), generator=generator, device=x.device)
+    return torch.where(kind == 0, noisy, torch.where(kind == 1, masked, biased))
+
+
+#: how :class:`MixedDifficulty` combines its corruptions, by name
+MIXES = {"one": "one corruption per query", "all": "noise, bias and mask on every query"}
+
+
 @VARIANTS.register("mixed")
 class MixedDifficulty(Variant):
-    """Each query gets one corruption, chosen at random, with strength set by ``difficulty``.
+    """Noise, masking and bias with one strength knob ``difficulty``.
 
     With ``d = difficulty`` in ``[0, 1]``: noise ``sigma = d * max_sigma``, random-pixel mask of
-    fraction ``d * max_mask``, or bias ``± d * max_bias`` (sign drawn per query). ``d = 0`` returns
+    fraction ``d * max_mask`` (set to 0), bias ``± d * max_bias`` (sign drawn per query), values
+    clamped to ``data_range``. ``combine="one"`` (default, this library's construction) gives each
+    query ONE of the three, chosen at random; ``combine="all"`` applies all three to every query
+    (noise, then bias, clamp, then the mask), as the A-Hop paper's mixed variants have them
+    together (its strength schedule is not published; these maxima are ours). ``d = 0`` returns
     the queries unchanged.
     """
 
@@ -202,7 +217,10 @@ class MixedDifficulty(Variant):
         max_bias: float = 0.5,
         image_shape: Sequence[int] | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
+        combine: str = "one",
     ) -> None:
+        if combine not in MIXES:
+            raise ValueError(f"unknown combine {combine!r}; allowed values: {', '.join(MIXES)}")
         self.difficulty = _check_fraction("difficulty", difficulty)
         self.max_sigma, self.max_mask, self.max_bias = (
             float(max_sigma),
@@ -211,15 +229,21 @@ class MixedDifficulty(Variant):
         )
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self.data_range = tuple(data_range)
+        self.combine = combine
+
+    def _bias(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        sign = torch.randint(0, 2, (x.shape[0], 1), generator=generator, device=x.device) * 2 - 1
+        return (x + sign.to(x.dtype) * self.difficulty * self.max_bias).clamp(*self.data_range)
 
     def corrupt(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         d = self.difficulty
-        noisy = GaussianNoise(d * self.max_sigma, data_range=self.data_range)(x, generator)
-        masked = Mask(min(1.0, d * self.max_mask), "random", self.image_shape)(x, generator)
-        sign = torch.randint(0, 2, (x.shape[0], 1), generator=generator, device=x.device) * 2 - 1
-        biased = (x + sign.to(x.dtype) * d * self.max_bias).clamp(*self.data_range)
-        kind = torch.randint(0, 3, (x.shape[0], 1), generator=generator, device=x.device)
-        return torch.where(kind == 0, noisy, torch.where(kind == 1, masked, biased))
+        noise = GaussianNoise(d * self.max_sigma, data_range=self.data_range)
+        mask = Mask(min(1.0, d * self.max_mask), "random", self.image_shape)
+        if self.combine == "all":
+            return mask(self._bias(noise(x, generator), generator), generator)
+        noisy = noise(x, generator)
+        masked = mask(x, generator)
+        return _one_of(x, (noisy, masked, self._bias(x, generator)), generator)
 
 
 class Compose(Variant):

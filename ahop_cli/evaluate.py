@@ -58,6 +58,7 @@ import yaml
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from ahop_cli.checkpoints import read_checkpoint
 from ahop_cli.config_edit import (
     build_cli,
     dump_config,
@@ -431,7 +432,9 @@ class FoldRunner:
                 ckpt_path = best or None  # fast_dev_run / no checkpointing: the last weights
             else:
                 trainer.save_checkpoint(self.fold_dir / "final.ckpt")
-        tested = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        tested = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+        )
         test_ids = split_ids(datamodule, "test")
         if set(test_ids) != self.test_ids():
             raise RuntimeError("the final fit tested other samples than the fold's test split")
@@ -450,7 +453,7 @@ def _ckpt_epoch(trainer: Trainer) -> int | None:
     path = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not path:
         return trainer.current_epoch
-    return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+    return int(read_checkpoint(path).get("epoch", -1)) + 1
 
 
 # --------------------------------------------------------------------------- run folders

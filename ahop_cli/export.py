@@ -7,9 +7,15 @@ writes into ``--out``:
 
 - ``model.pt2``: a ``torch.export`` program (``torch.export.load(path).module()(x)``),
 - ``model.onnx``: the same graph for ONNX Runtime (needs the ``export`` extra),
-- ``preprocessor.joblib``: the fitted raw-rows -> features transform of a tabular checkpoint
-  (``joblib.load(path)(frame)`` -> float32 tensor; needs ``ahop`` installed), when the checkpoint has one,
-- ``metadata.json``: input / output names and shapes, class names, feature names, the task.
+- ``preprocessor.json``: the fitted raw-rows -> features transform of a tabular checkpoint as plain
+  data (``TabularPreprocessor.load(path)(frame)`` -> float32 tensor; JSON, so loading it cannot
+  run code), when the checkpoint has one,
+- ``metadata.json``: input / output names and shapes, class names, the task; for tabular
+  checkpoints the raw feature names, for images the normalisation (``normalization.mean`` /
+  ``std`` per channel, applied to pixels scaled to [0, 1]) and the image shape.
+
+Checkpoints are read with ``weights_only=True`` (tensors and plain data only); only classifiers
+export (retrieval / LSHN checkpoints are refused with a one-line error).
 
 Both graphs take the task's inputs (``metadata.json`` names them: ``inputs`` for tabular rows and
 images; ``instances`` + ``mask`` for MIL bags) with any batch size (and any bag size for MIL) and
@@ -21,12 +27,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ahop_cli.checkpoints import read_checkpoint
+from ahop_cli.errors import one_line_errors
+from ahop_cli.paths import check_writable_dir
 
 FORMATS = ("pt2", "onnx")
 
@@ -43,39 +52,62 @@ class ProbabilityModel(nn.Module):
         return self.task.export_probabilities(*inputs)
 
 
-def _import(class_path: str) -> type:
+def import_class(class_path: str) -> type:
+    """The class named ``module.Name``.
+
+    Raises:
+        ValueError: it cannot be imported.
+    """
     module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(
+            f"cannot import {class_path!r} (is the package that defines it installed?)"
+        ) from None
 
 
 def load_task(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The LightningModule stored in a checkpoint (class from its ``_class_path``), in eval mode,
-    and the raw checkpoint dictionary."""
+    and the raw checkpoint dictionary. Loaded with ``weights_only=True`` only (see
+    :func:`ahop_cli.checkpoints.read_checkpoint` for the errors)."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path)
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
     if class_path is None:
         raise ValueError(
-            f"{path} does not record its task class (_class_path); train it with train.py"
+            f"--ckpt_path {path} does not record its task class (_class_path); export "
+            "checkpoints written by `ahop fit`"
         )
-    task = _import(class_path).load_from_checkpoint(path, map_location="cpu")
+    task = import_class(class_path).load_from_checkpoint(
+        path, map_location="cpu", weights_only=True
+    )
     return task.eval(), checkpoint
 
 
 def load_datamodule_state(checkpoint: dict[str, Any]) -> Any | None:
-    """Rebuild the checkpoint's datamodule from its saved state (no data are read), if any."""
+    """Rebuild the checkpoint's datamodule from its hyperparameters and saved state (no data are
+    read), if the checkpoint records one."""
     hparams = checkpoint.get("datamodule_hyper_parameters")
     if not hparams or "_class_path" not in hparams:
         return None
-    cls = _import(hparams["_class_path"])
-    if cls.__name__ not in checkpoint:
-        return None
+    cls = import_class(hparams["_class_path"])
     init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
     datamodule = cls(**init_args)
-    datamodule.load_state_dict(checkpoint[cls.__name__])
+    if cls.__name__ in checkpoint:
+        datamodule.load_state_dict(checkpoint[cls.__name__])
     return datamodule
+
+
+def check_exportable(task_class: type, class_path: str) -> None:
+    """Raises a one-line ``ValueError`` for a task class that is not an exportable classifier."""
+    if not callable(getattr(task_class, "export_inputs", None)):
+        raise ValueError(
+            f"export writes classifiers (tabular, image, MIL) as ONNX / torch.export graphs; "
+            f"{class_path} checkpoints are not exportable. Use the model from Python "
+            f"({class_path.rpartition('.')[2]}.load_from_checkpoint(path, weights_only=True)) or "
+            "write its outputs with `ahop predict --predictions out.pt`"
+        )
 
 
 def export(
@@ -87,13 +119,16 @@ def export(
         raise ValueError(
             f"unknown export format(s) {unknown}; allowed values: {', '.join(FORMATS)}"
         )
+    out = Path(out)
+    check_writable_dir(out, "--out")
+    class_path = read_checkpoint(ckpt_path).get("hyper_parameters", {}).get("_class_path")
+    if class_path is not None:  # refuse a task that cannot export before building it
+        check_exportable(import_class(class_path), class_path)
     task, checkpoint = load_task(ckpt_path)
     try:
         examples = task.export_inputs(batch_size=2)
-    except (AttributeError, NotImplementedError) as error:
-        raise ValueError(f"{type(task).__name__} does not support export: {error}") from error
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    except NotImplementedError as error:
+        raise ValueError(f"{class_path} does not support export: {error}") from None
     model = ProbabilityModel(task).eval()
     axes = task.export_dynamic_axes()
     # one Dim object per axis name: inputs that share a name (MIL: batch, bag_size) stay equal
@@ -141,17 +176,34 @@ def export(
             )
             metadata["files"]["onnx"] = "model.onnx"
     datamodule = load_datamodule_state(checkpoint)
+    # facts about the inputs the data define: normalisation constants, class names, ...
+    data_metadata = getattr(datamodule, "export_metadata", None)
+    if callable(data_metadata):
+        metadata.update(data_metadata())
     if datamodule is not None and hasattr(datamodule, "save_preprocessor"):
-        datamodule.save_preprocessor(out / "preprocessor.joblib")
-        metadata["files"]["preprocessor"] = "preprocessor.joblib"
+        datamodule.save_preprocessor(out / "preprocessor.json")
+        metadata["files"]["preprocessor"] = "preprocessor.json"
         metadata["feature_names"] = list(datamodule.feature_names)
         metadata["class_names"] = [str(c) for c in datamodule.class_names]
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return metadata
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises (one line via :func:`one_line_errors`) instead of printing usage."""
+
+    def error(self, message: str) -> None:
+        raise ValueError(f"ahop export: {message} (see ahop export --help)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="ahop export", description=__doc__.split("\n\n")[0])
+    """``ahop export``: parse ``argv`` and export; errors end in one ``error: ...`` line."""
+    with one_line_errors():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = _Parser(prog="ahop export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by train.py")
     parser.add_argument("--out", default="exports", help="output folder")
     parser.add_argument(
@@ -159,10 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     formats = FORMATS if args.format == "all" else (args.format,)
-    try:
-        metadata = export(args.ckpt_path, args.out, formats)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    metadata = export(args.ckpt_path, args.out, formats)
     print(json.dumps(metadata["files"], indent=2))
 
 

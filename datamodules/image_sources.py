@@ -45,6 +45,8 @@ from torch import Tensor
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from datamodules.errors import DataUnavailableError
+
 SPLITS = ("train", "test")
 DEFAULT_CARVE_TEST_FRACTION = 0.2
 CARVE_AUTO = "auto"
@@ -129,14 +131,25 @@ def _find_idx_pair(folder_name: str, split: str, data_dir: Path) -> tuple[Path, 
     return None
 
 
-def _read_idx(path: Path, reader: Callable[[str], Tensor]) -> Tensor:
-    """Read an IDX file; torchvision's reader needs a plain file, so ``.gz`` uses a temp file."""
-    if path.suffix != ".gz":
-        return reader(str(path))
-    with gzip.open(path, "rb") as src, tempfile.NamedTemporaryFile(suffix=".idx") as tmp:
-        shutil.copyfileobj(src, tmp)
-        tmp.flush()
-        return reader(tmp.name)
+def read_idx(path: Path, reader: Callable[[str], Tensor]) -> Tensor:
+    """Read an IDX file; torchvision's reader needs a plain file, so ``.gz`` uses a temp file.
+
+    Raises:
+        ValueError: a truncated or corrupt file (named).
+    """
+    try:
+        if path.suffix != ".gz":
+            return reader(str(path))
+        with gzip.open(path, "rb") as src, tempfile.NamedTemporaryFile(suffix=".idx") as tmp:
+            shutil.copyfileobj(src, tmp)
+            tmp.flush()
+            return reader(tmp.name)
+    except (AssertionError, RuntimeError, ValueError, OSError, EOFError, KeyError) as error:
+        reason = f"{type(error).__name__}: {error}".rstrip(": ")
+        raise ValueError(
+            f"{path} is not a readable IDX file (truncated or corrupt? {reason}); replace it with "
+            "an intact copy"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,8 @@ class _IdxFormat:
     def read(self, split: str, data_dir: Path, download: bool) -> tuple[Tensor, Tensor]:
         pair = _find_idx_pair(self.folder_name, split, data_dir)
         if pair is not None:
-            images = _read_idx(pair[0], read_image_file)
-            labels = _read_idx(pair[1], read_label_file)
+            images = read_idx(pair[0], read_image_file)
+            labels = read_idx(pair[1], read_label_file)
         elif download:
             dataset = self.tv_class(root=str(data_dir), train=split == "train", download=True)
             images, labels = dataset.data, dataset.targets
@@ -366,6 +379,14 @@ def load_images(
         images, labels = source.read(native, root, download)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err} {source.how_to_get}".strip()) from None
+    except (OSError, RuntimeError) as err:  # URLError, a refused or dropped download, ...
+        if not download:
+            raise
+        raise DataUnavailableError(
+            f"{name} {native} split is not in {root} and downloading it failed "
+            f"({type(err).__name__}: {err}). Offline, put the files there yourself (or point "
+            f"data_dir at them) and set download: false. {source.how_to_get}"
+        ) from None
     if carve is None:
         return images, labels
     train_idx, test_idx = stratified_split(labels, carve_test_fraction, seed)

@@ -13,15 +13,18 @@ augmentation. It uses torch's global RNG, so ``seed_everything`` makes it reprod
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from lightning import LightningDataModule
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
+from torchvision.datasets.mnist import read_image_file
+from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
-from datamodules.image_sources import get_source, load_images
+from datamodules.image_sources import get_source, load_images, read_idx
 from datamodules.splits import check_split_options, kfold_split, validation_split
 from datamodules.tensor_data import IndexedTensorDataset, make_loader
 
@@ -68,19 +71,72 @@ class RandomCropFlip(nn.Module):
 
 
 class _TransformedImages(IndexedTensorDataset):
-    """(images, labels) whose image batches pass through ``transform`` when fetched."""
+    """(images[, labels]) whose image batches pass through ``transform`` when fetched."""
 
-    def __init__(self, images: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor]):
-        super().__init__(images, labels)
+    def __init__(self, images: Tensor, *rest: Tensor, transform: Callable[[Tensor], Tensor]):
+        super().__init__(images, *rest)
         self.transform = transform
 
     def __getitem__(self, index: int) -> tuple[Tensor, ...]:
-        images, labels = self.tensors
-        return self.transform(images[index].unsqueeze(0)).squeeze(0), labels[index]
+        images, *rest = self.tensors
+        image = self.transform(images[index].unsqueeze(0)).squeeze(0)
+        return (image, *(t[index] for t in rest))
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, ...]:
-        images, labels = super().__getitems__(indices)
-        return self.transform(images), labels
+        images, *rest = super().__getitems__(indices)
+        return (self.transform(images), *rest)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+"""Files of an image folder that ``predict_path`` reads (others are ignored)."""
+
+
+def read_image_inputs(path: str | Path, shape: tuple[int, int, int]) -> tuple[Tensor, list]:
+    """New images for ``predict``: a folder of image files or an IDX images file.
+
+    Returns:
+        images float32 (N, C, H, W) in [0, 1] (uint8 pixels / 255), and one id per image (the
+        file name, or the position in the IDX file).
+
+    Raises:
+        FileNotFoundError / ValueError: no such path, no image in the folder, an unreadable file,
+            or an image whose channels / size differ from ``shape`` (named; nothing is resized
+            or converted silently).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"predict_path: no file or folder {path}")
+    channels, height, width = shape
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(
+                f"predict_path {path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder"
+            )
+        images = []
+        for file in files:
+            try:
+                image = decode_image(read_file(str(file)), mode=ImageReadMode.UNCHANGED)
+            except (RuntimeError, ValueError) as error:
+                raise ValueError(f"predict_path: cannot decode {file} ({error})") from None
+            if image.shape[0] == 4 and channels == 3:  # RGBA -> RGB: alpha is not an input
+                image = image[:3]
+            if tuple(image.shape) != shape:
+                raise ValueError(
+                    f"predict_path: {file} is {tuple(image.shape)} (channels, height, width), the "
+                    f"model takes {shape}; convert / resize the image to that"
+                )
+            images.append(image)
+        batch, ids = torch.stack(images), [p.name for p in files]
+    else:
+        raw = read_idx(path, read_image_file)  # (N, H, W) uint8
+        if channels != 1 or tuple(raw.shape[1:]) != (height, width):
+            raise ValueError(
+                f"predict_path {path}: IDX images of size {tuple(raw.shape[1:])}, the model takes "
+                f"{shape}"
+            )
+        batch, ids = raw.unsqueeze(1), list(range(len(raw)))
+    return batch.float() / 255.0, ids
 
 
 class ImageDataModule(LightningDataModule):
@@ -102,14 +158,18 @@ class ImageDataModule(LightningDataModule):
             the test images are fold ``fold``, the rest train (see :mod:`datamodules.splits`);
             ``None``: the dataset's own (or carved) test split.
         fold: test fold in ``[0, num_folds)``.
-        inner_folds, inner_fold: if set, the validation images are inner fold ``inner_fold`` of a
+        inner_folds: if set, the validation images are inner fold ``inner_fold`` of a
             stratified ``inner_folds``-fold split of the training images.
+        inner_fold: the inner validation fold, in ``[0, inner_folds)``.
         batch_size: training batch size.
         eval_batch_size: batch size of val/test/predict loaders (default: ``batch_size``).
         normalize: subtract the dataset mean and divide by its std, per channel.
         augment: random crop (padding 4) + horizontal flip on training batches;
             ``None`` = on for CIFAR-10 only.
         seed: seed of the carve, fold and validation splits and of the training shuffle.
+        predict_path: new images for ``predict``: a folder of image files (PNG, JPEG, ...; ids
+            = file names) or an MNIST-style IDX images file (ids = positions); pixels / 255,
+            then normalised as in training. Default: the test split.
 
     Image ids (:meth:`split_ids`) number the training split's images first, then the test split's.
     """
@@ -131,6 +191,7 @@ class ImageDataModule(LightningDataModule):
         normalize: bool = True,
         augment: bool | None = None,
         seed: int = 0,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -153,6 +214,7 @@ class ImageDataModule(LightningDataModule):
         self.train_set: _TransformedImages | None = None
         self.val_set: _TransformedImages | None = None
         self.test_set: _TransformedImages | None = None
+        self.predict_set: tuple[_TransformedImages, list] | None = None
         self._ids: dict[str, Tensor] = {}
 
     @property
@@ -183,7 +245,10 @@ class ImageDataModule(LightningDataModule):
         every split, since the folds cut the pool of both)."""
         hp = self.hparams
         wants_fit = stage in (None, "fit", "validate") or hp.num_folds is not None
-        wants_test = stage in (None, "test", "predict") or hp.num_folds is not None
+        new_inputs = stage == "predict" and hp.predict_path is not None  # not the test split
+        wants_test = (stage in (None, "test", "predict") and not new_inputs) or (
+            hp.num_folds is not None
+        )
         if hp.num_folds is not None and self.test_set is None:
             train_images, train_labels = self._load("train")
             test_images, test_labels = self._load("test")
@@ -192,12 +257,12 @@ class ImageDataModule(LightningDataModule):
             rest, test_idx = kfold_split(labels, hp.num_folds, hp.fold, hp.seed)
             self._ids["test"] = test_idx
             self.test_set = _TransformedImages(
-                images[test_idx], labels[test_idx], self.eval_transform
+                images[test_idx], labels[test_idx], transform=self.eval_transform
             )
         elif wants_test and self.test_set is None:
             images, labels = self._load("test")
             self._ids["test"] = len(self._load("train")[1]) + torch.arange(len(labels))
-            self.test_set = _TransformedImages(images, labels, self.eval_transform)
+            self.test_set = _TransformedImages(images, labels, transform=self.eval_transform)
         if wants_fit and self.train_set is None:
             if hp.num_folds is None:
                 images, labels = self._load("train")
@@ -208,9 +273,11 @@ class ImageDataModule(LightningDataModule):
             )
             self._ids["train"], self._ids["val"] = rest[train_idx], rest[val_idx]
             self.train_set = _TransformedImages(
-                images[train_idx], labels[train_idx], self.train_transform
+                images[train_idx], labels[train_idx], transform=self.train_transform
             )
-            self.val_set = _TransformedImages(images[val_idx], labels[val_idx], self.eval_transform)
+            self.val_set = _TransformedImages(
+                images[val_idx], labels[val_idx], transform=self.eval_transform
+            )
 
     def split_ids(self, split: str) -> list[int]:
         """Ids of the images in ``split`` (train | val | test), in loader order (see class doc)."""
@@ -237,8 +304,37 @@ class ImageDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)
 
+    def _predict_inputs(self) -> tuple[_TransformedImages, list]:
+        if self.predict_set is None:
+            if self.hparams.predict_path is None:
+                self.setup("test")
+                self.predict_set = (self.test_set, list(range(len(self.test_set))))
+            else:
+                images, ids = read_image_inputs(self.hparams.predict_path, self.image_shape)
+                self.predict_set = (_TransformedImages(images, transform=self.eval_transform), ids)
+        return self.predict_set
+
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        return self._loader(self._predict_inputs()[0], train=False)
+
+    def prediction_ids(self) -> list:
+        """One id per image ``predict_dataloader`` serves (file names for an image folder)."""
+        return self._predict_inputs()[1]
+
+    def export_metadata(self) -> dict:
+        """What an exported graph's user must apply to raw images (written to metadata.json)."""
+        channels = self.image_shape[0]
+        normalize = self.hparams.normalize
+        return {
+            "class_names": list(self.class_names),
+            "image_shape": list(self.image_shape),
+            "normalization": {
+                "mean": list(self.source.mean) if normalize else [0.0] * channels,
+                "std": list(self.source.std) if normalize else [1.0] * channels,
+                "applies_to": "pixels scaled to [0, 1] (uint8 / 255), per channel: "
+                "(x - mean) / std",
+            },
+        }
 
     def denormalize(self, images: Tensor) -> Tensor:
         """Undo the normalisation for display: (B, C, H, W) -> (B, C, H, W) clamped to [0, 1]."""

@@ -225,13 +225,23 @@ def bags_from_instances(
     return BagSet(torch.from_numpy(features[order]), offsets, positive, ids_in_order)
 
 
-def read_corel_mat(path: str | Path) -> BagSet:
+def read_corel_mat(path: str | Path, require_two_classes: bool = True) -> BagSet:
     """Read a Corel MIL ``.mat`` file (elephant, fox, tiger).
 
     Keys: ``bag_ids`` (instance -> bag id), ``features`` (N, F), dense or sparse, ``labels``
     (instance labels in {-1, +1}, dense or sparse); a bag is positive iff any instance is.
+
+    Raises:
+        ValueError: a truncated or corrupt file, missing keys or malformed content (the file is
+            named in every message).
     """
-    content = scipy.io.loadmat(str(path))
+    try:
+        content = scipy.io.loadmat(str(path))
+    except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as error:
+        raise ValueError(
+            f"{path} is not a readable MATLAB .mat file (truncated or corrupt? "
+            f"{type(error).__name__}: {error}); replace it with an intact copy"
+        ) from None
     missing = [key for key in ("bag_ids", "features", "labels") if key not in content]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}; expected bag_ids, features, labels")
@@ -239,32 +249,61 @@ def read_corel_mat(path: str | Path) -> BagSet:
     def dense(value: object) -> np.ndarray:
         return value.toarray() if scipy.sparse.issparse(value) else np.asarray(value)
 
-    features = dense(content["features"])
-    bags = bags_from_instances(features, dense(content["bag_ids"]), dense(content["labels"]))
-    _check_two_classes(bags, path)
+    try:
+        features = dense(content["features"]).astype(np.float32)
+        bags = bags_from_instances(features, dense(content["bag_ids"]), dense(content["labels"]))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if require_two_classes:
+        _check_two_classes(bags, path)
     return bags
 
 
-def read_mil_csv(path: str | Path) -> BagSet:
+def read_mil_csv(path: str | Path, require_two_classes: bool = True) -> BagSet:
     """Read a MIL CSV (musk1, musk2, UCSB breast cancer); ``.gz`` is decompressed on the fly.
 
     No header; column 0 = bag label (0/1, or -1/+1), column 1 = bag id, the rest = features.
     Every instance row of a bag must carry the same bag label.
+
+    Raises:
+        ValueError: an empty, unparsable or malformed file; non-numeric or infinite cells are
+            named by line and column.
     """
-    table = pd.read_csv(path, header=None)
+    try:
+        table = pd.read_csv(path, header=None)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        raise ValueError(f"{path}: cannot read it as a MIL CSV ({reason})") from None
     if table.shape[1] < 3:
         raise ValueError(f"{path}: need columns label, bag id, features...; got {table.shape[1]}")
     labels = pd.to_numeric(table.iloc[:, 0], errors="coerce").to_numpy(dtype=np.float64)
     if np.isnan(labels).any():
-        raise ValueError(f"{path}: column 0 (bag label) must be numeric")
+        line = int(np.flatnonzero(np.isnan(labels))[0]) + 1
+        raise ValueError(
+            f"{path}: column 0 (bag label) must be numeric; line {line} holds "
+            f"{table.iloc[line - 1, 0]!r}"
+        )
     bag_ids = table.iloc[:, 1].to_numpy()
-    features = table.iloc[:, 2:].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
+    raw = table.iloc[:, 2:]
+    parsed = raw.apply(pd.to_numeric, errors="coerce")
+    bad = (parsed.isna() | np.isinf(parsed)).to_numpy()
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{path}: {int(bad.sum())} feature cell(s) are NaN / missing, non-numeric or "
+            f"infinite, e.g. line {row + 1} (bag {bag_ids[row]}), column {col + 2} (0-based): "
+            f"{str(raw.iloc[row, col])!r}; MIL features must be finite numbers"
+        )
+    features = parsed.to_numpy(np.float32)
     per_bag = pd.Series(labels > 0).groupby(bag_ids).nunique()
     conflicting = per_bag.index[per_bag.to_numpy() > 1].tolist()
     if conflicting:
         raise ValueError(f"{path}: bags with conflicting labels: ids {conflicting[:10]}")
     bags = bags_from_instances(features, bag_ids, labels)
-    _check_two_classes(bags, path)
+    if require_two_classes:
+        _check_two_classes(bags, path)
     return bags
 
 
@@ -499,15 +538,25 @@ class MILDataModule(LightningDataModule):
             ``inner_folds``-fold split of the non-test bags.
         inner_fold: the inner validation fold, in ``[0, inner_folds)``.
         seed: seed of folds, validation split and generated bags.
-        batch_size: bags per training batch; eval_batch_size: per val/test batch (default same).
+        batch_size: bags per training batch.
+        eval_batch_size: bags per val / test / predict batch (``None``: ``batch_size``).
         standardize: standardise features with mean/std of the training bags' instances.
-        image_source, image_carve_from, download: ``mnist_bags`` images, passed to
-            :func:`datamodules.image_sources.load_images` (``"auto"`` carves from the MNIST split
-            on disk when the other is missing).
-        target_digit, mean_bag_length, std_bag_length, num_train_bags, num_test_bags, balanced:
-            ``mnist_bags`` settings (see :func:`make_mnist_bags`).
+        image_source: ``mnist_bags``: the image data set (see
+            :func:`datamodules.image_sources.load_images`).
+        image_carve_from: ``mnist_bags``: ``"auto"`` carves from the MNIST split on disk when
+            the other is missing.
+        download: ``mnist_bags``: let torchvision download missing images.
+        target_digit: ``mnist_bags``: a bag is positive iff it holds this digit.
+        mean_bag_length: ``mnist_bags``: mean instances per bag.
+        std_bag_length: ``mnist_bags``: standard deviation of the bag length.
+        num_train_bags: ``mnist_bags``: training bags.
+        num_test_bags: ``mnist_bags``: test bags.
+        balanced: ``mnist_bags``: as many positive as negative bags.
         path: the file of ``dataset: csv`` (musk layout: label, bag id, features; ``.gz`` ok)
             or ``dataset: mat`` (Corel layout).
+        predict_path: a bag file for ``predict`` in the format of the training files (``.mat``
+            as Corel, else a MIL CSV; the label column is read but not used), standardised with
+            the training bags' statistics. Default: the test bags.
     """
 
     def __init__(
@@ -533,6 +582,7 @@ class MILDataModule(LightningDataModule):
         num_test_bags: int = 50,
         balanced: bool = False,
         path: str | None = None,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -549,6 +599,7 @@ class MILDataModule(LightningDataModule):
         self.test_set: BagSet | None = None
         self.feature_mean: Tensor | None = None
         self.feature_std: Tensor | None = None
+        self.predict_set: BagSet | None = None
 
     @property
     def fold_count(self) -> int:
@@ -650,5 +701,33 @@ class MILDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._require()[2], train=False)
 
+    def _predict_bags(self) -> BagSet:
+        if self.predict_set is None:
+            path = self.hparams.predict_path
+            if path is None:
+                self.predict_set = self._require()[2]
+            else:
+                self.predict_set = self._read_predict_path(Path(path))
+        return self.predict_set
+
+    def _read_predict_path(self, path: Path) -> BagSet:
+        if not path.is_file():
+            raise FileNotFoundError(f"predict_path: no bag file {path}")
+        self.setup("predict")  # the training bags' standardisation
+        reader = read_corel_mat if path.suffix == ".mat" else read_mil_csv
+        bags = reader(path, require_two_classes=False)
+        if bags.num_features != self._require()[0].num_features:
+            raise ValueError(
+                f"predict_path {path}: bags with {bags.num_features} features per instance, the "
+                f"training bags have {self._require()[0].num_features}"
+            )
+        if self.feature_mean is not None:
+            bags.instances = (bags.instances - self.feature_mean) / self.feature_std
+        return bags
+
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._require()[2], train=False)
+        return self._loader(self._predict_bags(), train=False)
+
+    def prediction_ids(self) -> list:
+        """The id of every bag ``predict_dataloader`` serves (the bag ids of the file)."""
+        return list(self._predict_bags().bag_ids)

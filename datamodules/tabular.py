@@ -2,81 +2,60 @@
 
 Pipeline (all once, in :meth:`TabularDataModule.setup`)::
 
-    source loader (tabular_sources)  ->  raw feature frame + raw target
-    infer_column_kinds               ->  numeric / categorical columns (or a clear ValueError)
-    encode_labels                    ->  int64 codes 0..C-1 + class names
-    splits                           ->  train / val / test row indices (stratified, k-fold or UCI)
-    build_preprocessor().fit(train)  ->  Pipeline(FrameCleaner, ColumnTransformer)
-    transform(all rows)              ->  float32 (N, F) tensor, sliced per split
+    source loader (tabular_sources)   ->  raw feature frame + raw target
+    infer_column_kinds                ->  numeric / categorical columns (or a clear ValueError)
+    encode_labels                     ->  int64 codes 0..C-1 + class names
+    splits                            ->  train / val / test row indices (stratified, k-fold or UCI)
+    TabularPreprocessor.fit(train)    ->  fitted statistics and category lists (plain data)
+    preprocessor(all rows)            ->  float32 (N, F) = [numeric block | categorical block]
 
-The fitted preprocessor starts from *raw* rows (its first step tidies strings and orders the
-columns), so ``transform_raw`` / :class:`RawFeaturizer` score raw rows the way training saw
-them, and a checkpoint (``state_dict``) or a joblib file carries everything needed.
+The preprocessor starts from *raw* rows (it tidies strings and picks its columns), so
+:meth:`TabularDataModule.featurizer` scores raw rows exactly the way training saw them. Its state
+travels in checkpoints (``state_dict``) and exports (``preprocessor.json``) as numbers and strings
+only: loading a checkpoint or an exported preprocessor never unpickles anything. Column-type
+decisions, imputed cells and unseen categories are reported per column on the ``ahop.data``
+logger (:mod:`datamodules.logs`).
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datamodules.tabular_sources import SOURCES, RawTable, SourceSpec, load_table, tidy_series
+from datamodules.logs import report
+from datamodules.tabular_preprocessing import (
+    CATEGORICAL_ENCODINGS,
+    RowNamer,
+    TabularPreprocessor,
+    category_labels,
+    name_cells,
+    parse_numeric,
+    row_position,
+)
+from datamodules.tabular_sources import (
+    SOURCES,
+    RawTable,
+    SourceSpec,
+    csv_row_namer,
+    load_table,
+    read_csv_file,
+    tidy_series,
+)
 from datamodules.tensor_data import IndexedTensorDataset, make_loader
 
 SPLITS = ("train", "val", "test")
 
 
 # ----------------------------------------------------------------------------- column typing
-def _category_label(value: object) -> str:
-    """The canonical string of one categorical cell: 1, 1.0 and "1" all become "1"."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    if isinstance(value, str):
-        return value
-    raise TypeError(type(value).__name__)
-
-
-def category_labels(series: pd.Series, column: str) -> np.ndarray:
-    """Canonical category strings of a column as an object array, NaN where missing.
-
-    Raises:
-        ValueError: a cell that is neither text, a number nor a boolean (e.g. a list).
-    """
-    values = series.astype(object)
-    present = values.notna().to_numpy()
-    out = np.full(len(values), np.nan, dtype=object)
-    try:
-        mapping = {v: _category_label(v) for v in pd.unique(values[present])}
-    except TypeError:  # an unhashable or unsupported cell (list, dict, date, ...)
-        kinds = {type(v).__name__ for v in values[present]} - {"str", "bool", "int", "float"}
-        raise ValueError(
-            f"column {column!r} holds values of type {', '.join(sorted(kinds))} that cannot be "
-            "encoded as categories; drop it (drop_columns) or convert it to text or numbers"
-        ) from None
-    out[present] = values[present].map(mapping).to_numpy()
-    return out
-
-
 def _is_integral(series: pd.Series) -> bool:
     if pd.api.types.is_integer_dtype(series):
         return True
@@ -86,179 +65,110 @@ def _is_integral(series: pd.Series) -> bool:
     return False
 
 
+def _mostly_numeric_cells(series: pd.Series) -> np.ndarray | None:
+    """Positions of the non-numeric cells of a text column whose cells are mostly (>= half)
+    numbers, i.e. a numeric column with a few typos; ``None`` for a genuine text column."""
+    present = series.notna().to_numpy()
+    parsed = pd.to_numeric(series.where(series.notna(), np.nan), errors="coerce").notna()
+    numbers = int(parsed.sum())
+    if numbers == 0 or numbers * 2 < int(present.sum()):
+        return None
+    return np.flatnonzero(present & ~parsed.to_numpy())
+
+
+def _summarise(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
 def infer_column_kinds(
     frame: pd.DataFrame,
     categorical_columns: Sequence[str] = (),
     declared_categorical: Sequence[str] = (),
     int_categorical_threshold: int | None = None,
     max_categories: int = 100,
+    row_name: RowNamer = row_position,
 ) -> tuple[list[str], list[str]]:
     """Split the columns of a (tidied) raw frame into numeric and categorical ones.
 
     Categorical: explicit ``categorical_columns``, source-declared ones (OpenML nominals),
     text / category / boolean columns, and integer columns with at most
-    ``int_categorical_threshold`` distinct values (when set). Everything else numeric.
+    ``int_categorical_threshold`` distinct values (when set). Everything else numeric. The
+    decision and its reason per categorical column are logged (``ahop.data``).
 
     Returns:
         ``(numeric, categorical)`` column names, each in frame order.
 
     Raises:
         ValueError: a column that is entirely missing, of a type that cannot be a feature
-            (dates, complex numbers, ...), or an automatically detected text column with more
-            than ``max_categories`` distinct values (an identifier or free text).
+            (dates, complex numbers, ...), a column of numbers with a few non-numeric cells
+            (named with their rows), or an automatically detected text column with more than
+            ``max_categories`` distinct values (an identifier or free text).
     """
     explicit, declared = set(categorical_columns), set(declared_categorical)
-    numeric, categorical = [], []
+    numeric: list[str] = []
+    categorical: dict[str, str] = {}  # column -> why it is categorical
     for column in frame.columns:
         series = frame[column]
         if series.isna().all():
             raise ValueError(
                 f"column {column!r} is entirely missing (NaN or blank); drop it with drop_columns"
             )
-        if column in explicit or column in declared or pd.api.types.is_bool_dtype(series):
-            categorical.append(column)
+        if column in explicit:
+            categorical[column] = "listed in categorical_columns"
+        elif column in declared:
+            categorical[column] = "declared nominal by the source"
+        elif pd.api.types.is_bool_dtype(series):
+            categorical[column] = "boolean"
         elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(series):
-            low_cardinality = (
+            distinct = series.nunique()
+            if (
                 int_categorical_threshold is not None
                 and _is_integral(series)
-                and series.nunique() <= int_categorical_threshold
-            )
-            (categorical if low_cardinality else numeric).append(column)
+                and distinct <= int_categorical_threshold
+            ):
+                categorical[column] = (
+                    f"integer with {distinct} distinct values <= int_categorical_threshold="
+                    f"{int_categorical_threshold}"
+                )
+            else:
+                numeric.append(column)
         elif (
             pd.api.types.is_string_dtype(series)
             or pd.api.types.is_object_dtype(series)
             or isinstance(series.dtype, pd.CategoricalDtype)
         ):
-            distinct = pd.unique(category_labels(series, column)[series.notna().to_numpy()])
+            labels = category_labels(series, column)
+            text = pd.Series(labels, index=series.index)
+            typos = _mostly_numeric_cells(text)
+            if typos is not None:
+                raise ValueError(
+                    f"column {column!r} holds numbers except for {len(typos)} cell(s): "
+                    f"{name_cells(text, typos, row_name)}; fix them or blank them (a blank cell is "
+                    "a missing value and gets imputed), or list the column in categorical_columns "
+                    "to treat its values as categories"
+                )
+            distinct = pd.unique(labels[series.notna().to_numpy()])
             if len(distinct) > max_categories:
                 raise ValueError(
                     f"column {column!r} is non-numeric with {len(distinct)} distinct values, more "
                     f"than max_categories={max_categories}: it looks like an identifier or free "
                     "text; drop it (drop_columns), or list it in categorical_columns / raise "
-                    "max_categories to one-hot encode it anyway"
+                    "max_categories to encode it as categories anyway"
                 )
-            categorical.append(column)
+            categorical[column] = f"text with {len(distinct)} distinct values"
         else:
             raise ValueError(
                 f"column {column!r} has dtype {series.dtype}, which cannot be used as a feature "
                 "(allowed: numbers, text, booleans, categories); drop it (drop_columns) or "
                 "convert it"
             )
-    return numeric, categorical
-
-
-# ----------------------------------------------------------------------------- preprocessing
-class FrameCleaner(TransformerMixin, BaseEstimator):
-    """First preprocessing step: raw rows -> the feature columns, tidied and typed.
-
-    Selects ``numeric_columns + categorical_columns`` (other columns, e.g. an id or the target,
-    are ignored), tidies strings (blank / ``?`` -> missing), parses numeric columns as float64
-    and turns categorical cells into canonical strings (object dtype, NaN = missing).
-    Stateless: ``fit`` only checks the columns are there.
-    """
-
-    def __init__(
-        self, numeric_columns: Sequence[str] = (), categorical_columns: Sequence[str] = ()
-    ) -> None:
-        self.numeric_columns = numeric_columns
-        self.categorical_columns = categorical_columns
-
-    @property
-    def columns(self) -> list[str]:
-        return [*self.numeric_columns, *self.categorical_columns]
-
-    def fit(self, frame: pd.DataFrame, y: object = None) -> FrameCleaner:
-        self._check_columns(frame)
-        return self
-
-    def _check_columns(self, frame: pd.DataFrame) -> None:
-        if not isinstance(frame, pd.DataFrame):
-            raise ValueError(f"expected a pandas DataFrame of raw rows, got {type(frame).__name__}")
-        missing = [c for c in self.columns if c not in frame.columns]
-        if missing:
-            raise ValueError(
-                f"raw rows lack the feature columns {missing}; expected {self.columns}"
-            )
-
-    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        self._check_columns(frame)
-        out: dict[str, Any] = {}
-        for column in self.numeric_columns:
-            series = tidy_series(frame[column])
-            parsed = pd.to_numeric(series, errors="coerce")
-            bad = series[parsed.isna() & series.notna()]
-            if len(bad):
-                raise ValueError(
-                    f"numeric column {column!r} has non-numeric values {list(bad.unique()[:3])}"
-                )
-            out[column] = parsed.astype(np.float64).to_numpy()
-        for column in self.categorical_columns:
-            out[column] = category_labels(tidy_series(frame[column]), column)
-        return pd.DataFrame(out, index=frame.index, columns=self.columns)
-
-    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.asarray(self.columns, dtype=object)
-
-
-def _onehot() -> Pipeline:
-    return Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
+    reasons = "; ".join(f"{c!r} ({why})" for c, why in categorical.items())
+    report(
+        f"column kinds: {len(numeric)} numeric [{_summarise(numeric)}], {len(categorical)} "
+        f"categorical [{reasons}]"
     )
-
-
-def _ordinal() -> Pipeline:
-    # Codes are scaled like numerics so no column dominates a distance; unknown -> code -1.
-    return Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
-            ("scale", StandardScaler()),
-        ]
-    )
-
-
-CATEGORICAL_ENCODERS: dict[str, Callable[[], Pipeline]] = {"onehot": _onehot, "ordinal": _ordinal}
-"""Categorical columns -> numbers: one-hot (unknown -> all zeros) or scaled ordinal codes."""
-
-
-def build_preprocessor(
-    numeric_columns: Sequence[str],
-    categorical_columns: Sequence[str],
-    categorical_encoding: str = "onehot",
-) -> Pipeline:
-    """Unfitted raw-rows -> features pipeline.
-
-    Numerics: median imputation + standardisation. Categoricals: most-frequent imputation +
-    ``CATEGORICAL_ENCODERS[categorical_encoding]``. Output: dense (N, F) float array.
-    """
-    if categorical_encoding not in CATEGORICAL_ENCODERS:
-        raise ValueError(
-            f"unknown categorical_encoding {categorical_encoding!r}; "
-            f"allowed: {sorted(CATEGORICAL_ENCODERS)}"
-        )
-    parts = []
-    if numeric_columns:
-        numeric = Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-            ]
-        )
-        parts.append(("num", numeric, list(numeric_columns)))
-    if categorical_columns:
-        encoder = CATEGORICAL_ENCODERS[categorical_encoding]()
-        parts.append(("cat", encoder, list(categorical_columns)))
-    if not parts:
-        raise ValueError("no feature columns left (all dropped?)")
-    return Pipeline(
-        [
-            ("clean", FrameCleaner(list(numeric_columns), list(categorical_columns))),
-            ("encode", ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)),
-        ]
-    )
+    return numeric, list(categorical)
 
 
 # ----------------------------------------------------------------------------- labels and splits
@@ -365,58 +275,15 @@ def stratified_splits(
     return {"train": train, "val": val, "test": test}
 
 
-# ----------------------------------------------------------------------------- featurizer
-def _as_frame(rows: pd.DataFrame | Mapping[str, Sequence] | Sequence[Mapping[str, object]]):
-    if isinstance(rows, pd.DataFrame):
-        return rows
-    return pd.DataFrame(rows) if isinstance(rows, Mapping) else pd.DataFrame(list(rows))
-
-
-@dataclass
-class RawFeaturizer:
-    """Standalone "raw rows -> model input" callable, shippable beside an exported model.
-
-    Attributes:
-        preprocessor: the fitted Pipeline(FrameCleaner, ColumnTransformer).
-        feature_names: raw input columns it reads (other columns are ignored).
-        class_names: names of the model's output classes, in output order.
-    """
-
-    preprocessor: Pipeline
-    feature_names: list[str]
-    class_names: list[str]
-
-    @property
-    def num_features(self) -> int:
-        return len(self.encoded_feature_names)
-
-    @property
-    def encoded_feature_names(self) -> list[str]:
-        return [str(n) for n in self.preprocessor.get_feature_names_out()]
-
-    def __call__(self, rows: pd.DataFrame | Mapping | Sequence[Mapping]) -> Tensor:
-        """Raw rows (DataFrame, dict of columns or list of row dicts) -> (N, F) float32."""
-        array = self.preprocessor.transform(_as_frame(rows))
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-    def save(self, path: str | Path) -> None:
-        """Write with joblib (unpickling needs this package importable)."""
-        joblib.dump(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RawFeaturizer:
-        featurizer = joblib.load(path)
-        if not isinstance(featurizer, cls):
-            raise ValueError(f"{path} holds a {type(featurizer).__name__}, not a {cls.__name__}")
-        return featurizer
-
-
 # ----------------------------------------------------------------------------- datamodule
 class TabularDataModule(L.LightningDataModule):
     """Tabular classification data as in-memory tensors.
 
-    Batches are ``(x, y)`` with x float32 (B, F) and y int64 (B,). ``predict_dataloader`` serves
-    the test split.
+    Batches are ``(x, y)`` with x float32 (B, F) and y int64 (B,); x is laid out as
+    ``[num_numeric standardised numeric columns | categorical block]`` (see
+    :mod:`datamodules.tabular_preprocessing`). ``predict_dataloader`` serves the test split, or the
+    rows of ``predict_path`` (batches ``(x,)``) scored through the preprocessor fitted at training
+    time (restored from the checkpoint: nothing is refitted on the new rows).
 
     Args:
         source: where the data comes from: ``sklearn`` | ``csv`` | ``openml`` | ``uci``.
@@ -429,7 +296,9 @@ class TabularDataModule(L.LightningDataModule):
         drop_columns: raw columns to ignore (identifiers, leaks).
         categorical_columns: columns to treat as categorical in addition to the detected ones
             (text, boolean, OpenML nominal).
-        categorical_encoding: ``onehot`` | ``ordinal``.
+        categorical_encoding: ``onehot`` (one column per category) | ``ordinal`` (one scaled code
+            column) | ``embedding`` (one integer-code column per categorical column, for
+            embedding tables; see ``categorical_cardinalities``).
         int_categorical_threshold: integer columns with at most this many distinct values are
             categorical too (``None``: never).
         max_categories: a detected text column with more distinct values is an error (likely an
@@ -440,7 +309,11 @@ class TabularDataModule(L.LightningDataModule):
         fold: which k-fold fold, or which of the predefined UCI splits (0..3).
         seed: seed of the splits and of the training-loader shuffle.
         batch_size: rows per batch.
-        csv_sep: CSV field separator.
+        csv_sep: CSV field separator (also of ``predict_path``).
+        id_column: a column naming each row: never a feature, written as the ``id`` of
+            predictions (default: the row's 0-based position in its file).
+        predict_path: a CSV of new rows for ``predict`` (the feature columns; the target column
+            may be absent).
     """
 
     def __init__(
@@ -462,15 +335,17 @@ class TabularDataModule(L.LightningDataModule):
         seed: int = 0,
         batch_size: int = 128,
         csv_sep: str = ",",
+        id_column: str | None = None,
+        predict_path: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if source not in SOURCES:
             raise ValueError(f"unknown tabular source {source!r}; allowed: {sorted(SOURCES)}")
-        if categorical_encoding not in CATEGORICAL_ENCODERS:
+        if categorical_encoding not in CATEGORICAL_ENCODINGS:
             raise ValueError(
                 f"unknown categorical_encoding {categorical_encoding!r}; "
-                f"allowed: {sorted(CATEGORICAL_ENCODERS)}"
+                f"allowed: {sorted(CATEGORICAL_ENCODINGS)}"
             )
         if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
             raise ValueError(
@@ -482,16 +357,19 @@ class TabularDataModule(L.LightningDataModule):
             raise ValueError(f"fold={fold} must be >= 0")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if max_categories < 1:
+            raise ValueError(f"max_categories={max_categories} must be >= 1")
         self.spec = SourceSpec(
             name=name, data_dir=data_dir, csv_path=csv_path, target=target, csv_sep=csv_sep
         )
-        self.preprocessor: Pipeline | None = None
+        self.preprocessor: TabularPreprocessor | None = None
         self.class_names: list[str] | None = None
-        self.feature_names: list[str] | None = None
         self.raw_features: pd.DataFrame | None = None
+        self.row_ids: np.ndarray | None = None
         self.labels: Tensor | None = None
         self.split_indices: dict[str, np.ndarray] = {}
         self.datasets: dict[str, IndexedTensorDataset] = {}
+        self.predict_rows: tuple[IndexedTensorDataset, np.ndarray] | None = None
         self.origin = ""
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -501,18 +379,24 @@ class TabularDataModule(L.LightningDataModule):
             load_table(self.hparams.source, self.spec)
 
     def setup(self, stage: str | None = None) -> None:
-        """Load, split, fit the preprocessor on the training rows and tensorise (once)."""
-        if self.datasets:
+        """Load, split, fit the preprocessor on the training rows and tensorise (once).
+
+        ``setup("predict")`` with ``predict_path`` reads nothing: the new rows are scored in
+        :meth:`predict_dataloader`, after Lightning restored the checkpoint's preprocessor.
+        """
+        if self.datasets or (stage == "predict" and self.hparams.predict_path is not None):
             return
         hp = self.hparams
         table = load_table(hp.source, self.spec)
-        features = self._select_features(table)
+        row_name = table.row_name
+        features, ids = self._select_features(table)
         restored = self.preprocessor is not None  # from a checkpoint: reuse, don't refit
         if restored:
-            if not set(self.feature_names) <= set(features.columns):
+            missing = [c for c in self.preprocessor.feature_names if c not in features.columns]
+            if missing:
                 raise ValueError(
-                    f"the loaded preprocessor reads columns {self.feature_names}, but the data "
-                    f"has {list(features.columns)}"
+                    f"the checkpoint's preprocessor reads the columns {missing}, which "
+                    f"{table.origin or 'the data'} lacks; it has {list(features.columns)}"
                 )
         else:
             numeric, categorical = infer_column_kinds(
@@ -521,38 +405,57 @@ class TabularDataModule(L.LightningDataModule):
                 declared_categorical=table.categorical,
                 int_categorical_threshold=hp.int_categorical_threshold,
                 max_categories=hp.max_categories,
+                row_name=row_name,
             )
         class_order = self.class_names if restored else table.class_order
         codes, class_names = encode_labels(table.target, table.target_name, class_order)
         self.split_indices = self._splits(table, codes)
         if not restored:
-            preprocessor = build_preprocessor(numeric, categorical, hp.categorical_encoding)
-            preprocessor.fit(features.iloc[self.split_indices["train"]])
-            self.preprocessor, self.feature_names = preprocessor, [*numeric, *categorical]
+            for column in numeric:  # unreadable cells are named by their row in the whole table
+                parse_numeric(features[column], column, row_name)
+            self.preprocessor = TabularPreprocessor.fit(
+                features.iloc[self.split_indices["train"]],
+                numeric,
+                categorical,
+                hp.categorical_encoding,
+                class_names,
+                row_name,
+            )
         self.class_names = class_names
-        self.raw_features, self.origin = features, table.origin
-        x = self.featurizer()(features)
+        self.raw_features, self.row_ids, self.origin = features, ids, table.origin
+        x = self.preprocessor(features, row_name=row_name)
         self.labels = torch.from_numpy(codes)
         for split, rows in self.split_indices.items():
             index = torch.from_numpy(rows)
             self.datasets[split] = IndexedTensorDataset(x[index], self.labels[index])
 
-    def _select_features(self, table: RawTable) -> pd.DataFrame:
+    def _select_features(self, table: RawTable) -> tuple[pd.DataFrame, np.ndarray]:
+        """The feature columns (``drop_columns`` and ``id_column`` removed) and the row ids."""
         features = table.features
         features.columns = [str(c) for c in features.columns]
         if features.columns.duplicated().any():
-            raise ValueError(f"duplicate column names: {list(features.columns)}")
+            duplicated = sorted(set(features.columns[features.columns.duplicated()]))
+            raise ValueError(f"duplicate column names {duplicated} in {table.origin or 'the data'}")
         available = [*features.columns, table.target_name]
-        for option in ("drop_columns", "categorical_columns"):
-            unknown = [c for c in self.hparams[option] or () if c not in features.columns]
-            if table.target_name in (self.hparams[option] or ()):
+        id_column = self.hparams.id_column
+        for option in ("drop_columns", "categorical_columns", "id_column"):
+            value = self.hparams[option]
+            names = [value] if isinstance(value, str) else list(value or ())
+            if table.target_name in names:
                 raise ValueError(f"{option} names the target {table.target_name!r}")
+            unknown = [c for c in names if c not in features.columns]
             if unknown:
                 raise ValueError(f"{option} {unknown} not in the data; available: {available}")
-        features = features.drop(columns=list(self.hparams.drop_columns))
+        ids = (
+            features[id_column].to_numpy()
+            if id_column
+            else np.arange(len(features), dtype=np.int64)
+        )
+        dropped = [*self.hparams.drop_columns, *([id_column] if id_column else [])]
+        features = features.drop(columns=dropped)
         if features.shape[1] == 0:
-            raise ValueError("no feature columns left after drop_columns")
-        return features
+            raise ValueError("no feature columns left after drop_columns / id_column")
+        return features, ids
 
     def _splits(self, table: RawTable, codes: np.ndarray) -> dict[str, np.ndarray]:
         hp = self.hparams
@@ -571,16 +474,34 @@ class TabularDataModule(L.LightningDataModule):
 
     # -- sizes and names -----------------------------------------------------------------------
     def _ensure_ready(self) -> None:
-        # Lets LightningCLI link num_features / num_classes into a model before fit runs setup.
+        # Lets a task read num_features / num_classes / ... before fit runs setup.
         if self.preprocessor is None:
             self.prepare_data()
             self.setup("fit")
 
     @property
+    def feature_names(self) -> list[str] | None:
+        """The raw columns the features are made of, numeric first (``None`` before setup)."""
+        return None if self.preprocessor is None else self.preprocessor.feature_names
+
+    @property
     def num_features(self) -> int:
         """Width F of the encoded features (loads the data if nothing is fitted yet)."""
         self._ensure_ready()
-        return self.featurizer().num_features
+        return self.preprocessor.num_features
+
+    @property
+    def num_numeric(self) -> int:
+        """Width of the numeric block: features ``[:num_numeric]`` are standardised numerics."""
+        self._ensure_ready()
+        return self.preprocessor.num_numeric
+
+    @property
+    def categorical_cardinalities(self) -> list[int]:
+        """Per categorical column its number of integer codes, the reserved unknown code included
+        (``embedding`` encoding; empty for ``onehot`` / ``ordinal``)."""
+        self._ensure_ready()
+        return self.preprocessor.categorical_cardinalities
 
     @property
     def num_classes(self) -> int:
@@ -592,7 +513,7 @@ class TabularDataModule(L.LightningDataModule):
     def encoded_feature_names(self) -> list[str]:
         """Names of the F encoded features (``num__age``, ``cat__gender_Female``, ...)."""
         self._ensure_ready()
-        return self.featurizer().encoded_feature_names
+        return self.preprocessor.encoded_feature_names
 
     @property
     def split_sizes(self) -> dict[str, int]:
@@ -620,53 +541,100 @@ class TabularDataModule(L.LightningDataModule):
         return make_loader(self.datasets["test"], self.hparams.batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return make_loader(self.datasets["test"], self.hparams.batch_size)
+        return make_loader(self._predict_rows()[0], self.hparams.batch_size)
+
+    def prediction_ids(self) -> list:
+        """The id of every row ``predict_dataloader`` serves, in order (``id_column`` values, else
+        the rows' 0-based positions in their file)."""
+        return self._predict_rows()[1].tolist()
+
+    def _predict_rows(self) -> tuple[IndexedTensorDataset, np.ndarray]:
+        if self.predict_rows is None:
+            if self.hparams.predict_path is None:
+                self.setup("test")
+                rows = self.split_indices["test"]
+                self.predict_rows = (self.datasets["test"], self.row_ids[rows])
+            else:
+                self.predict_rows = self._read_predict_path()
+        return self.predict_rows
+
+    def _read_predict_path(self) -> tuple[IndexedTensorDataset, np.ndarray]:
+        hp = self.hparams
+        if self.preprocessor is None:  # no checkpoint restored: fit on the training data first
+            self.prepare_data()
+            self.setup("fit")
+        path = Path(hp.predict_path)
+        frame = read_csv_file(path, hp.csv_sep, what="predict_path")
+        frame.columns = [str(c).strip() for c in frame.columns]
+        if hp.id_column is not None and hp.id_column not in frame.columns:
+            raise ValueError(
+                f"predict_path {path} has no id_column {hp.id_column!r}; columns: "
+                f"{list(frame.columns)}"
+            )
+        ids = (
+            frame[hp.id_column].to_numpy()
+            if hp.id_column
+            else np.arange(len(frame), dtype=np.int64)
+        )
+        x = self.preprocessor(frame, row_name=csv_row_namer(path))
+        report(f"predict_path {path}: {len(frame)} rows scored")
+        return IndexedTensorDataset(x), ids
 
     # -- raw rows and persistence --------------------------------------------------------------
-    def featurizer(self) -> RawFeaturizer:
-        """The fitted "raw rows -> (N, F) float32" callable (picklable)."""
+    def featurizer(self) -> TabularPreprocessor:
+        """The fitted "raw rows -> (N, F) float32" callable (its state is plain data)."""
         if self.preprocessor is None:
             raise RuntimeError("no fitted preprocessor: call setup() or load_state_dict() first")
-        return RawFeaturizer(self.preprocessor, list(self.feature_names), list(self.class_names))
+        return self.preprocessor
 
     def transform_raw(self, frame: pd.DataFrame) -> Tensor:
         """Raw rows with (at least) the ``feature_names`` columns -> (N, F) float32 features."""
         return self.featurizer()(frame)
 
     def save_preprocessor(self, path: str | Path) -> None:
-        """Write the fitted :class:`RawFeaturizer` (preprocessor + names) with joblib."""
+        """Write the fitted preprocessor as JSON (:meth:`TabularPreprocessor.save`)."""
         self.featurizer().save(path)
 
-    def load_preprocessor(self, path: str | Path) -> RawFeaturizer:
-        """Adopt a featurizer written by :meth:`save_preprocessor`; returns it."""
-        featurizer = RawFeaturizer.load(path)
-        self._adopt(featurizer)
-        return featurizer
+    def load_preprocessor(self, path: str | Path) -> TabularPreprocessor:
+        """Adopt a preprocessor written by :meth:`save_preprocessor`; returns it."""
+        preprocessor = TabularPreprocessor.load(path)
+        self._adopt(preprocessor)
+        return preprocessor
 
-    def _adopt(self, featurizer: RawFeaturizer) -> None:
-        self.preprocessor = featurizer.preprocessor
-        self.feature_names = list(featurizer.feature_names)
-        self.class_names = list(featurizer.class_names)
-        self.datasets, self.split_indices = {}, {}  # tensors of a different fit are stale
+    def _adopt(self, preprocessor: TabularPreprocessor) -> None:
+        if preprocessor.encoding != self.hparams.categorical_encoding:
+            raise ValueError(
+                f"the saved preprocessor uses categorical_encoding={preprocessor.encoding!r}, but "
+                f"this datamodule is configured with {self.hparams.categorical_encoding!r}"
+            )
+        self.preprocessor = preprocessor
+        self.class_names = list(preprocessor.class_names)
+        # tensors of a different fit are stale
+        self.datasets, self.split_indices, self.predict_rows = {}, {}, None
 
     def state_dict(self) -> dict[str, Any]:
-        """Fitted preprocessor (pickled, as a uint8 tensor) and names, for checkpoints."""
+        """The fitted preprocessing state as plain data (strings, numbers, lists), for
+        checkpoints: loading it runs nothing but :meth:`TabularPreprocessor.from_dict`."""
         if self.preprocessor is None:
             return {}
-        blob = pickle.dumps(self.featurizer(), protocol=pickle.HIGHEST_PROTOCOL)
-        return {
-            "featurizer": torch.frombuffer(bytearray(blob), dtype=torch.uint8),
-            "class_names": list(self.class_names),
-            "feature_names": list(self.feature_names),
-        }
+        return {"preprocessor": self.preprocessor.to_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (unpickles: load only checkpoints you trust)."""
+        """Restore what :meth:`state_dict` saved (validated field by field; never unpickled)."""
         if not state_dict:
             return
-        featurizer = pickle.loads(state_dict["featurizer"].numpy().tobytes())
+        if "preprocessor" not in state_dict:
+            kind = "a pickled preprocessor" if "featurizer" in state_dict else "no preprocessor"
+            raise ValueError(
+                f"the checkpoint's TabularDataModule state holds {kind}, not the plain-data "
+                "state this version writes; it is not loaded (unpickling could run code): retrain "
+                "the model with this version"
+            )
+        preprocessor = TabularPreprocessor.from_dict(
+            state_dict["preprocessor"], source="the checkpoint's TabularDataModule state"
+        )
         already_set_up = bool(self.datasets)
-        self._adopt(featurizer)
+        self._adopt(preprocessor)
         if already_set_up:
             self.setup()
 
@@ -679,11 +647,10 @@ class TabularDataModule(L.LightningDataModule):
             lines.append(f"  origin: {self.origin}")
         if self.preprocessor is None:
             return "\n".join([*lines, "  (not set up)"])
-        cleaner = self.preprocessor.named_steps["clean"]
+        prep = self.preprocessor
         lines.append(
-            f"  features: {len(self.feature_names)} raw ({len(cleaner.numeric_columns)} numeric, "
-            f"{len(cleaner.categorical_columns)} categorical, {hp.categorical_encoding}) -> "
-            f"{self.num_features} encoded"
+            f"  features: {len(prep.feature_names)} raw ({prep.num_numeric} numeric, "
+            f"{len(prep.categorical)} categorical, {prep.encoding}) -> {prep.num_features} encoded"
         )
         if self.labels is not None:
             counts = torch.bincount(self.labels, minlength=len(self.class_names)).tolist()

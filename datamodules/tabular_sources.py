@@ -24,15 +24,13 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from datamodules.errors import DataUnavailableError
+
 MISSING_TOKENS = frozenset({"", "?"})
 """String cells (after stripping whitespace and quotes) that mean "missing"."""
 
 OPENML_PROBE_TIMEOUT_S = 3.0
 """How long to wait for the OpenML server before declaring it unreachable."""
-
-
-class DataUnavailableError(RuntimeError):
-    """The data is neither available locally nor downloadable (e.g. offline without a cache)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +67,8 @@ class RawTable:
         splits: predefined splits (UCI): one dict per split with ``train`` / ``val`` / ``test``
             row-index arrays; ``None`` = the datamodule splits by itself.
         origin: where it came from, for summaries.
+        first_line: the file line of data row 0 (2 for a CSV with a header), so that errors
+            can name the line of a bad cell; ``None``: name the row.
     """
 
     features: pd.DataFrame
@@ -78,6 +78,46 @@ class RawTable:
     class_order: list[str] | None = None
     splits: list[dict[str, np.ndarray]] | None = None
     origin: str = ""
+    first_line: int | None = None
+
+    def row_name(self, label: object) -> str:
+        """How an error message names row ``label`` (``line 7 of x.csv`` or ``row 5``)."""
+        if self.first_line is None:
+            return f"row {label}"
+        return f"line {int(label) + self.first_line} of {self.origin}"
+
+
+def csv_row_namer(path: str | Path) -> Callable[[object], str]:
+    """Names data row ``label`` (0-based) of a CSV with a header by its file line."""
+    return lambda label: f"line {int(label) + 2} of {path}"
+
+
+def read_csv_file(path: str | Path, sep: str = ",", what: str = "csv_path") -> pd.DataFrame:
+    """Read a CSV with a header row; every failure is a one-line error that names the file.
+
+    Raises:
+        FileNotFoundError: no such file (``what`` names the option to fix).
+        ValueError: a folder, an empty file, a header without rows, undecodable or malformed
+            content.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what}: no file {path}")
+    if path.is_dir():
+        raise ValueError(f"{what}: {path} is a folder, not a CSV file")
+    try:
+        frame = pd.read_csv(path, sep=sep)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{what}: the CSV file {path} is empty (no header row)") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{what}: cannot parse the CSV file {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{what}: {path} is not a UTF-8 text CSV file ({error.reason} at byte {error.start})"
+        ) from None
+    if frame.empty:
+        raise ValueError(f"{what}: the CSV file {path} has a header but no data rows")
+    return frame
 
 
 # ----------------------------------------------------------------------------- raw cell tidying
@@ -178,16 +218,21 @@ def load_csv(spec: SourceSpec) -> RawTable:
         raise FileNotFoundError(f"CSV source: no file found (tried {tried}); set `csv_path`")
     if spec.target is None:
         raise ValueError(f"CSV source ({path}) needs `target`: the name of the label column")
-    frame = pd.read_csv(path, sep=spec.csv_sep)
+    frame = read_csv_file(path, spec.csv_sep)
     frame.columns = [str(c).strip() for c in frame.columns]
     if spec.target not in frame.columns:
+        hint = ""
+        if len(frame.columns) == 1 and any(s in frame.columns[0] for s in ",;\t|"):
+            hint = f" (one column only: is csv_sep={spec.csv_sep!r} the file's separator?)"
         raise ValueError(
             f"target column {spec.target!r} not found in {path}; "
-            f"available columns: {list(frame.columns)}"
+            f"available columns: {list(frame.columns)}{hint}"
         )
     frame = tidy_frame(frame)
     target = frame.pop(spec.target)
-    return RawTable(features=frame, target=target, target_name=spec.target, origin=str(path))
+    return RawTable(
+        features=frame, target=target, target_name=spec.target, origin=str(path), first_line=2
+    )
 
 
 # ----------------------------------------------------------------------------- UCI folders

@@ -82,9 +82,10 @@ def make_loader(
     """A ``DataLoader`` that fetches whole batches at once through ``dataset.__getitems__``.
 
     Training loaders (``shuffle=True``) use an :class:`EpochShuffleSampler`, reproducible across
-    resumes. Evaluation loaders built inside a distributed run get an unrepeated distributed
-    sampler, so every sample is evaluated exactly once (Lightning's default sampler would pad the
-    last ranks with duplicates and bias the synchronised metrics).
+    resumes; no loader draws from the global random generator. Evaluation loaders built inside a
+    distributed run get an unrepeated distributed sampler, so every sample is evaluated exactly
+    once (Lightning's default sampler would pad the last ranks with duplicates and bias the
+    synchronised metrics).
     """
     if shuffle:
         sampler: Sampler[int] | None = EpochShuffleSampler(len(dataset), seed)
@@ -99,4 +100,7 @@ def make_loader(
         drop_last=drop_last,
         collate_fn=_pass_through,
         num_workers=0,
+        # its own generator: starting an epoch's iterator then leaves the global RNG (dropout,
+        # augmentation) untouched, so a run resumed from a checkpoint draws the same numbers
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -3,11 +3,13 @@ logging, the monitored metric and its best value, class-probability predictions.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
@@ -45,6 +47,23 @@ def classification_metrics(num_classes: int) -> MetricCollection:
             "f1": F1Score(average="macro", **kwargs),
         }
     )
+
+
+def write_tensorboard_hparams(
+    logger: TensorBoardLogger, params: dict[str, Any], metrics: list[str]
+) -> None:
+    """TensorBoard's hparams view: ``params`` (flattened) against the scalar tags ``metrics``.
+
+    Only the metric *names* are declared: Lightning's ``log_hyperparams(params, metrics)`` also
+    writes each metric's value at step 0, which put a NaN first point in ``val/<metric>_best``.
+    """
+    from lightning.fabric.utilities.logger import _flatten_dict
+    from torch.utils.tensorboard.summary import hparams
+
+    flat = logger._sanitize_params(_flatten_dict(params))
+    writer = logger.experiment._get_file_writer()
+    for summary in hparams(flat, dict.fromkeys(metrics, 0.0)):
+        writer.add_summary(summary)
 
 
 class BaseTask(LightningModule):
@@ -93,9 +112,13 @@ class BaseTask(LightningModule):
         self.built = True
 
     def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            # on_train_start logs the data's hyperparameters next to the model's (nested), so
+            # Lightning must not log them a second time, flat
+            datamodule._log_hyperparams = False
         if self.built:
             return
-        datamodule = getattr(self.trainer, "datamodule", None)
         for name in self.data_sizes:
             if self.hparams.get(name) is None:
                 if datamodule is None or getattr(datamodule, name, None) is None:
@@ -185,14 +208,36 @@ class BaseTask(LightningModule):
         self.best_tracker.update(value.to(self.device))
         self.log(self.best_name, self.best_tracker.compute(), sync_dist=True)
 
+    def logged_hyperparameters(self) -> dict[str, Any]:
+        """What ``hparams.yaml`` and TensorBoard's hparams view show: ``{"model": ..., "data":
+        ...}`` (the datamodule's init arguments, when there is a datamodule)."""
+        params: dict[str, Any] = {"model": dict(self.hparams)}
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "hparams", None):
+            params["data"] = dict(datamodule.hparams)
+        return params
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the best monitored value so far, so that a resumed run continues val/<metric>_best
+        if self.best_tracker.update_called:
+            checkpoint["best_monitored"] = float(self.best_tracker.compute())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_best = checkpoint.get("best_monitored")
+
     def on_train_start(self) -> None:
-        # hparams view in TensorBoard, with the monitored metric's best value as its metric
         self.best_tracker.reset()
+        best = getattr(self, "_resumed_best", None)
+        if best is not None:  # resuming: the best value before the interruption still counts
+            self.best_tracker.update(torch.tensor(best, device=self.device))
+        params = self.logged_hyperparameters()
         for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(self.hparams, {self.best_name: float("nan")})
-            else:  # e.g. CSVLogger: log_hyperparams takes no metrics
-                logger.log_hyperparams(self.hparams)
+            logger.log_hyperparams(params)
+            if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
+                write_tensorboard_hparams(logger, params, [self.best_name, self.monitor])
+                # its save() keeps an hparams.yaml written before (Lightning writes one early)
+                save_hparams_to_yaml(os.path.join(logger.log_dir, "hparams.yaml"), logger.hparams)
+            logger.save()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -84,13 +84,29 @@ class ImageClassifier(ClassificationTask):
     ``image_shape`` and ``num_classes`` default to the datamodule's (read at ``setup``).
 
     Args:
-        image_shape, num_classes: data sizes (``None``: from the datamodule).
-        patch_size, stem, embedding_dim, num_heads, num_layers, mlp_ratio, pooling_quantity,
-            similarity, separation, scaling, dropout, similarity_kwargs: the network, see
-            :class:`~ahop.image_models.HopfieldImageClassifier`.
+        image_shape: ``(C, H, W)`` (``None``: the datamodule's); ``H`` and ``W`` multiples of
+            ``patch_size``.
+        num_classes: classes ``K`` (``None``: the datamodule's).
+        patch_size: side of the square patches that become tokens.
+        stem: ``patch`` (a strided conv, as in ViT) or ``conv`` (two 3x3 convs first).
+        embedding_dim: token size ``D`` (divisible by ``num_heads``).
+        num_heads: association heads of every Hopfield layer.
+        num_layers: Hopfield encoder layers (0 = pool the embedded patches directly).
+        mlp_ratio: MLP hidden size of the encoder layers as a multiple of ``D``.
+        pooling_quantity: learned state patterns of the pooling head.
+        similarity: how queries are compared with the stored patterns: ``dot``, ``cosine``,
+            ``euclidean``, ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
+        separation: how similarities become association weights: ``softmax``, ``max``,
+            ``polynomial``, ``topk``, ``sparsemax``, ``entmax``.
+        scaling: inverse temperature of the separation (``None``: 1 / sqrt(association size)).
+        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
+        dropout: dropout in the encoder and before the classifier.
         num_sample_images: validation images shown in TensorBoard per epoch (0 = none).
         log_confusion_matrix: write the validation confusion matrix to TensorBoard per epoch.
-        optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`.
+        optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
+            config; default AdamW, lr 1e-3).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``; ``ReduceLROnPlateau``
+            watches the monitored metric.
     """
 
     data_sizes = ("image_shape", "num_classes")

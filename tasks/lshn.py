@@ -102,17 +102,31 @@ class LSHNTask(BaseTask):
         hidden_dim: encoder / decoder width (``None``: ``floor(sqrt(D N))``).
         attractor: ``learned`` (official) or ``hebbian`` (W_hh = Z^T Z / (P N) of the current
             clean latents Z, refreshed before every step and evaluation).
-        train_steps, train_dt: unrolled attractor updates and step size in the loss (11, 1.0).
-        reconstruction_weight, schedule, binarization_max, schedule_period, warmup_fraction,
-            cue_reconstruction: the loss, see :class:`ahop.lshn.LSHN`.
-        eval_dt, eval_max_steps, eval_tol: retrieval dynamics (0.1, 1000, 1e-5).
+        train_steps: attractor updates unrolled in the training loss (official: 11).
+        train_dt: step size of those updates (official: 1.0).
+        reconstruction_weight: weight of the two reconstruction terms (official: 5).
+        schedule: binarisation-weight schedule: ``official`` (doubling every
+            ``schedule_period`` steps up to ``binarization_max``), ``linear`` or ``constant``.
+        binarization_max: the largest binarisation weight.
+        schedule_period: steps per doubling (``official``) of the binarisation weight.
+        warmup_fraction: share of training over which ``linear`` ramps the weight up.
+        cue_reconstruction: ``autoencode`` (official: decode(encode(cue)) vs cue) or
+            ``retrieve`` (decode the unrolled attractor state vs the clean image).
+        eval_dt: step size of the retrieval dynamics at evaluation (0.1).
+        eval_max_steps: most attractor updates per cue at evaluation (1000).
+        eval_tol: a cue stops once ``max |dv| < eval_tol`` (1e-5).
+        sanity_max_steps: attractor updates per cue in Lightning's sanity check (which only
+            checks that validation runs; its metrics are discarded), so that it takes seconds.
         noise_sigmas: noise levels of the ``noise_<sigma>`` evaluation cues ([0, 1] units).
         threshold: UHN criterion threshold (``None``: 50 * D / 784, see the module doc).
         eval_seed: seed of the evaluation cues (the same every epoch).
         num_trajectory_images: half-mask cues in the TensorBoard trajectory grid (0 = none).
-        dim, num_memories: D and P (read from the datamodule when ``None``).
+        dim: D, flattened image size (``None``: the datamodule's).
+        num_memories: P, stored images (``None``: the datamodule's).
         image_shape: (C, H, W) of an image (from the datamodule when ``None``).
-        optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`; default AdamW as above.
+        optimizer: a ``params -> Optimizer`` callable; default AdamW (lr 1e-4, betas (0.9,
+            0.95), weight decay 1e-2).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
     """
 
     monitor = "val/fraction_retrieved"
@@ -135,6 +149,7 @@ class LSHNTask(BaseTask):
         eval_dt: float = RETRIEVE_DT,
         eval_max_steps: int = RETRIEVE_MAX_STEPS,
         eval_tol: float = RETRIEVE_TOL,
+        sanity_max_steps: int = 10,
         noise_sigmas: tuple[float, ...] = EVAL_NOISE_SIGMAS,
         threshold: float | None = None,
         eval_seed: int = 0,
@@ -151,6 +166,8 @@ class LSHNTask(BaseTask):
             raise ValueError(f"eval_dt must be a number > 0, got {eval_dt!r}")
         if not (isinstance(eval_max_steps, int) and eval_max_steps >= 1):
             raise ValueError(f"eval_max_steps must be an integer >= 1, got {eval_max_steps!r}")
+        if not (isinstance(sanity_max_steps, int) and sanity_max_steps >= 1):
+            raise ValueError(f"sanity_max_steps must be an integer >= 1, got {sanity_max_steps!r}")
         if not (isinstance(eval_tol, (int, float)) and eval_tol >= 0):
             raise ValueError(f"eval_tol must be a number >= 0, got {eval_tol!r}")
         if any(not (isinstance(s, (int, float)) and s >= 0) for s in noise_sigmas):
@@ -252,6 +269,7 @@ class LSHNTask(BaseTask):
         self._memories_loaded = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._memories_loaded = True
 
     def _check_memories(self) -> None:
@@ -322,9 +340,10 @@ class LSHNTask(BaseTask):
     def retrieve(self, cues: Tensor) -> Any:
         """Settle from cues ``(B, D)`` in [-1, 1]; see :meth:`ahop.lshn.LSHN.retrieve`."""
         hp = self.hparams
-        return self.model.retrieve(
-            cues, dt=hp.eval_dt, max_steps=hp.eval_max_steps, tol=hp.eval_tol
-        )
+        max_steps = hp.eval_max_steps
+        if self._trainer is not None and self._trainer.sanity_checking:
+            max_steps = min(max_steps, hp.sanity_max_steps)
+        return self.model.retrieve(cues, dt=hp.eval_dt, max_steps=max_steps, tol=hp.eval_tol)
 
     def forward(self, queries: Tensor) -> Tensor:
         """Retrieved images ``(B, D)`` in [0, 1] for queries ``(B, D)`` in [0, 1]."""

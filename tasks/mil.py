@@ -31,11 +31,26 @@ class MILClassifier(BaseTask):
 
     Args:
         num_features: instance features (``None``: from the datamodule).
-        embedding_dim, num_embedding_layers, num_heads, hidden_size, quantity, similarity,
-            separation, scaling, dropout, similarity_kwargs, instance_dropout: the network, see
-            :class:`~ahop.mil_models.HopfieldMILNetwork`.
+        embedding_dim: instance embedding size ``D`` (divisible by ``num_heads``).
+        num_embedding_layers: Linear + ReLU + dropout layers of the instance MLP (>= 1).
+        num_heads: association heads of the pooling.
+        hidden_size: association-space size per head (``None``: ``D / num_heads``).
+        quantity: learned state patterns (pooling queries); their retrievals are concatenated.
+        similarity: how queries are compared with the stored patterns: ``dot``, ``cosine``,
+            ``euclidean``, ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
+        separation: how similarities become association weights: ``softmax``, ``max``,
+            ``polynomial``, ``topk``, ``sparsemax``, ``entmax``.
+        scaling: inverse temperature of the separation (``None``: 1 / sqrt(association size)).
+        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
+        dropout: dropout in the instance MLP, on the association weights and before the
+            classifier.
+        instance_dropout: in training, the probability that an instance is left out of its
+            bag's pooling (every bag keeps at least one); off in evaluation.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
-        optimizer, lr_scheduler: see :class:`~tasks.base.BaseTask`.
+        optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
+            config; default AdamW, lr 1e-3).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``; ``ReduceLROnPlateau``
+            watches the monitored metric.
     """
 
     monitor = "val/loss"

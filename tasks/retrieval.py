@@ -10,6 +10,15 @@ datamodule at ``setup``) and retrieves ``separation(similarity(memories, q)) @ m
 * **A-Hop** (``similarity: adaptive``) learns its similarity from (source, variant) pairs with
   :func:`ahop.objectives.association_cross_entropy` (softmax over memories of ``beta * scores``
   against the source index) and is evaluated on fresh variants.
+* **U-Hop** (``similarity: uhop``, :mod:`ahop.uhop`) runs its stage I (the separation loss over
+  the stored memories, unsupervised) when the memories arrive from the datamodule, so
+  ``validate`` evaluates U-Hop as its paper defines it; ``fit`` then also trains the feature map
+  with the association cross-entropy on variants (what the A-Hop paper's U2-Hop baseline
+  appears to be; see docs/results_retrieval.md).
+
+Energies (:mod:`ahop.energy`): in validation and test the mean energy of the state before every
+retrieval step and of the output is logged as ``val/energy_step_<t>`` (``t = 0 ... steps``), for
+every pair that has one (``log_energy``).
 
 Metrics per stage: ``acc`` (the largest association weight is on the source memory),
 ``fraction_retrieved`` (UHN criterion: summed squared error of the retrieved pattern vs the source
@@ -31,6 +40,7 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchvision.utils import make_grid
 
+from ahop.energy import check_energy, energy_from_scores, network_energy
 from ahop.functional import retrieve
 from ahop.objectives import (
     association_cross_entropy,
@@ -132,22 +142,26 @@ class RetrievalTask(BaseTask):
     """Retrieve stored patterns from corrupted queries; optionally learn the A-Hop similarity.
 
     Args:
-        similarity: a name from :data:`ahop.similarity.SIMILARITIES` (``adaptive`` is trained;
-            ``dot``, ``cosine``, ``euclidean``, ``manhattan`` are fixed).
+        similarity: a name from :data:`ahop.similarity.SIMILARITIES` (``adaptive`` and ``uhop``
+            are trained; ``dot``, ``cosine``, ``euclidean``, ``manhattan`` are fixed).
         separation: a name from :data:`ahop.separation.SEPARATIONS` (``softmax``, ``max``, ...).
         beta: inverse temperature of the separation and of the training softmax.
         steps: retrieval update steps (the output is fed back as the next query).
-        similarity_kwargs, separation_kwargs: further options (e.g. ``{beta_dis: 0.1}`` for
-            ``adaptive``, ``{order: 10}`` for ``polynomial``).
+        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
+        separation_kwargs: options of the separation (e.g. ``{order: 10}`` for ``polynomial``).
         threshold: UHN criterion threshold on the summed squared error; ``None`` = 50 (UHN, set
             for 28x28 images) scaled by ``dim / 784`` (about 4.1 for 8x8 digits; UHN used 50
             for 32x32x3 CIFAR-10 too, so set 50 explicitly to compare with it).
         num_sample_images: query / retrieved / source triples in the TensorBoard grid (0 = none).
-        dim, num_memories: pattern dimension ``D`` and number of memories ``N`` (read from the
-            datamodule when ``None``).
+        dim: pattern dimension ``D`` (``None``: the datamodule's).
+        num_memories: number of stored patterns ``N`` (``None``: the datamodule's).
         image_shape: ``(C, H, W)`` of a pattern, for the image grid (from the datamodule when
             ``None``; patterns are shown as 1-pixel-high strips without it).
-        optimizer, lr_scheduler: for the adaptive similarity's parameters.
+        log_energy: log the energy per retrieval step in validation / test; ``None`` = when the
+            separation has one (polynomial with normalisation has none), ``True`` = require it.
+        optimizer: a ``params -> Optimizer`` callable for the adaptive similarity's parameters
+            (default AdamW, lr 1e-3).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
     """
 
     monitor = "val/acc"
@@ -167,6 +181,7 @@ class RetrievalTask(BaseTask):
         dim: int | None = None,
         num_memories: int | None = None,
         image_shape: tuple[int, ...] | None = None,
+        log_energy: bool | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -200,8 +215,20 @@ class RetrievalTask(BaseTask):
         self.separation = build_separation(
             hp.separation, beta=hp.beta, **(hp.separation_kwargs or {})
         )
+        self.energy_logged = self._energy_defined(hp.get("log_energy"))
         # filled from the datamodule at setup (or by set_memories); saved with the checkpoint
         self.register_buffer("memories", torch.zeros(hp.num_memories, hp.dim))
+
+    def _energy_defined(self, log_energy: bool | None) -> bool:
+        if log_energy is False:
+            return False
+        try:
+            check_energy(self.separation)
+        except ValueError:
+            if log_energy:
+                raise
+            return False
+        return True
 
     def configure_metrics(self) -> MetricCollection:
         hp = self.hparams
@@ -228,6 +255,9 @@ class RetrievalTask(BaseTask):
         # replacing them (a checkpoint given as ckpt_path is restored after setup and checked)
         if memories is not None and not self._memories_loaded:
             self.set_memories(memories)
+            # adapt the similarity to the patterns it will retrieve from (U-Hop: stage I); a
+            # checkpoint restored later brings its own trained similarity
+            self.similarity.store(self.memories)
 
     def set_memories(self, memories: Tensor) -> None:
         """Store the patterns ``(N, D)`` to retrieve from (``N``, ``D`` fixed at construction)."""
@@ -240,6 +270,7 @@ class RetrievalTask(BaseTask):
         self._memories_loaded = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._memories_loaded = True
 
     def _check_memories(self) -> None:
@@ -268,14 +299,20 @@ class RetrievalTask(BaseTask):
             raise ValueError(
                 f"similarity {self.hparams.similarity!r} has no trainable parameters, so there is "
                 "nothing to fit: evaluate it with `python train.py validate` (or `test`), or use "
-                "similarity: adaptive"
+                "similarity: adaptive or uhop"
             )
         return super().configure_optimizers()
 
     # -- retrieval --------------------------------------------------------------------------------
 
-    def _continue(self, weights: Tensor) -> tuple[Tensor, Tensor]:
-        """Retrieved patterns and last weights, given the first step's association weights."""
+    def _continue(
+        self, weights: Tensor, queries: Tensor | None = None, scores: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Retrieved patterns, last weights and (given the queries and their scores) the energy
+        ``(steps + 1, B)`` of every state, from the first step's association weights."""
+        energies = None
+        if queries is not None:
+            energies = [energy_from_scores(self.similarity, self.separation, queries, scores)]
         output = weights.to(self.memories.dtype) @ self.memories
         if self.hparams.steps > 1:
             result = retrieve(
@@ -285,9 +322,14 @@ class RetrievalTask(BaseTask):
                 separation=self.separation,
                 steps=self.hparams.steps - 1,
                 return_details=True,
+                return_energies=energies is not None,
             )
             output, weights = result.output, result.weights
-        return output, weights
+            if energies is not None:
+                energies.extend(result.energies)
+        elif energies is not None:
+            energies.append(network_energy(self.similarity, self.separation, output, self.memories))
+        return output, weights, None if energies is None else torch.stack(energies)
 
     def forward(self, queries: Tensor) -> Tensor:
         """Retrieved patterns ``(B, D)`` for queries ``(B, D)``."""
@@ -299,8 +341,22 @@ class RetrievalTask(BaseTask):
         loss, scores = association_cross_entropy(
             self.similarity, self.memories, queries, sources, self.hparams.beta, return_scores=True
         )
+        with_energy = stage != "train" and self.energy_logged
         with torch.no_grad():  # the loss alone trains; retrieval is only measured
-            output, weights = self._continue(self.separation(scores))
+            output, weights, energies = self._continue(
+                self.separation(scores),
+                queries if with_energy else None,
+                scores if with_energy else None,
+            )
+        if energies is not None:
+            for step, values in enumerate(energies):
+                self.log(
+                    f"{stage}/energy_step_{step}",
+                    values.mean(),
+                    on_epoch=True,
+                    sync_dist=True,
+                    batch_size=len(queries),
+                )
         targets = self.memories[sources]
         if stage == "val" and self._samples is None and self._logging_images():
             keep = self.hparams.num_sample_images

@@ -18,6 +18,28 @@ class TabularClassifier(ClassificationTask):
     ``num_features`` / ``num_classes`` default to the datamodule's (read at ``setup``), so a
     config only chooses the model's shape, similarity and feature embedding (``linear`` or
     ``periodic``, see :data:`ahop.classifiers.FEATURE_EMBEDDINGS`).
+
+    Args:
+        num_features: input features per row ``F`` (``None``: the datamodule's).
+        num_classes: classes ``C`` (``None``: the datamodule's).
+        embedding_dim: size of the embedding / association space.
+        quantity: stored (learned) patterns per Hopfield layer.
+        num_heads: association heads per layer (must divide ``embedding_dim``).
+        num_layers: stacked Hopfield blocks.
+        similarity: how queries are compared with the stored patterns: ``dot``, ``cosine``,
+            ``euclidean``, ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
+        separation: how similarities become association weights: ``softmax``, ``max``,
+            ``polynomial``, ``topk``, ``sparsemax``, ``entmax``.
+        scaling: inverse temperature of the separation (``None``: 1 / sqrt(association size)).
+        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
+        dropout: dropout on the embedding and the association weights.
+        feature_embedding: ``linear`` (one linear layer + GELU) or ``periodic`` (PLR-lite
+            numeric embeddings).
+        feature_embedding_kwargs: options of the feature embedding (e.g. ``{sigma: 0.3}``).
+        optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
+            config; default AdamW, lr 1e-3).
+        lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``; ``ReduceLROnPlateau``
+            watches the monitored metric.
     """
 
     data_sizes = ("num_features", "num_classes")

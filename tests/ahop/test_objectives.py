@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from ahop.lshn import fraction_correctly_retrieved as pm1_fraction_correctly_retrieved
 from ahop.objectives import (
+    SCHEDULES,
     association_cross_entropy,
     fraction_correctly_retrieved,
     retrieval_accuracy,
@@ -139,3 +140,25 @@ def test_train_similarity_errors():
         train_similarity(
             AdaptiveSimilarity(64), memories, make_queries, steps=1, batch_size=0, progress=False
         )
+
+
+def test_train_similarity_cosine_schedule_anneals_the_steps():
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.05)
+    schedule = SCHEDULES.get("cosine")(optimizer, 6)
+    rates = []
+    for _ in range(6):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[0] < 0.05 and rates == sorted(rates, reverse=True) and rates[-1] < 1e-12
+    memories, make_queries = _digits_problem()
+    runs = {}
+    for name in ("constant", "cosine"):
+        sim = AdaptiveSimilarity(64, beta_dis=0.1, beta_dot=0.1)
+        train_similarity(
+            sim, memories, make_queries, steps=6, lr=0.05, seed=0, progress=False, schedule=name
+        )
+        runs[name] = sim.weights.detach()
+    assert not torch.allclose(runs["constant"], runs["cosine"])
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        train_similarity(sim, memories, make_queries, steps=1, schedule="linear", progress=False)

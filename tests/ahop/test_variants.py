@@ -101,3 +101,23 @@ def test_bad_arguments_raise(images: torch.Tensor) -> None:
         Mask(0.5, "top", (3, 3))(images)
     with pytest.raises(ValueError, match=r"\(B, D\)"):
         GaussianNoise()(images.reshape(6, 8, 8))
+
+
+def test_mixed_difficulty_all_applies_noise_bias_and_mask_to_every_query() -> None:
+    x = torch.full((50, 64), 0.5)
+    # a wide data range: no clamping, so only the mask makes zeros
+    wide = {"image_shape": IMAGE, "data_range": (-10.0, 10.0)}
+    out = MixedDifficulty(0.5, combine="all", **wide)(x, seeded(1))
+    masked = out == 0
+    # every query: exactly round(0.5 * 0.8 * 64) = 26 masked pixels ...
+    assert masked.sum(-1).eq(26).all()
+    # ... and on the others noise around a shift of +-0.25 (so never a one-corruption query)
+    shift = (out.masked_fill(masked, float("nan")).nanmean(-1) - 0.5).abs()
+    assert ((shift - 0.25).abs() < 0.15).all()
+    one = MixedDifficulty(0.5, **wide)(x, seeded(1))
+    assert (one == 0).sum(-1).eq(0).any()  # "one": most queries have no masked pixel
+    torch.testing.assert_close(
+        MixedDifficulty(0.0, image_shape=IMAGE, combine="all")(x, seeded(0)), x
+    )
+    with pytest.raises(ValueError, match="unknown combine 'both'; allowed values: one, all"):
+        MixedDifficulty(combine="both")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import benchmarks.common as common
 import benchmarks.retrieval as bench
@@ -71,3 +72,31 @@ def test_classical_capacity_shape(results):
     # far below 0.138 N every pattern is a fixed point; far above, most are not
     assert curves[0.05]["exact"] == [1.0, 1.0]
     assert max(curves[0.25]["exact"]) < 0.5
+
+
+def test_paper_reports_every_method_ablations_and_the_time_ratio(results):
+    runs, out = results
+    paper = runs["paper"]
+    assert set(paper["results"]) == {"synthetic", "digits"}
+    for per_level in paper["results"].values():
+        for per_method in per_level.values():
+            assert set(per_method) == set(bench.PAPER_METHODS)
+            for scores in per_method.values():
+                assert len(scores) == 2
+                assert all(0.0 <= s["acc"] <= 1.0 and s["error"] >= 0 for s in scores)
+                assert all(s["beta"] in bench.PAPER_BETAS for s in scores)
+    for group, per_level in paper["ablations"].items():
+        assert per_level and all(
+            set(v) == set(bench.PAPER_ABLATIONS[group]) for v in per_level.values()
+        )
+    assert all(ratio > 0 for ratio in paper["uhop_over_ahop_time"].values())
+    assert (out / "retrieval_paper_digits_quick_partial.json").exists()
+
+
+def test_correct_retrieval_is_the_nearest_stored_pattern():
+    memories = torch.eye(3)
+    sources = torch.tensor([0, 1, 2])
+    weights = torch.tensor([[1.0, 0, 0], [0.2, 0.6, 0.2], [0.6, 0.0, 0.4]])
+    correct, error = bench._correct_and_error(weights, memories, sources)
+    assert correct == pytest.approx(2 / 3)  # the third output is nearest to memory 0
+    assert error == pytest.approx(float((weights - memories).square().mean()))

@@ -44,10 +44,12 @@ def test_image_export_matches_task(tmp_path: Path) -> None:
     assert metadata["inputs"] == [
         {"name": "inputs", "shape": ["batch", 1, 8, 8], "dtype": "float32"}
     ]
-    assert json.loads((tmp_path / "export" / "metadata.json").read_text())["output"]["shape"] == [
-        "batch",
-        10,
-    ]
+    saved = json.loads((tmp_path / "export" / "metadata.json").read_text())
+    assert saved["output"]["shape"] == ["batch", 10]
+    # what a user must apply to raw images: pixels / 255, then (x - mean) / std; class names
+    assert saved["normalization"]["mean"] == [0.3053] and saved["normalization"]["std"] == [0.376]
+    assert saved["class_names"] == [str(d) for d in range(10)]
+    assert saved["image_shape"] == [1, 8, 8]
     task, _ = export.load_task(last)
     program = torch.export.load(tmp_path / "export" / "model.pt2").module()
     session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -69,21 +68,3 @@ def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path) -> None:
         group = optimizer.param_groups[0]
         assert isinstance(optimizer, torch.optim.AdamW)
         assert (group["lr"], group["betas"], group["weight_decay"]) == (1e-4, (0.9, 0.95), 1e-2)
-
-
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        (["--model.init_args.attractor", "dense"], "allowed values: hebbian, learned"),
-        (["--model.init_args.eval_max_steps", "0"], "eval_max_steps"),
-        (["--model.init_args.schedule", "cosine"], "allowed values"),
-    ],
-)
-def test_bad_options_give_one_line_errors(
-    tmp_path: Path, monkeypatch, extra: list[str], expected: str
-) -> None:
-    monkeypatch.setattr(sys, "argv", ["train.py", *fast_args("lshn.yaml", tmp_path, *extra)])
-    with pytest.raises(SystemExit) as exit_info:
-        train.run_cli()
-    message = str(exit_info.value)
-    assert message.startswith("error: ") and "\n" not in message and expected in message

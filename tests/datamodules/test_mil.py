@@ -152,7 +152,7 @@ def test_reader_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="all 2 bags are positive"):
         read_mil_csv(tmp_path / "one.csv")
     write_csv(tmp_path / "nan.csv", [[1, 1, 0.1], [0, 2, "nan"]])
-    with pytest.raises(ValueError, match=r"NaN .* ids \[2\]"):
+    with pytest.raises(ValueError, match=r"NaN .* line 2 \(bag 2\), column 2"):
         read_mil_csv(tmp_path / "nan.csv")
     write_csv(tmp_path / "mixed.csv", [[1, 1, 0.1], [0, 1, 0.2], [0, 2, 0.3]])
     with pytest.raises(ValueError, match="conflicting labels"):

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from datamodules.tabular import (
-    RawFeaturizer,
     TabularDataModule,
     encode_labels,
     infer_column_kinds,
     stratified_splits,
 )
+from datamodules.tabular_preprocessing import TabularPreprocessor
 from datamodules.tabular_sources import DataUnavailableError
 
 SHARED_TABULAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "tabular"
@@ -147,10 +147,10 @@ def test_sklearn_breast_cancer(cancer: TabularDataModule) -> None:
 
 def test_csv_source_types_blanks_and_drops(tmp_path: Path) -> None:
     dm = csv_module(tmp_path)
-    cleaner = dm.preprocessor.named_steps["clean"]
+    prep = dm.preprocessor
     assert "customer_id" not in dm.feature_names
-    assert cleaner.numeric_columns == ["tenure", "charges", "region"]  # ' ' blanks -> numeric
-    assert cleaner.categorical_columns == ["plan", "has_phone"]  # text and bool
+    assert prep.numeric_columns == ["tenure", "charges", "region"]  # ' ' blanks -> numeric
+    assert prep.categorical_columns == ["plan", "has_phone"]  # text and bool
     assert dm.class_names == ["No", "Yes"]
     names = dm.encoded_feature_names
     assert "cat__plan_family plan" in names  # quotes stripped
@@ -163,11 +163,10 @@ def test_csv_source_types_blanks_and_drops(tmp_path: Path) -> None:
 
 def test_csv_low_cardinality_ints_and_explicit_categoricals(tmp_path: Path) -> None:
     dm = csv_module(tmp_path, int_categorical_threshold=3, categorical_encoding="ordinal")
-    cleaner = dm.preprocessor.named_steps["clean"]
-    assert cleaner.categorical_columns == ["plan", "has_phone", "region"]
+    assert dm.preprocessor.categorical_columns == ["plan", "has_phone", "region"]
     assert dm.num_features == 5  # ordinal: one column per categorical
     dm = csv_module(tmp_path / "b", categorical_columns=["tenure"])
-    assert "tenure" in dm.preprocessor.named_steps["clean"].categorical_columns
+    assert "tenure" in dm.preprocessor.categorical_columns
 
 
 def test_openml_reads_a_real_cache_fixture(tmp_path: Path) -> None:
@@ -232,9 +231,9 @@ def test_uci_real_breast_cancer() -> None:
 def test_preprocessing_is_fitted_on_train_only(cancer: TabularDataModule) -> None:
     raw = cancer.raw_features.to_numpy()
     train = raw[cancer.split_indices["train"]]
-    scaler = cancer.preprocessor.named_steps["encode"].named_transformers_["num"]["scale"]
-    np.testing.assert_allclose(scaler.mean_, train.mean(axis=0), rtol=1e-10)
-    assert not np.allclose(scaler.mean_, raw.mean(axis=0), rtol=1e-4)
+    means = np.array([column.mean for column in cancer.preprocessor.numeric])
+    np.testing.assert_allclose(means, train.mean(axis=0), rtol=1e-10)
+    assert not np.allclose(means, raw.mean(axis=0), rtol=1e-4)
     x_train, _ = cancer.tensors("train")
     torch.testing.assert_close(x_train.mean(0), torch.zeros(30), atol=1e-5, rtol=0)
     assert cancer.tensors("test")[0].mean(0).abs().max() > 1e-3  # test rows were not fitted
@@ -308,7 +307,7 @@ def test_transform_raw_matches_setup_and_handles_raw_strings(tmp_path: Path) -> 
     assert x_new.shape == (2, dm.num_features) and torch.isfinite(x_new).all()
     plan = [i for i, n in enumerate(dm.encoded_feature_names) if n.startswith("cat__plan")]
     assert x_new[1, plan].abs().sum() == 0  # unseen category -> all-zero one-hot
-    with pytest.raises(ValueError, match="numeric column 'tenure' has non-numeric values"):
+    with pytest.raises(ValueError, match=r"numeric column 'tenure' has 1 non-numeric cell.*'long'"):
         dm.transform_raw(pd.DataFrame([{**new_rows[0], "tenure": "long"}]))
     with pytest.raises(ValueError, match=r"lack the feature columns \['charges'\]"):
         dm.transform_raw(raw.drop(columns=["charges"]))
@@ -325,11 +324,11 @@ def test_state_dict_round_trip_scores_raw_rows_without_refitting(tmp_path: Path)
     assert restored.num_features == dm.num_features and restored.class_names == ["No", "Yes"]
     torch.testing.assert_close(restored.transform_raw(raw), dm.transform_raw(raw))
 
-    dm.save_preprocessor(tmp_path / "prep.joblib")
-    featurizer = RawFeaturizer.load(tmp_path / "prep.joblib")
+    dm.save_preprocessor(tmp_path / "prep.json")
+    featurizer = TabularPreprocessor.load(tmp_path / "prep.json")
     torch.testing.assert_close(featurizer(raw), dm.transform_raw(raw))
     other = TabularDataModule()
-    other.load_preprocessor(tmp_path / "prep.joblib")
+    other.load_preprocessor(tmp_path / "prep.json")
     assert other.feature_names == dm.feature_names and other.num_classes == 2
 
 
@@ -402,7 +401,9 @@ def test_bad_configuration_names_the_allowed_values(tmp_path: Path) -> None:
         TabularDataModule(source="parquet")
     with pytest.raises(ValueError, match=r"unknown scikit-learn data set 'mnist'.*'wine'"):
         TabularDataModule(name="mnist").setup()
-    with pytest.raises(ValueError, match=r"categorical_encoding 'hash'.*\['onehot', 'ordinal'\]"):
+    with pytest.raises(
+        ValueError, match=r"categorical_encoding 'hash'.*\['embedding', 'onehot', 'ordinal'\]"
+    ):
         TabularDataModule(categorical_encoding="hash")
     with pytest.raises(ValueError, match="fold in"):
         TabularDataModule(num_folds=5, fold=5)

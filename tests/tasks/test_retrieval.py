@@ -126,7 +126,7 @@ def test_checkpoint_keeps_the_memories_and_reproduces_outputs(tmp_path: Path) ->
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2)
     trainer.fit(task, datamodule=datamodule)
     trainer.save_checkpoint(tmp_path / "task.ckpt")
-    state = torch.load(tmp_path / "task.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(tmp_path / "task.ckpt", weights_only=True)["state_dict"]
     torch.testing.assert_close(state["memories"], datamodule.memories)
     # no datamodule needed: sizes, image shape and memories come from the checkpoint
     loaded = RetrievalTask.load_from_checkpoint(tmp_path / "task.ckpt").eval()
@@ -200,6 +200,8 @@ def test_tensorboard_gets_the_retrieval_grid_and_metrics(tmp_path: Path) -> None
         "val/acc_best",
         "train/acc",
         "train/loss_epoch",
+        "val/energy_step_0",
+        "val/energy_step_1",
     } <= tags["scalars"]
     # three rows (query / retrieved / source) of five 8x8 digits with 2-pixel padding
     assert shapes == [(3 * 10 + 2, 5 * 10 + 2)]
@@ -228,6 +230,51 @@ def test_multi_step_retrieval(tmp_path: Path, similarity: str) -> None:
     one_step = RetrievalTask(similarity=similarity, separation="softmax", beta=0.5, steps=1)
     one_step_mse = _validate(tmp_path, one_step, datamodule)["val/mse"]
     assert metrics["val/mse"] != pytest.approx(one_step_mse)
+
+
+def test_energy_of_every_step_is_logged_and_descends(tmp_path: Path) -> None:
+    datamodule = _data(variant="noise", variant_kwargs={"sigma": 0.3})
+    task = RetrievalTask(similarity="dot", beta=2.0, steps=3)
+    metrics = _validate(tmp_path, task, datamodule)
+    queries, _ = datamodule._datasets["val"].tensors
+    expected = retrieve(
+        queries, datamodule.memories, beta=2.0, steps=3, return_energies=True
+    ).energies.mean(-1)
+    logged = torch.tensor([metrics[f"val/energy_step_{t}"] for t in range(4)])
+    torch.testing.assert_close(logged, expected.float(), rtol=1e-5, atol=1e-5)
+    assert (logged.diff() <= 0).all()  # dot + softmax: CCCP
+    # no energy for the normalised polynomial: nothing logged, unless it is asked for
+    quiet = _validate(
+        tmp_path, RetrievalTask(similarity="dot", separation="polynomial"), datamodule
+    )
+    assert not any(name.startswith("val/energy") for name in quiet)
+    with pytest.raises(ValueError, match="has no energy"):
+        RetrievalTask(
+            similarity="dot", separation="polynomial", log_energy=True, dim=3, num_memories=2
+        )
+    off = _validate(tmp_path, RetrievalTask(similarity="dot", log_energy=False), datamodule)
+    assert "val/energy_step_0" not in off
+
+
+def test_uhop_stage_one_at_setup_then_fit_and_checkpoint(tmp_path: Path) -> None:
+    """validate = U-Hop (stage I on the stored memories, no queries seen); fit also trains the
+    feature map on variants; a checkpoint brings the trained map back."""
+    datamodule = _data(variant_kwargs={"difficulty": 0.5})
+    kwargs = {"similarity": "uhop", "beta": 0.5, "similarity_kwargs": {"separation_epochs": 30}}
+    task = RetrievalTask(num_sample_images=0, **kwargs)
+    _validate(tmp_path, task, datamodule)
+    initial = build_similarity("uhop", dim=64).features.weight
+    stage_one = task.similarity.features.weight.detach().clone()
+    assert not torch.equal(stage_one, initial)
+    trainer = _trainer(tmp_path, max_epochs=1)
+    # setup keeps the memories it already holds: no second stage I
+    trainer.fit(task, datamodule=datamodule)
+    assert not torch.equal(task.similarity.features.weight, stage_one)
+    trainer.save_checkpoint(tmp_path / "uhop.ckpt")
+    loaded = RetrievalTask.load_from_checkpoint(tmp_path / "uhop.ckpt").eval()
+    queries = datamodule._datasets["val"].tensors[0][:10]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(queries), task.eval()(queries))
 
 
 @pytest.mark.parametrize(
