@@ -326,6 +326,8 @@ class FoldRunner:
         edits["trainer.limit_val_batches"] = 0
         edits["trainer.num_sanity_val_steps"] = 0
         edits["trainer.callbacks"] = without_callbacks(config, (EarlyStopping, ModelCheckpoint))
+        if has_option(config, "best_k"):  # no validation metric to rank checkpoints by
+            edits["best_k"] = 0
         return edits
 
     def inner_config(self, edits: Mapping[str, Any], inner_fold: int) -> dict[str, Any]:
