@@ -16,6 +16,7 @@ run. Checkpoints are only ever loaded with ``weights_only=True``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -306,6 +307,8 @@ def _run_export(argv: list[str]) -> None:
 
 #: subcommands that are not LightningCLI's: name -> runner of the remaining arguments
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], object]] = {"export": _run_export}
+EXTRA_COMMANDS["cv"] = lambda argv: importlib.import_module("ahop_cli.evaluate").main(argv)
+EXTRA_COMMANDS["search"] = lambda argv: importlib.import_module("ahop_cli.search").main(argv)
 
 _LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 

@@ -24,7 +24,8 @@ from torchvision.datasets.mnist import read_image_file
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms import v2
 
-from datamodules.image_sources import get_source, load_images, read_idx, stratified_split
+from datamodules.image_sources import get_source, load_images, read_idx
+from datamodules.splits import check_split_options, kfold_split, validation_split
 from datamodules.tensor_data import IndexedTensorDataset, make_loader
 
 # Datasets that are augmented by default (``augment=None``).
@@ -151,16 +152,26 @@ class ImageDataModule(LightningDataModule):
         carve_from: ``None``, a native split or ``"auto"``: carve train/test from one split
             (e.g. ``"test"`` for the offline MNIST test files); see ``image_sources``.
         carve_test_fraction: share of each class that a carve puts into the test split.
-        val_fraction: share of each class of the training split held out for validation.
+        val_fraction: share of each class of the training split held out for validation
+            (``0``: no validation images); unused with ``inner_folds``.
+        num_folds: if set, stratified k-fold over the pool of the training and test splits:
+            the test images are fold ``fold``, the rest train (see :mod:`datamodules.splits`);
+            ``None``: the dataset's own (or carved) test split.
+        fold: test fold in ``[0, num_folds)``.
+        inner_folds: if set, the validation images are inner fold ``inner_fold`` of a
+            stratified ``inner_folds``-fold split of the training images.
+        inner_fold: the inner validation fold, in ``[0, inner_folds)``.
         batch_size: training batch size.
         eval_batch_size: batch size of val/test/predict loaders (default: ``batch_size``).
         normalize: subtract the dataset mean and divide by its std, per channel.
         augment: random crop (padding 4) + horizontal flip on training batches;
             ``None`` = on for CIFAR-10 only.
-        seed: seed of the carve and validation splits and of the training shuffle.
+        seed: seed of the carve, fold and validation splits and of the training shuffle.
         predict_path: new images for ``predict``: a folder of image files (PNG, JPEG, ...; ids
             = file names) or an MNIST-style IDX images file (ids = positions); pixels / 255,
             then normalised as in training. Default: the test split.
+
+    Image ids (:meth:`split_ids`) number the training split's images first, then the test split's.
     """
 
     def __init__(
@@ -171,6 +182,10 @@ class ImageDataModule(LightningDataModule):
         carve_from: str | None = None,
         carve_test_fraction: float = 0.2,
         val_fraction: float = 0.1,
+        num_folds: int | None = None,
+        fold: int = 0,
+        inner_folds: int | None = None,
+        inner_fold: int = 0,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         normalize: bool = True,
@@ -181,8 +196,7 @@ class ImageDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         source = get_source(dataset)
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_split_options(num_folds, fold, inner_folds, inner_fold, val_fraction)
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError("batch_size and eval_batch_size must be >= 1")
         self.source = source
@@ -201,6 +215,12 @@ class ImageDataModule(LightningDataModule):
         self.val_set: _TransformedImages | None = None
         self.test_set: _TransformedImages | None = None
         self.predict_set: tuple[_TransformedImages, list] | None = None
+        self._ids: dict[str, Tensor] = {}
+
+    @property
+    def fold_count(self) -> int:
+        """Folds a runner should iterate: ``num_folds``, or 1 for the fixed test split."""
+        return self.hparams.num_folds or 1
 
     def _load(self, split: str) -> tuple[Tensor, Tensor]:
         hp = self.hparams
@@ -221,22 +241,51 @@ class ImageDataModule(LightningDataModule):
                 self._load(split)
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the splits that ``stage`` needs (all of them for ``None``)."""
-        if stage in (None, "fit", "validate") and self.train_set is None:
-            images, labels = self._load("train")
-            train_idx, val_idx = stratified_split(
-                labels, self.hparams.val_fraction, self.hparams.seed
+        """Load the splits that ``stage`` needs (all of them for ``None``; with ``num_folds``
+        every split, since the folds cut the pool of both)."""
+        hp = self.hparams
+        wants_fit = stage in (None, "fit", "validate") or hp.num_folds is not None
+        new_inputs = stage == "predict" and hp.predict_path is not None  # not the test split
+        wants_test = (stage in (None, "test", "predict") and not new_inputs) or (
+            hp.num_folds is not None
+        )
+        if hp.num_folds is not None and self.test_set is None:
+            train_images, train_labels = self._load("train")
+            test_images, test_labels = self._load("test")
+            images = torch.cat([train_images, test_images])
+            labels = torch.cat([train_labels, test_labels])
+            rest, test_idx = kfold_split(labels, hp.num_folds, hp.fold, hp.seed)
+            self._ids["test"] = test_idx
+            self.test_set = _TransformedImages(
+                images[test_idx], labels[test_idx], transform=self.eval_transform
             )
+        elif wants_test and self.test_set is None:
+            images, labels = self._load("test")
+            self._ids["test"] = len(self._load("train")[1]) + torch.arange(len(labels))
+            self.test_set = _TransformedImages(images, labels, transform=self.eval_transform)
+        if wants_fit and self.train_set is None:
+            if hp.num_folds is None:
+                images, labels = self._load("train")
+                rest = torch.arange(len(labels))
+            images, labels = images[rest], labels[rest]
+            train_idx, val_idx = validation_split(
+                labels, hp.seed, hp.val_fraction, hp.inner_folds, hp.inner_fold
+            )
+            self._ids["train"], self._ids["val"] = rest[train_idx], rest[val_idx]
             self.train_set = _TransformedImages(
                 images[train_idx], labels[train_idx], transform=self.train_transform
             )
             self.val_set = _TransformedImages(
                 images[val_idx], labels[val_idx], transform=self.eval_transform
             )
-        new_inputs = stage == "predict" and self.hparams.predict_path is not None
-        if stage in (None, "test", "predict") and self.test_set is None and not new_inputs:
-            images, labels = self._load("test")
-            self.test_set = _TransformedImages(images, labels, transform=self.eval_transform)
+
+    def split_ids(self, split: str) -> list[int]:
+        """Ids of the images in ``split`` (train | val | test), in loader order (see class doc)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; allowed: train, val, test")
+        if split not in self._ids:
+            raise RuntimeError("call setup() before asking for split ids")
+        return self._ids[split].tolist()
 
     def _loader(self, dataset: _TransformedImages | None, train: bool) -> DataLoader:
         if dataset is None:

@@ -16,21 +16,27 @@ Bags keep their order (nothing is sorted by length) and instances keep their ord
 - ``musk1``, ``musk2``, ``ucsb_breast_cancer``: ``<name>.csv[.gz]`` without header; column 0 =
   bag label, column 1 = bag id, the rest = instance features;
 - ``mnist_bags``: MNIST-bags of Ilse et al. (2018), instances are flattened images (F = C*H*W);
+- ``csv`` / ``mat``: your own bags, read from ``path`` in the musk / Corel layout;
 - ``synthetic``: a small deterministic Gaussian bag set (see :func:`make_synthetic_bags`);
 - ``auto`` (default): ``musk1`` when its file is in ``data_dir``, else ``synthetic``.
 
 Files are looked up in ``data_dir`` and ``data_dir/mil``.
 
-**Protocol.** File and synthetic datasets use stratified ``num_folds``-fold cross-validation over
-bags: ``fold`` selects the test fold, and a stratified ``val_fraction`` of the remaining bags is
-held out for validation / early stopping. ``mnist_bags`` follows Ilse et al.: fixed training bags
-drawn from the training images and test bags drawn from the test images (``fold`` is ignored,
-:attr:`MILDataModule.fold_count` is 1). Feature standardisation is fitted on the training bags
-only (instances of the val and test bags are excluded).
+**Protocol** (the split options of :mod:`datamodules.splits`, shared with the other datamodules).
+File and synthetic datasets use stratified ``num_folds``-fold cross-validation over bags: ``fold``
+selects the test fold. The validation bags come from the remaining bags only: inner fold
+``inner_fold`` of a stratified ``inner_folds``-fold split when ``inner_folds`` is set (what
+``ahop cv`` uses for model selection and searches), else a stratified ``val_fraction`` share
+(``0``: no validation bags, every non-test bag trains). ``mnist_bags`` follows Ilse et al.: fixed
+training bags drawn from the training images and test bags drawn from the test images (``fold`` is
+ignored, :attr:`MILDataModule.fold_count` is 1). Feature standardisation is fitted on the training
+bags only (instances of the val and test bags are excluded). :meth:`MILDataModule.split_ids` gives
+the bag ids of each split (test bags of ``mnist_bags`` are numbered after the training bags).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +47,11 @@ import scipy.io
 import scipy.sparse
 import torch
 from lightning import LightningDataModule
-from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.image_sources import load_images, stratified_split
+from datamodules.image_sources import load_images
+from datamodules.splits import check_split_options, kfold_split, validation_split
 from datamodules.tensor_data import make_loader
 
 # --------------------------------------------------------------------------- bag storage
@@ -426,9 +432,17 @@ def _file_loader(stem: str, suffixes: Sequence[str], reader: Callable[[Path], Ba
                 f"{stem}: none of {names} found in {data_dir} or {data_dir / 'mil'}; "
                 "set data_dir to the folder holding the file"
             )
-        return reader(path)
+        return _read_cached(reader, path.resolve(), path.stat().st_mtime_ns)
 
     return load
+
+
+@functools.lru_cache(maxsize=8)
+def _read_cached(reader: Callable[[Path], BagSet], path: Path, mtime_ns: int) -> BagSet:
+    """Read a file once per process (an evaluation builds a datamodule per fold and trial); the
+    modification time is part of the key, so an edited file is read again. Callers never modify
+    the returned pool (:meth:`BagSet.subset` copies)."""
+    return reader(path)
 
 
 def _load_mnist_bags(dm: MILDataModule) -> tuple[BagSet, BagSet]:
@@ -458,11 +472,27 @@ def _load_mnist_bags(dm: MILDataModule) -> tuple[BagSet, BagSet]:
                 seed=hp.seed * 2 + seed_offset,
             )
         )
-    return pools[0], pools[1]
+    train, test = pools
+    test.bag_ids = [len(train) + i for i in range(len(test))]  # ids unique across both pools
+    return train, test
 
 
 def _load_synthetic(dm: MILDataModule) -> BagSet:
     return make_synthetic_bags(seed=dm.hparams.seed)
+
+
+def _load_path(reader: Callable[[Path], BagSet]) -> Callable[[MILDataModule], BagSet]:
+    def load(dm: MILDataModule) -> BagSet:
+        if not dm.hparams.path:
+            raise ValueError(
+                f"dataset {dm.hparams.dataset!r} reads the file given by path; set path"
+            )
+        path = Path(dm.hparams.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"MIL file {path} not found (path option)")
+        return _read_cached(reader, path.resolve(), path.stat().st_mtime_ns)
+
+    return load
 
 
 def _load_auto(dm: MILDataModule) -> BagSet:
@@ -482,6 +512,8 @@ MIL_DATASETS: dict[str, Callable[[MILDataModule], Loaded]] = {
     "musk1": _file_loader("musk1", _CSV, read_mil_csv),
     "musk2": _file_loader("musk2", _CSV, read_mil_csv),
     "ucsb_breast_cancer": _file_loader("ucsb_breast_cancer", _CSV, read_mil_csv),
+    "csv": _load_path(read_mil_csv),  # your own bags: path = a CSV in the musk layout
+    "mat": _load_path(read_corel_mat),  # path = a .mat in the Corel layout
 }
 
 
@@ -500,7 +532,11 @@ class MILDataModule(LightningDataModule):
         data_dir: folder of the benchmark files (also searched: ``data_dir/mil``) and image root.
         num_folds: folds of the stratified cross-validation over bags.
         fold: test fold index in ``[0, num_folds)``.
-        val_fraction: stratified share of the non-test bags held out for validation.
+        val_fraction: stratified share of the non-test bags held out for validation (``0``: no
+            validation bags); unused with ``inner_folds``.
+        inner_folds: if set, the validation bags are inner fold ``inner_fold`` of a stratified
+            ``inner_folds``-fold split of the non-test bags.
+        inner_fold: the inner validation fold, in ``[0, inner_folds)``.
         seed: seed of folds, validation split and generated bags.
         batch_size: bags per training batch.
         eval_batch_size: bags per val / test / predict batch (``None``: ``batch_size``).
@@ -516,6 +552,8 @@ class MILDataModule(LightningDataModule):
         num_train_bags: ``mnist_bags``: training bags.
         num_test_bags: ``mnist_bags``: test bags.
         balanced: ``mnist_bags``: as many positive as negative bags.
+        path: the file of ``dataset: csv`` (musk layout: label, bag id, features; ``.gz`` ok)
+            or ``dataset: mat`` (Corel layout).
         predict_path: a bag file for ``predict`` in the format of the training files (``.mat``
             as Corel, else a MIL CSV; the label column is read but not used), standardised with
             the training bags' statistics. Default: the test bags.
@@ -528,6 +566,8 @@ class MILDataModule(LightningDataModule):
         num_folds: int = 10,
         fold: int = 0,
         val_fraction: float = 0.1,
+        inner_folds: int | None = None,
+        inner_fold: int = 0,
         seed: int = 0,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -541,6 +581,7 @@ class MILDataModule(LightningDataModule):
         num_train_bags: int = 200,
         num_test_bags: int = 50,
         balanced: bool = False,
+        path: str | None = None,
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -549,12 +590,7 @@ class MILDataModule(LightningDataModule):
             raise ValueError(
                 f"unknown MIL dataset {dataset!r}; allowed values: {', '.join(MIL_DATASETS)}"
             )
-        if num_folds < 2:
-            raise ValueError(f"num_folds must be >= 2, got {num_folds}")
-        if not 0 <= fold < num_folds:
-            raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        check_split_options(num_folds, fold, inner_folds, inner_fold, val_fraction)
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError("batch_size and eval_batch_size must be >= 1")
         self._loaded: Loaded | None = None
@@ -595,13 +631,7 @@ class MILDataModule(LightningDataModule):
         if isinstance(pool, tuple):
             raise ValueError(f"{self.hparams.dataset} has fixed train/test bags, no folds")
         hp = self.hparams
-        labels = pool.labels.numpy()
-        folds = StratifiedKFold(n_splits=hp.num_folds, shuffle=True, random_state=hp.seed)
-        try:
-            train_idx, test_idx = list(folds.split(np.zeros(len(labels)), labels))[hp.fold]
-        except ValueError as err:
-            raise ValueError(f"cannot make {hp.num_folds} stratified folds: {err}") from None
-        return torch.as_tensor(train_idx), torch.as_tensor(test_idx)
+        return kfold_split(pool.labels, hp.num_folds, hp.fold, hp.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Split bags into train / val / test and standardise features (fitted on train)."""
@@ -613,12 +643,10 @@ class MILDataModule(LightningDataModule):
         else:
             rest_idx, test_idx = self.split_indices()
             train_pool, test = loaded.subset(rest_idx), loaded.subset(test_idx)
-        try:
-            train_idx, val_idx = stratified_split(
-                train_pool.labels, self.hparams.val_fraction, self.hparams.seed
-            )
-        except ValueError as err:
-            raise ValueError(f"cannot carve a stratified validation split: {err}") from None
+        hp = self.hparams
+        train_idx, val_idx = validation_split(
+            train_pool.labels, hp.seed, hp.val_fraction, hp.inner_folds, hp.inner_fold
+        )
         train, val = train_pool.subset(train_idx), train_pool.subset(val_idx)
         if self.hparams.standardize:
             mean = train.instances.mean(dim=0)
@@ -633,6 +661,14 @@ class MILDataModule(LightningDataModule):
         if self.train_set is None or self.val_set is None or self.test_set is None:
             raise RuntimeError("call setup() first")
         return self.train_set, self.val_set, self.test_set
+
+    def split_ids(self, split: str) -> list:
+        """The ids (from the source file; positions for generated bags) of the bags in ``split``
+        (``train`` | ``val`` | ``test``), in loader order."""
+        sets = dict(zip(("train", "val", "test"), self._require()))
+        if split not in sets:
+            raise ValueError(f"unknown split {split!r}; allowed: train, val, test")
+        return list(sets[split].bag_ids)
 
     @property
     def num_features(self) -> int:

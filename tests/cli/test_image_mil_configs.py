@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import mil_cv
 import train
 from datamodules.image_sources import available_splits
 
@@ -127,12 +126,13 @@ def _one_line_error(monkeypatch, runner, argv: list[str]) -> str:
     return message
 
 
-def test_mil_cv_reports_bad_data_in_one_line(tmp_path: Path, monkeypatch) -> None:
-    """The k-fold runner reports like the CLI (the CLI's cases: tests/cli/test_bad_inputs.py)."""
+def test_cv_reports_bad_data_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    """The evaluation command reports like the CLI (the CLI's cases: tests/cli/test_bad_inputs.py)."""
     _write_csv(tmp_path / "musk1.csv", ["1,a,1.0,2.0", "1,a,nan,2.0", "0,b,0.5,0.1"])
-    argv = ["mil_cv.py", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
+    argv = ["ahop", "cv", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
     argv += ["--data.init_args.data_dir", str(tmp_path), "--data.init_args.dataset", "musk1"]
-    assert "NaN" in _one_line_error(monkeypatch, mil_cv.run_cli, argv)
+    argv += ["--output_dir", str(tmp_path / "cv")]
+    assert "NaN" in _one_line_error(monkeypatch, train.run_cli, argv)
 
 
 def test_cli_built_mil_datamodule_gives_other_folds(tmp_path: Path) -> None:

@@ -66,6 +66,26 @@ def test_mnist_from_idx_with_carve(tmp_path: Path) -> None:
         missing.setup("fit")
 
 
+def test_k_fold_over_the_pool_of_both_splits() -> None:
+    """With num_folds the test folds partition train + test images; inner folds the rest."""
+    seen: list[int] = []
+    for fold in range(3):
+        dm = ImageDataModule(num_folds=3, fold=fold, inner_folds=2, inner_fold=1, seed=4)
+        assert dm.fold_count == 3
+        dm.setup("fit")
+        train, val, test = (set(dm.split_ids(s)) for s in ("train", "val", "test"))
+        assert not (train & val or train & test or val & test)
+        assert len(train | val | test) == 1797 and len(test) == len(dm.test_set)
+        assert torch.bincount(dm.test_set.tensors[1]).min() >= 55  # stratified (~60 a class)
+        seen += sorted(test)
+    assert sorted(seen) == list(range(1797))
+    fixed = ImageDataModule()
+    fixed.setup()
+    assert fixed.fold_count == 1 and min(fixed.split_ids("test")) == len(fixed.train_set) + len(
+        fixed.val_set
+    )
+
+
 def test_random_crop_flip_is_per_image() -> None:
     torch.manual_seed(0)
     image = torch.rand(1, 3, 8, 8)
@@ -108,7 +128,7 @@ def test_cifar10_settings_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="allowed values"):
         ImageDataModule(dataset="imagenet")
     with pytest.raises(ValueError, match="val_fraction"):
-        ImageDataModule(val_fraction=0.0)
+        ImageDataModule(val_fraction=1.0)
 
 
 class _LinearClassifier(L.LightningModule):

@@ -232,6 +232,57 @@ def test_folds_partition_and_stratify() -> None:
     assert len(list(base.iter_folds())) == 5
 
 
+def test_inner_folds_partition_the_training_bags() -> None:
+    """Inner validation folds come from the non-test bags only and partition them; with
+    val_fraction 0 every non-test bag trains."""
+
+    def fold(**kwargs) -> MILDataModule:
+        dm = MILDataModule(dataset="synthetic", num_folds=5, fold=2, seed=3, **kwargs)
+        dm.setup()
+        return dm
+
+    test = set(fold().split_ids("test"))
+    vals = []
+    for inner in range(4):
+        dm = fold(inner_folds=4, inner_fold=inner)
+        assert set(dm.split_ids("test")) == test
+        train, val = set(dm.split_ids("train")), set(dm.split_ids("val"))
+        assert not (train & val or train & test or val & test)
+        assert dm.num_positive["val"] == 10  # stratified: 40 of the 80 training bags positive
+        vals.append(val)
+    assert set().union(*vals) == set(range(100)) - test and sum(map(len, vals)) == 80
+    whole = fold(val_fraction=0.0)
+    assert whole.num_bags == {"train": 80, "val": 0, "test": 20}
+    assert list(whole.val_dataloader()) == []
+    with pytest.raises(ValueError, match="inner_fold must be in"):
+        MILDataModule(inner_folds=3, inner_fold=3)
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        MILDataModule(val_fraction=1.0)
+
+
+def test_own_csv_file_by_path(tmp_path: Path) -> None:
+    rows = [f"{i % 2},bag{i},{i % 2 + 0.1 * k},{k}" for i in range(20) for k in range(3)]
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join(rows) + "\n")
+    dm = MILDataModule(dataset="csv", path=str(path), num_folds=4)
+    dm.setup()
+    assert dm.num_features == 2 and sum(dm.num_bags.values()) == 20
+    assert set(dm.split_ids("test")) <= {f"bag{i}" for i in range(20)}
+    with pytest.raises(ValueError, match="set path"):
+        MILDataModule(dataset="csv").setup()
+    with pytest.raises(FileNotFoundError, match="not found"):
+        MILDataModule(dataset="mat", path=str(tmp_path / "none.mat")).setup()
+
+
+def test_mnist_bags_ids_unique_across_train_and_test() -> None:
+    dm = MILDataModule(
+        dataset="mnist_bags", image_source="digits", num_train_bags=30, num_test_bags=10
+    )
+    dm.setup()
+    ids = [set(dm.split_ids(s)) for s in ("train", "val", "test")]
+    assert len(set().union(*ids)) == 40 and ids[2] == set(range(30, 40))
+
+
 def test_standardisation_fitted_on_training_bags() -> None:
     dm = MILDataModule(dataset="synthetic", num_folds=4, fold=2)
     dm.setup()

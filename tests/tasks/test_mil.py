@@ -1,4 +1,4 @@
-"""Tests for ahop.mil_models, tasks.mil and the k-fold runner mil_cv.py."""
+"""Tests for ahop.mil_models and tasks.mil (the evaluation command: tests/cli/test_cv.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryAUROC
 
-import mil_cv
 from ahop.mil_models import HopfieldMILNetwork
 from datamodules.mil import MILDataModule, make_synthetic_bags
 from tasks.mil import MILClassifier
@@ -63,6 +62,29 @@ def test_network_rejects_bad_inputs() -> None:
         net(torch.randn(3, 4))
     with pytest.raises(ValueError, match="divisible by num_heads"):
         HopfieldMILNetwork(4, embedding_dim=10, num_heads=4)
+
+
+def test_instance_dropout_only_in_training_and_keeps_an_instance() -> None:
+    torch.manual_seed(0)
+    net = HopfieldMILNetwork(4, embedding_dim=8, num_heads=2, instance_dropout=0.5)
+    plain = HopfieldMILNetwork(4, embedding_dim=8, num_heads=2)
+    plain.load_state_dict(net.state_dict())
+    instances = torch.randn(64, 3, 4)
+    mask = torch.zeros(64, 3, dtype=torch.bool)
+    mask[:, 2] = True  # bags of 2 real instances + 1 padding
+    net.eval(), plain.eval()
+    torch.testing.assert_close(net(instances, mask), plain(instances, mask))
+    net.train()
+    dropped = net._drop_instances(instances, mask)
+    assert (dropped | ~mask)[:, 2].all() and dropped[:, 2].all()  # padding stays padding
+    assert not dropped.all(dim=1).any()  # no bag loses every instance
+    assert dropped[:, :2].any()  # some real instances were left out
+    leaf = instances.clone().requires_grad_(True)
+    torch.manual_seed(1)
+    net(leaf, mask).sum().backward()
+    assert (leaf.grad[:, 2] == 0).all()
+    with pytest.raises(ValueError, match="instance_dropout"):
+        HopfieldMILNetwork(4, embedding_dim=8, num_heads=2, instance_dropout=1.0)
 
 
 def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
@@ -119,56 +141,20 @@ def test_pos_weight_validated_and_used() -> None:
     assert float(task.criterion.pos_weight) == 3.0
 
 
-def test_cv_runner_trains_and_tests_every_fold(tmp_path: Path, capsys) -> None:
-    runs = tmp_path / "runs"
-    results = mil_cv.main(
-        [
-            "--config",
-            str(ROOT / "configs" / "mil.yaml"),
-            "--folds",
-            "2",
-            "--results",
-            str(tmp_path / "cv.json"),
-            "--output_dir",
-            str(tmp_path / "cv"),
-            "--data.init_args.dataset",
-            "synthetic",
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger.init_args.save_dir",
-            str(runs),
-            "--model.init_args.embedding_dim",
-            "16",
-        ]
-    )
-    assert [(r.seed, r.fold) for r in results] == [(0, 0), (0, 1)]
-    for result in results:
-        assert 0.0 <= result.metrics["test/auroc"] <= 1.0
-        assert result.epochs == 1 and result.best_val is not None
-        assert Path(result.checkpoint).is_file()  # the best checkpoint was the one tested
-        assert sum(result.extra["bags"].values()) == 100
-    # folds partition the bags: the two test folds hold 50 bags each
-    assert [r.extra["bags"]["test"] for r in results] == [50, 50]
-    table = capsys.readouterr().out
-    assert "| **mean ± std** | 2 runs |" in table and "test AUROC" in table
-    assert {p.name for p in (runs / "mil").iterdir()} == {"cv_seed0_fold00", "cv_seed0_fold01"}
-    assert (tmp_path / "cv.json").is_file()
-
-
-def test_summary_statistics() -> None:
-    def result(seed: int, fold: int, auroc: float) -> mil_cv.FoldResult:
-        return mil_cv.FoldResult(seed, fold, {"test/auroc": auroc}, 1, None, 0.0)
-
-    results = [result(0, 0, 0.8), result(0, 1, 1.0), result(1, 0, 0.6), result(1, 1, 0.6)]
-    summary = mil_cv.summarize(results)["test/auroc"]
-    assert summary["mean"] == pytest.approx(0.75)
-    assert summary["std"] == pytest.approx(torch.tensor([0.8, 1.0, 0.6, 0.6]).std().item())
-    assert summary["repeat_std"] == pytest.approx(torch.tensor([0.9, 0.6]).std().item())
-    assert "over repeats" in mil_cv.format_table(results)
-
-
 def test_synthetic_bags_are_the_runner_default_without_files(tmp_path: Path) -> None:
     datamodule = MILDataModule(dataset="auto", data_dir=str(tmp_path))
     assert len(datamodule.load()) == len(make_synthetic_bags())
+
+
+def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
+    """EMAWeightAveraging builds its copy before the task's setup: configure_model builds first."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=32)
+    task = MILClassifier(embedding_dim=8, num_heads=2)
+    ema = EMAWeightAveraging(decay=0.5)
+    _trainer(tmp_path, max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
+    averaged = dict(ema._average_model.module.named_parameters())
+    assert averaged and set(averaged) == set(dict(task.named_parameters()))
+    for name, param in task.named_parameters():  # the averaged weights are the final ones
+        torch.testing.assert_close(param, averaged[name])
