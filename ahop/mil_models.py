@@ -29,6 +29,9 @@ class HopfieldMILNetwork(nn.Module):
             :class:`~ahop.layers.Hopfield` (``adaptive``: the A-Hop learned similarity).
         dropout: dropout in the instance MLP, on the association weights and before the
             classifier.
+        instance_dropout: in training, each instance of a bag is left out of the pooling with
+            this probability (every bag keeps at least one): the classifier cannot rely on any
+            single instance, a bag-level augmentation for data sets of a few hundred bags.
     """
 
     def __init__(
@@ -44,8 +47,12 @@ class HopfieldMILNetwork(nn.Module):
         scaling: float | None = None,
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
+        instance_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= instance_dropout < 1.0:
+            raise ValueError(f"instance_dropout must be in [0, 1), got {instance_dropout}")
+        self.instance_dropout = instance_dropout
         if num_features < 1:
             raise ValueError(f"num_features must be >= 1, got {num_features}")
         if num_embedding_layers < 1:
@@ -96,5 +103,20 @@ class HopfieldMILNetwork(nn.Module):
             if not torch.compiler.is_compiling() and empty.any():
                 bags = empty.nonzero().flatten().tolist()
                 raise ValueError(f"bags at batch positions {bags} are all padding (empty bags)")
+        if self.training and self.instance_dropout > 0:
+            mask = self._drop_instances(instances, mask)
         pooled = self.pooling(self.embed(instances), stored_pattern_padding_mask=mask)
         return self.classifier(pooled).squeeze(-1)
+
+    def _drop_instances(self, instances: Tensor, mask: Tensor | None) -> Tensor:
+        """The padding mask with random instances added (True = left out); a bag that would
+        lose every instance keeps all of its own."""
+        padding = (
+            torch.zeros(instances.shape[:2], dtype=torch.bool, device=instances.device)
+            if mask is None
+            else mask
+        )
+        drop = torch.rand(padding.shape, device=instances.device) < self.instance_dropout
+        dropped = padding | drop
+        emptied = dropped.all(dim=1, keepdim=True)
+        return torch.where(emptied, padding, dropped)

@@ -58,6 +58,7 @@ import yaml
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from ahop_cli.checkpoints import read_checkpoint
 from ahop_cli.config_edit import (
     build_cli,
     dump_config,
@@ -68,7 +69,7 @@ from ahop_cli.config_edit import (
     with_edits,
     without_callbacks,
 )
-from ahop_cli.selection import CurveRecorder, InnerCurves, Selection, get_rule
+from ahop_cli.selection import CurveRecorder, InnerCurves, Selection, StateHistory, get_rule
 
 #: test metrics shown in tables and plots, in this order (others are kept in the JSON)
 TABLE_METRICS = ("test/auroc", "test/acc", "test/f1")
@@ -317,13 +318,16 @@ class FoldRunner:
             edits["data.init_args.num_folds"] = self.protocol.folds
         return edits
 
-    def _whole_training_data(self) -> dict[str, Any]:
-        edits: dict[str, Any] = {_val_option(self.base): 0.0}
-        if has_option(self.base, "data.init_args.inner_folds"):
+    def _whole_training_data(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Edits that train on every training sample of ``config`` (no validation split)."""
+        edits: dict[str, Any] = {_val_option(config): 0.0}
+        if has_option(config, "data.init_args.inner_folds"):
             edits["data.init_args.inner_folds"] = None
         edits["trainer.limit_val_batches"] = 0
         edits["trainer.num_sanity_val_steps"] = 0
-        edits["trainer.callbacks"] = without_callbacks(self.base, (EarlyStopping, ModelCheckpoint))
+        edits["trainer.callbacks"] = without_callbacks(config, (EarlyStopping, ModelCheckpoint))
+        if has_option(config, "best_k"):  # no validation metric to rank checkpoints by
+            edits["best_k"] = 0
         return edits
 
     def inner_config(self, edits: Mapping[str, Any], inner_fold: int) -> dict[str, Any]:
@@ -332,25 +336,25 @@ class FoldRunner:
                 f"{get_option(self.base, 'data.class_path')} has no inner_folds option, which "
                 "selection 'inner_cv' and searches need; use --selection validation or fixed"
             )
+        config = with_edits(self.base, {**self.fold_edits(), **edits})
         role = {
             "data.init_args.inner_folds": self.inner_folds,
             "data.init_args.inner_fold": inner_fold,
-            "trainer.callbacks": without_callbacks(self.base, (EarlyStopping, ModelCheckpoint)),
+            "trainer.callbacks": without_callbacks(config, (EarlyStopping, ModelCheckpoint)),
             "trainer.logger": False,
             "trainer.enable_checkpointing": False,
             "trainer.num_sanity_val_steps": 0,
             "trainer.default_root_dir": str(self.fold_dir / "inner"),
             **_QUIET,
         }
-        return with_edits(self.base, {**self.fold_edits(), **edits, **role})
+        return with_edits(config, role)
 
     def final_config(self, selection: Selection) -> dict[str, Any]:
         """The final fit's config as ``ahop fit`` would run it (written to ``fit_config.yaml``)."""
-        edits = {**self.fold_edits()}
+        config = with_edits(self.base, {**self.fold_edits(), **selection.edits})
         if selection.whole_training_data:
-            edits.update(self._whole_training_data())
-        edits.update(selection.edits)
-        return with_edits(self.base, edits)
+            config = with_edits(config, self._whole_training_data(config))
+        return config
 
     def _run_edits(self, config: Mapping[str, Any], selection: Selection) -> dict[str, Any]:
         """What the engine changes on top of the final config: quiet, own folders."""
@@ -378,18 +382,25 @@ class FoldRunner:
         return self._test_ids
 
     def inner_curves(
-        self, edits: Mapping[str, Any], hooks: InnerHooks | None = None
+        self,
+        edits: Mapping[str, Any],
+        hooks: InnerHooks | None = None,
+        keep_states: bool = False,
     ) -> InnerCurves:
-        """Train on every inner fold with config ``edits`` for ``max_epochs``; the curves."""
+        """Train on every inner fold with config ``edits`` for ``max_epochs``; the curves (with
+        ``keep_states``: also the inner models and their weights after every epoch)."""
         hooks = hooks or InnerHooks()
         curves = InnerCurves()
         guard = _TestIdGuard(self.test_ids())
         for inner_fold in range(self.inner_folds):
             cli = build_cli(self.inner_config(edits, inner_fold))
-            recorder = CurveRecorder()
-            cli.trainer.callbacks.extend([guard, recorder, *hooks.callbacks(inner_fold)])
+            recorder, history = CurveRecorder(), StateHistory()
+            extra = [guard, recorder, *([history] if keep_states else [])]
+            cli.trainer.callbacks.extend([*extra, *hooks.callbacks(inner_fold)])
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             curves.folds.append(recorder.epochs)
+            if keep_states:
+                curves.models.append((cli.model, history.states))
             hooks.after_fold(inner_fold, curves)
         return curves
 
@@ -397,30 +408,45 @@ class FoldRunner:
         """Train the fold's final model, test it; (test metrics, details)."""
         config = self.final_config(selection)
         self.fold_dir.mkdir(parents=True, exist_ok=True)
-        (self.fold_dir / "fit_config.yaml").write_text(
-            "# the final fit of this fold; `ahop fit --config <this file>` runs it as is\n"
-            + to_yaml(config)
-        )
+        header = "# the final fit of this fold; `ahop fit --config <this file>` runs it as is\n"
+        if selection.ensemble:
+            header = (
+                "# this fold tested the mean of its inner models (ensemble.pt); this file trains\n"
+                "# the single-model equivalent on all training data (`ahop fit --config <it>`)\n"
+            )
+        (self.fold_dir / "fit_config.yaml").write_text(header + to_yaml(config))
         cli = build_cli(with_edits(config, self._run_edits(config, selection)))
         cli.trainer.callbacks.append(_TestIdGuard(self.test_ids()))
         trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-        trainer.fit(model, datamodule=datamodule)
         ckpt_path = None
-        if selection.test_checkpoint == "best":
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
-            ckpt_path = best or None  # fast_dev_run / no checkpointing: the last weights
+        if selection.ensemble:  # the inner models are the fold's model: nothing to train
+            from tasks.ensemble import EnsembleTask
+
+            model = EnsembleTask(selection.ensemble)
+            torch.save(
+                [member.state_dict() for member in selection.ensemble],
+                self.fold_dir / "ensemble.pt",
+            )
         else:
-            trainer.save_checkpoint(self.fold_dir / "final.ckpt")
-        tested = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            trainer.fit(model, datamodule=datamodule)
+            if selection.test_checkpoint == "best":
+                best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+                ckpt_path = best or None  # fast_dev_run / no checkpointing: the last weights
+            else:
+                trainer.save_checkpoint(self.fold_dir / "final.ckpt")
+        tested = trainer.test(
+            model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+        )
         test_ids = split_ids(datamodule, "test")
         if set(test_ids) != self.test_ids():
             raise RuntimeError("the final fit tested other samples than the fold's test split")
         sizes = {s: len(split_ids(datamodule, s)) for s in ("train", "val", "test")}
+        saved = "ensemble.pt" if selection.ensemble else "final.ckpt"
         details = {
             "epochs": trainer.current_epoch if ckpt_path is None else _ckpt_epoch(trainer),
             "sizes": sizes,
             "test_ids": test_ids,
-            "checkpoint": ckpt_path or str(self.fold_dir / "final.ckpt"),
+            "checkpoint": ckpt_path or str(self.fold_dir / saved),
         }
         return {k: float(v) for k, v in tested[0].items()}, details
 
@@ -429,7 +455,7 @@ def _ckpt_epoch(trainer: Trainer) -> int | None:
     path = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if not path:
         return trainer.current_epoch
-    return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+    return int(read_checkpoint(path).get("epoch", -1)) + 1
 
 
 # --------------------------------------------------------------------------- run folders
@@ -678,6 +704,7 @@ def _quiet() -> Iterator[None]:
             "LightningCLI's args parameter.*",
             ".*treespec.*",
             ".*The dirpath has changed.*",
+            ".*WeightAveraging callback with a model that overrides the configure_model.*",
         ):
             warnings.filterwarnings("ignore", message=pattern)
         try:
@@ -758,6 +785,7 @@ def run_fold(
             storage=storage or f"sqlite:///{run_dir / 'search.db'}",
             study_name=spec.key,
             logs_dir=run_dir / "logs" / "search" / spec.key,
+            keep_models=rule.needs_inner_models,
         )
         edits, curves = dict(outcome.params), outcome.curves
         search_info = outcome.summary()
@@ -775,6 +803,7 @@ def run_fold(
             "monitor": monitor,
             "evidence": selection.evidence,
             "curve": selection.curve,
+            "inner_curves": selection.inner_curves,
             "checkpoint": details["checkpoint"],
         },
         seconds=time.perf_counter() - start,

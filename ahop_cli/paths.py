@@ -22,11 +22,15 @@ def config_folders() -> list[Path]:
 
 def resolve_config(value: str) -> str:
     """The config file ``value`` names: the path itself, else ``configs/<value>``, else the
-    packaged ``<value>`` (``.yaml`` may be left out).
+    packaged ``<value>`` (``.yaml`` may be left out). Inline YAML (text with a line break, which
+    LightningCLI's ``--config`` also takes; the evaluation engine builds its fits that way) is
+    returned as it is.
 
     Raises:
         FileNotFoundError: none of them exists (all candidates listed).
     """
+    if "\n" in value:
+        return value
     path = Path(value)
     if path.is_file():
         return value

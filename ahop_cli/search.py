@@ -328,6 +328,7 @@ def run_search(
     study_name: str,
     logs_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    keep_models: bool = False,
 ) -> SearchOutcome:
     """Run (or continue) the study ``study_name`` on the inner folds of ``runner``'s fold.
 
@@ -338,6 +339,8 @@ def run_search(
         study_name: the study; an existing one is continued up to ``config.trials`` trials.
         logs_dir: TensorBoard folder of the trials (``None``: none).
         log: receives one line per finished trial.
+        keep_models: keep the inner models of this process's best trial in memory (for a rule
+            that uses them; trials of other workers come without and are refitted by the rule).
     """
     from ahop_cli.evaluate import InnerHooks
 
@@ -353,6 +356,8 @@ def run_search(
         load_if_exists=True,
     )
     monitor = runner.monitor
+    kept: dict[str, Any] = {}  # best trial of this process: number, value, curves with models
+    better = (lambda a, b: a < b) if direction == "minimize" else (lambda a, b: a > b)
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: spec.suggest(trial) for name, spec in config.space.items()}
@@ -369,8 +374,12 @@ def run_search(
                     log(f"  trial {trial.number}: pruned in inner fold {inner_fold} {params}")
                 raise optuna.TrialPruned(f"pruned in inner fold {inner_fold}")
 
-        curves = runner.inner_curves(params, InnerHooks(callbacks, after_fold))
+        curves = runner.inner_curves(
+            params, InnerHooks(callbacks, after_fold), keep_states=keep_models
+        )
         epochs, evidence = curves.choose(monitor, runner.mode)
+        if keep_models and ("value" not in kept or better(evidence[monitor], kept["value"])):
+            kept.update(number=trial.number, value=evidence[monitor], curves=curves)
         trial.set_user_attr("epochs", epochs)
         trial.set_user_attr("evidence", evidence)
         trial.set_user_attr("curves", curves.folds)
@@ -401,7 +410,10 @@ def run_search(
             f"search {study_name}: no trial finished ({counts}); widen the space or check the "
             "failed trials' errors (run with AHOP_DEBUG=1)"
         ) from None
-    curves = InnerCurves(folds=best.user_attrs["curves"])
+    if kept.get("number") == best.number:
+        curves = kept["curves"]
+    else:
+        curves = InnerCurves(folds=best.user_attrs["curves"])
     return SearchOutcome(
         params=dict(best.params),
         value=float(best.value),

@@ -8,6 +8,8 @@ its training data only (registry :data:`SELECTION_RULES`, chosen by name in the 
   training sample is a validation sample once, so the choice rests on all of them (~180 bags on
   the MIL sets) instead of a 10 % split (~18 bags, where early stopping picked epoch 0-1 in most
   folds), and the final model sees all training data.
+- ``inner_cv_ensemble``: the same inner folds and epoch choice, but the fold's model is the mean
+  prediction of the inner models at that epoch (no retrain; a k-fold bagging ensemble).
 - ``validation``: train once on the datamodule's own validation split with the config's callbacks
   (early stopping, best checkpoint) and test the best checkpoint; for large data sets.
 - ``fixed``: train on the whole training data for ``max_epochs`` and test the last weights (a
@@ -46,15 +48,35 @@ class CurveRecorder(Callback):
         self.epochs.append(row)
 
 
+class StateHistory(Callback):
+    """Keeps a CPU copy of the module's weights after each validation epoch (``states[i]`` =
+    after epoch ``i``), so a rule can take an inner model at the epoch it chooses later."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, Any]] = []
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.states.append(
+            {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+        )
+
+
 @dataclass
 class InnerCurves:
     """Validation curves of the inner folds of one training set.
 
     Attributes:
         folds: per inner fold, per epoch: ``{metric: value}`` (from :class:`CurveRecorder`).
+        models: see below (not saved to JSON).
     """
 
     folds: list[list[dict[str, float]]] = field(default_factory=list)
+    #: per inner fold (only when asked to keep them): the trained module and its weights per epoch
+    models: list[tuple[LightningModule, list[dict[str, Any]]]] = field(
+        default_factory=list, repr=False
+    )
 
     def mean(self, metric: str) -> np.ndarray:
         """(E,) mean over inner folds of ``metric`` after each epoch, E = the shortest curve
@@ -92,8 +114,11 @@ class Fitter(Protocol):
     monitor: str
     mode: str
 
-    def inner_curves(self, edits: dict[str, Any], callbacks_for: Any = None) -> InnerCurves:
-        """Train on every inner fold with the config edits ``edits``; return the curves."""
+    def inner_curves(
+        self, edits: dict[str, Any], hooks: Any = None, keep_states: bool = False
+    ) -> InnerCurves:
+        """Train on every inner fold with the config edits ``edits``; return the curves (and,
+        with ``keep_states``, the inner models and their weights per epoch)."""
         ...
 
 
@@ -109,6 +134,10 @@ class Selection:
         test_checkpoint: ``"best"`` (the config's best checkpoint) or ``"last"`` (final weights).
         evidence: inner-validation numbers behind the choice (mean metrics at the chosen epoch).
         epochs: the chosen number of epochs (``None``: decided by the fit, e.g. early stopping).
+        curve: the mean inner-validation curve of the monitored metric (one value per epoch).
+        inner_curves: every inner fold's validation metrics per epoch.
+        ensemble: models whose mean prediction is tested instead of a final fit (their weights
+            at the chosen epoch); empty for the single-model rules.
     """
 
     whole_training_data: bool
@@ -117,6 +146,8 @@ class Selection:
     evidence: dict[str, float] = field(default_factory=dict)
     epochs: int | None = None
     curve: list[float] = field(default_factory=list)
+    inner_curves: list[list[dict[str, float]]] = field(default_factory=list)
+    ensemble: list[LightningModule] = field(default_factory=list, repr=False)
 
 
 class SelectionRule:
@@ -125,6 +156,8 @@ class SelectionRule:
     name: str = ""
     #: whether the rule trains on inner folds (needs the datamodule's ``inner_folds`` option)
     needs_inner_folds: bool = False
+    #: whether the rule uses the inner models themselves (a search then keeps the best trial's)
+    needs_inner_models: bool = False
 
     def select(
         self, fitter: Fitter, edits: dict[str, Any], curves: InnerCurves | None = None
@@ -149,6 +182,37 @@ class InnerCVEpochs(SelectionRule):
             evidence=evidence,
             epochs=epochs,
             curve=[float(v) for v in curves.mean(fitter.monitor)],
+            inner_curves=curves.folds,
+        )
+
+
+class InnerCVEnsemble(SelectionRule):
+    """``inner_cv``'s epoch choice, but the fold's model is the mean of the inner models at that
+    epoch (a cross-validation bagging ensemble, as in AutoGluon): no final retrain, and every
+    member saw (k-1)/k of the training data."""
+
+    name = "inner_cv_ensemble"
+    needs_inner_folds = True
+    needs_inner_models = True
+
+    def select(
+        self, fitter: Fitter, edits: dict[str, Any], curves: InnerCurves | None = None
+    ) -> Selection:
+        if curves is None or not curves.models:  # a search's curves come without the models
+            curves = fitter.inner_curves(edits, keep_states=True)
+        epochs, evidence = curves.choose(fitter.monitor, fitter.mode)
+        members = []
+        for model, states in curves.models:
+            model.load_state_dict(states[epochs - 1])
+            members.append(model)
+        return Selection(
+            whole_training_data=True,
+            edits={**edits, "trainer.max_epochs": epochs},
+            evidence=evidence,
+            epochs=epochs,
+            curve=[float(v) for v in curves.mean(fitter.monitor)],
+            inner_curves=curves.folds,
+            ensemble=members,
         )
 
 
@@ -171,7 +235,8 @@ class FixedSchedule(SelectionRule):
 
 
 SELECTION_RULES: dict[str, SelectionRule] = {
-    rule.name: rule for rule in (InnerCVEpochs(), ValidationCheckpoint(), FixedSchedule())
+    rule.name: rule
+    for rule in (InnerCVEpochs(), InnerCVEnsemble(), ValidationCheckpoint(), FixedSchedule())
 }
 
 

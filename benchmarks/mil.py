@@ -50,8 +50,9 @@ from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from datamodules.mil import MIL_DATASETS  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-#: data sets with k-fold CV (``auto`` is an alias, ``mnist_bags`` has its own section)
-DATASETS = [name for name in MIL_DATASETS if name not in ("auto", "mnist_bags")]
+#: data sets with k-fold CV (``auto`` is an alias, ``mnist_bags`` has its own section, ``csv`` /
+#: ``mat`` read a file of your own via ``--override --data.init_args.path FILE``)
+DATASETS = [name for name in MIL_DATASETS if name not in ("auto", "mnist_bags", "csv", "mat")]
 #: data sets with a config of their own (the others use configs/mil.yaml + dataset: <name>)
 CONFIGS = {
     "elephant": "configs/mil_elephant.yaml",
@@ -287,6 +288,79 @@ def plot_mnist(rows: list[dict[str, Any]]) -> Path:
     return save_figure(figure, "mil_mnist_bags")
 
 
+def selection_report(run_dirs: Sequence[Path]) -> str:
+    """How well epoch-selection rules generalise, measured on inner validation folds only.
+
+    Uses the inner-fold curves that ``inner_cv`` saves per outer fold (``result.json``): for each
+    held-out inner fold ``h``, a rule picks an epoch count from the *other* inner folds and is
+    scored on fold ``h`` (leave-one-inner-fold-out). No test bag is involved.
+    """
+    import numpy as np
+
+    rules = {
+        "inner k-1 folds, mean val/loss": ("pool", "val/loss", "min"),
+        "inner k-1 folds, mean val/auroc": ("pool", "val/auroc", "max"),
+        "one inner fold, val/loss (a small split)": ("single", "val/loss", "min"),
+        "last epoch (fixed schedule)": ("last", None, None),
+    }
+    scores: dict[str, list[tuple[float, float, float]]] = {name: [] for name in rules}
+    oracle: list[float] = []
+    for run_dir in run_dirs:
+        for path in sorted(Path(run_dir).glob("folds/*/result.json")):
+            curves = json.loads(path.read_text())["selection"].get("inner_curves") or []
+            if len(curves) < 2:
+                continue
+            length = min(len(c) for c in curves)
+            value = {
+                m: np.array([[e[m] for e in c[:length]] for c in curves])
+                for m in ("val/loss", "val/auroc")
+            }
+            for held in range(len(curves)):
+                others = [j for j in range(len(curves)) if j != held]
+                oracle.append(float(value["val/auroc"][held].max()))
+                for name, (kind, metric, mode) in rules.items():
+                    pick = np.argmin if mode == "min" else np.argmax
+                    if kind == "pool":
+                        chosen = [int(pick(value[metric][others].mean(axis=0)))]
+                    elif kind == "single":
+                        chosen = [int(pick(value[metric][j])) for j in others]
+                    else:
+                        chosen = [length - 1]
+                    for epoch in chosen:
+                        scores[name].append(
+                            (
+                                float(value["val/auroc"][held, epoch]),
+                                float(value["val/loss"][held, epoch]),
+                                epoch + 1,
+                            )
+                        )
+    rows = [
+        [
+            name,
+            len(vals),
+            f"{100 * np.mean([v[0] for v in vals]):.1f}",
+            f"{np.mean([v[1] for v in vals]):.3f}",
+            f"{np.mean([v[2] for v in vals]):.1f}",
+            f"{100 * np.mean([v[2] <= 2 for v in vals]):.0f} %",
+        ]
+        for name, vals in scores.items()
+        if vals
+    ]
+    rows.append(
+        [
+            "(oracle: best epoch of the held-out fold)",
+            len(oracle),
+            f"{100 * np.mean(oracle):.1f}" if oracle else "-",
+            "",
+            "",
+            "",
+        ]
+    )
+    headers = ["rule (epochs chosen on)", "choices", "held-out inner AUROC", "held-out inner loss"]
+    headers += ["mean epochs", "epoch <= 2"]
+    return markdown_table(headers, rows)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -316,6 +390,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default="runs/benchmarks/mil", help="parent of run folders")
     parser.add_argument("--resume", action="store_true", help="continue runs of the same settings")
     parser.add_argument(
+        "--selection-report",
+        nargs="*",
+        type=Path,
+        help="only print the inner-validation report of epoch-selection rules for these run folders",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -327,6 +407,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = parse_args(argv)
+    if options.selection_report:
+        table = selection_report(options.selection_report)
+        print(table)
+        return {"selection_report": table}
     torch.set_num_threads(options.threads)
     report: dict[str, Any] = {"datasets": [], "mnist_bags": [], "options": vars(options)}
     if not options.skip_datasets and options.datasets:

@@ -158,8 +158,9 @@ class ImageDataModule(LightningDataModule):
             the test images are fold ``fold``, the rest train (see :mod:`datamodules.splits`);
             ``None``: the dataset's own (or carved) test split.
         fold: test fold in ``[0, num_folds)``.
-        inner_folds, inner_fold: if set, the validation images are inner fold ``inner_fold`` of a
+        inner_folds: if set, the validation images are inner fold ``inner_fold`` of a
             stratified ``inner_folds``-fold split of the training images.
+        inner_fold: the inner validation fold, in ``[0, inner_folds)``.
         batch_size: training batch size.
         eval_batch_size: batch size of val/test/predict loaders (default: ``batch_size``).
         normalize: subtract the dataset mean and divide by its std, per channel.
@@ -245,8 +246,9 @@ class ImageDataModule(LightningDataModule):
         hp = self.hparams
         wants_fit = stage in (None, "fit", "validate") or hp.num_folds is not None
         new_inputs = stage == "predict" and hp.predict_path is not None  # not the test split
-        wants_test = stage in (None, "test") or (stage == "predict" and not new_inputs)
-        wants_test = wants_test or hp.num_folds is not None
+        wants_test = (stage in (None, "test", "predict") and not new_inputs) or (
+            hp.num_folds is not None
+        )
         if hp.num_folds is not None and self.test_set is None:
             train_images, train_labels = self._load("train")
             test_images, test_labels = self._load("test")

@@ -16,6 +16,7 @@ Bags keep their order (nothing is sorted by length) and instances keep their ord
 - ``musk1``, ``musk2``, ``ucsb_breast_cancer``: ``<name>.csv[.gz]`` without header; column 0 =
   bag label, column 1 = bag id, the rest = instance features;
 - ``mnist_bags``: MNIST-bags of Ilse et al. (2018), instances are flattened images (F = C*H*W);
+- ``csv`` / ``mat``: your own bags, read from ``path`` in the musk / Corel layout;
 - ``synthetic``: a small deterministic Gaussian bag set (see :func:`make_synthetic_bags`);
 - ``auto`` (default): ``musk1`` when its file is in ``data_dir``, else ``synthetic``.
 
@@ -480,6 +481,20 @@ def _load_synthetic(dm: MILDataModule) -> BagSet:
     return make_synthetic_bags(seed=dm.hparams.seed)
 
 
+def _load_path(reader: Callable[[Path], BagSet]) -> Callable[[MILDataModule], BagSet]:
+    def load(dm: MILDataModule) -> BagSet:
+        if not dm.hparams.path:
+            raise ValueError(
+                f"dataset {dm.hparams.dataset!r} reads the file given by path; set path"
+            )
+        path = Path(dm.hparams.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"MIL file {path} not found (path option)")
+        return _read_cached(reader, path.resolve(), path.stat().st_mtime_ns)
+
+    return load
+
+
 def _load_auto(dm: MILDataModule) -> BagSet:
     if _find_file(Path(dm.hparams.data_dir), ["musk1.csv", "musk1.csv.gz"]) is not None:
         return MIL_DATASETS["musk1"](dm)
@@ -497,6 +512,8 @@ MIL_DATASETS: dict[str, Callable[[MILDataModule], Loaded]] = {
     "musk1": _file_loader("musk1", _CSV, read_mil_csv),
     "musk2": _file_loader("musk2", _CSV, read_mil_csv),
     "ucsb_breast_cancer": _file_loader("ucsb_breast_cancer", _CSV, read_mil_csv),
+    "csv": _load_path(read_mil_csv),  # your own bags: path = a CSV in the musk layout
+    "mat": _load_path(read_corel_mat),  # path = a .mat in the Corel layout
 }
 
 
@@ -535,6 +552,8 @@ class MILDataModule(LightningDataModule):
         num_train_bags: ``mnist_bags``: training bags.
         num_test_bags: ``mnist_bags``: test bags.
         balanced: ``mnist_bags``: as many positive as negative bags.
+        path: the file of ``dataset: csv`` (musk layout: label, bag id, features; ``.gz`` ok)
+            or ``dataset: mat`` (Corel layout).
         predict_path: a bag file for ``predict`` in the format of the training files (``.mat``
             as Corel, else a MIL CSV; the label column is read but not used), standardised with
             the training bags' statistics. Default: the test bags.
@@ -562,6 +581,7 @@ class MILDataModule(LightningDataModule):
         num_train_bags: int = 200,
         num_test_bags: int = 50,
         balanced: bool = False,
+        path: str | None = None,
         predict_path: str | None = None,
     ) -> None:
         super().__init__()

@@ -44,6 +44,8 @@ class MILClassifier(BaseTask):
         similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
         dropout: dropout in the instance MLP, on the association weights and before the
             classifier.
+        instance_dropout: in training, the probability that an instance is left out of its
+            bag's pooling (every bag keeps at least one); off in evaluation.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
             config; default AdamW, lr 1e-3).
@@ -68,6 +70,7 @@ class MILClassifier(BaseTask):
         scaling: float | None = None,
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
+        instance_dropout: float = 0.0,
         pos_weight: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -91,7 +94,15 @@ class MILClassifier(BaseTask):
             scaling=hp.scaling,
             dropout=hp.dropout,
             similarity_kwargs=hp.similarity_kwargs,
+            instance_dropout=hp.get("instance_dropout", 0.0),  # checkpoints from before it
         )
+
+    def configure_model(self) -> None:
+        """Build the network once the datamodule is known. Lightning calls this hook, and weight
+        averaging (``EMAWeightAveraging``) calls it from its ``setup`` *before* the module's
+        ``setup``: without it the averaged copy would hold no parameters."""
+        if not self.built and self._trainer is not None:
+            self.setup("fit")
 
     def configure_losses(self) -> None:
         weight = self.hparams.pos_weight

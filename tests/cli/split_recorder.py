@@ -17,6 +17,7 @@ class RecordSplits(Callback):
         hp = trainer.datamodule.hparams
         row = {
             "event": event,
+            "pid": os.getpid(),
             "fold": hp.get("fold"),
             "seed": hp.get("seed"),
             "inner_fold": hp.get("inner_fold") if hp.get("inner_folds") else None,

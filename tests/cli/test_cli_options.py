@@ -33,6 +33,8 @@ def test_config_names_are_looked_up(tmp_path: Path, monkeypatch) -> None:
     assert Path(resolve_config("tabular.yaml")) == ROOT / "configs" / "tabular.yaml"
     (tmp_path / "mine.yaml").write_text("seed_everything: 1\n")
     assert resolve_config("mine.yaml") == "mine.yaml"  # a path that exists wins
+    inline = "seed_everything: 3\ntrainer: {logger: false}\n"
+    assert resolve_config(inline) == inline  # inline YAML (the evaluation engine's fits)
     cli = main(["--config", "tabular.yaml", "--trainer.logger", "false"], run=False)
     assert cli.model.hparams.similarity == "adaptive"
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ahop_cli import cli as ahop_cli
@@ -120,7 +121,9 @@ def test_nested_search_never_sees_test_bags(tiny, tmp_path: Path) -> None:
     assert saved["data"]["init_args"]["val_fraction"] == 0.0
     assert not any("EarlyStopping" in c["class_path"] for c in saved["trainer"]["callbacks"])
     cli = ahop_cli.main(
-        ["fit", "--config", str(fit_config), "--trainer.logger", "false"], exit_on_error=False
+        ["fit", "--config", str(fit_config), "--trainer.logger", "false"]
+        + ["--trainer.default_root_dir", str(tmp_path / "fit")],
+        exit_on_error=False,
     )
     assert cli.trainer.current_epoch == result.folds[0].epochs
 
@@ -253,3 +256,117 @@ def test_summary_over_folds_and_repeats() -> None:
     assert summary["repeat_mean"] == pytest.approx(0.75)
     assert summary["repeat_std"] == pytest.approx(0.21213203435)  # of the means 0.9 and 0.6
     assert "mean ± std (repeats)" in format_table(results)
+
+
+@pytest.mark.slow
+def test_two_search_workers_share_one_journal_study(tiny, tmp_path: Path) -> None:
+    """The documented two-worker example: two local processes, one journal file, one study."""
+    import subprocess
+
+    import optuna
+
+    from ahop_cli.search import make_storage
+
+    args, _ = tiny
+    search = tmp_path / "space.yaml"
+    search.write_text(yaml.safe_dump({**SPACE, "trials": 4}))
+    journal = tmp_path / "study.journal"
+    command = [sys.executable, "-m", "ahop_cli.cli", "search", *args, "--search", str(search)]
+    command += ["--storage", f"journal:{journal}", "--study_name", "shared", "--inner_folds", "2"]
+    command += ["--output_dir", str(tmp_path / "search"), "--threads", "1"]
+    workers = [subprocess.Popen(command, cwd=ROOT) for _ in range(2)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0]
+    study = optuna.load_study(study_name="shared", storage=make_storage(f"journal:{journal}"))
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) >= 4 and len(list((tmp_path / "search").iterdir())) == 2
+    for best in (tmp_path / "search").glob("*/best_config.yaml"):
+        assert yaml.safe_load(best.read_text())["trainer"]["max_epochs"] in (1, 2)
+
+
+def test_search_with_ensemble_rule_reuses_the_best_trials_models(tiny, tmp_path: Path) -> None:
+    """``inner_cv_ensemble`` after a search: the fold's model is the mean of the best trial's
+    inner models (kept from the search: no refit, no final fit), tested once on the test bags."""
+    args, log = tiny
+    protocol = Protocol(selection="inner_cv_ensemble", inner_folds=2, search=SPACE)
+    result = evaluate(args, protocol, output_dir=tmp_path / "cv", max_folds=1, log=None)
+    (fold,) = result.folds
+    records = _records(log)
+    fits = [r for r in records if r["event"] == "fit"]
+    assert len(fits) == 2 * 2 and all(r["inner_fold"] is not None for r in fits)
+    (tested,) = [r for r in records if r["event"] == "test"]
+    assert set(tested["test"]) == set(fold.test_ids)
+    assert all(not set(fold.test_ids) & set(r["train"] + r["val"]) for r in fits)
+    members = torch.load(result.run_dir / "folds" / "r0_f00" / "ensemble.pt", weights_only=True)
+    assert len(members) == 2 and fold.selection["rule"] == "inner_cv_ensemble"
+    assert fold.search["best_epochs"] == fold.epochs and 0.0 <= fold.metrics["test/auroc"] <= 1.0
+
+
+def test_cv_on_an_image_config_with_inner_cv(tmp_path: Path) -> None:
+    """Image configs go through the same engine: k-fold over the digits pool, the epoch count by
+    inner CV, a retrain on the whole training fold; test images never in a fit (id guard)."""
+    args = ["--config", str(ROOT / "configs" / "image.yaml"), "--trainer.max_epochs", "1"]
+    args += ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    args += ["--trainer.limit_test_batches", "1", "--data.init_args.num_folds", "3"]
+    args += ["--model.init_args.embedding_dim", "16", "--model.init_args.num_layers", "1"]
+    args += ["--model.init_args.num_sample_images", "0", "--trainer.logger", "false"]
+    result = evaluate(args, Protocol(inner_folds=2), output_dir=tmp_path, max_folds=1, log=None)
+    (fold,) = result.folds
+    assert fold.selection["rule"] == "inner_cv" and fold.epochs == 1
+    assert fold.sizes["test"] == len(fold.test_ids) in (599, 600) and fold.sizes["val"] == 0
+    assert fold.sizes["train"] + fold.sizes["test"] == 1797
+    assert len(fold.selection["inner_curves"]) == 2 and "test/acc" in fold.metrics
+
+
+def test_search_command_writes_a_config_that_fit_runs(tiny, tmp_path: Path) -> None:
+    """`ahop search`: 2 trials x 2 inner folds; each trial's hparams in TensorBoard; the best
+    trial's config runs with `ahop fit` as it is (all training bags, the chosen epochs)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args, log = tiny
+    search = tmp_path / "space.yaml"
+    search.write_text(yaml.safe_dump(SPACE))
+    best = ahop_cli.EXTRA_COMMANDS["search"](
+        [*args, "--search", str(search), "--inner_folds", "2", "--output_dir", str(tmp_path)]
+    )
+    fits = [r for r in _records(log) if r["event"] == "fit"]
+    assert len(fits) == 4 and not [r for r in _records(log) if r["event"] == "test"]
+    test_ids = set(fits[0]["train"]) | set(fits[0]["val"])
+    trials = sorted((best.parent / "logs" / "search").iterdir())
+    assert [t.name for t in trials] == ["trial_000", "trial_001"]
+    for trial in trials:
+        events = EventAccumulator(str(trial))
+        events.Reload()
+        assert "_hparams_/session_start_info" in events.summary_metadata
+        assert "inner_mean/val/loss" in events.Tags()["scalars"]
+    saved = yaml.safe_load(best.read_text())
+    assert saved["data"]["init_args"]["val_fraction"] == 0.0
+    log.unlink()
+    cli = ahop_cli.main(
+        ["fit", "--config", str(best), "--trainer.logger", "false"]
+        + ["--trainer.default_root_dir", str(tmp_path / "fit")],
+        exit_on_error=False,
+    )
+    (final,) = _records(log)
+    assert cli.trainer.current_epoch == saved["trainer"]["max_epochs"]
+    assert set(final["train"]) == test_ids and not final["val"]  # every bag of the fold's training
+    assert saved["best_k"] == 0 and (tmp_path / "fit" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_two_cv_workers_split_the_folds_of_one_run(tiny, tmp_path: Path) -> None:
+    """`ahop cv --workers 2`: two local processes claim the folds of one run folder; every fold
+    is trained and tested by exactly one of them (which one depends on their start-up times)."""
+    import subprocess
+
+    args, log = tiny
+    command = [sys.executable, "-m", "ahop_cli.cli", "cv", *args, "--selection", "fixed"]
+    command += ["--workers", "2", "--threads", "1", "--output_dir", str(tmp_path / "cv")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "cv").iterdir()
+    summary = json.loads((run_dir / "results.json").read_text())
+    assert [f["fold"] for f in summary["folds"]] == [0, 1, 2]
+    tests = [r for r in _records(log) if r["event"] == "test"]
+    assert sorted(r["fold"] for r in tests) == [0, 1, 2]  # every fold tested exactly once
+    fits = [r for r in _records(log) if r["event"] == "fit"]
+    assert sorted(r["fold"] for r in fits) == [0, 1, 2]

@@ -126,7 +126,7 @@ def _one_line_error(monkeypatch, runner, argv: list[str]) -> str:
     return message
 
 
-def test_mil_cv_reports_bad_data_in_one_line(tmp_path: Path, monkeypatch) -> None:
+def test_cv_reports_bad_data_in_one_line(tmp_path: Path, monkeypatch) -> None:
     """The evaluation command reports like the CLI (the CLI's cases: tests/cli/test_bad_inputs.py)."""
     _write_csv(tmp_path / "musk1.csv", ["1,a,1.0,2.0", "1,a,nan,2.0", "0,b,0.5,0.1"])
     argv = ["ahop", "cv", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]

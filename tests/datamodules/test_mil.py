@@ -260,6 +260,20 @@ def test_inner_folds_partition_the_training_bags() -> None:
         MILDataModule(val_fraction=1.0)
 
 
+def test_own_csv_file_by_path(tmp_path: Path) -> None:
+    rows = [f"{i % 2},bag{i},{i % 2 + 0.1 * k},{k}" for i in range(20) for k in range(3)]
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join(rows) + "\n")
+    dm = MILDataModule(dataset="csv", path=str(path), num_folds=4)
+    dm.setup()
+    assert dm.num_features == 2 and sum(dm.num_bags.values()) == 20
+    assert set(dm.split_ids("test")) <= {f"bag{i}" for i in range(20)}
+    with pytest.raises(ValueError, match="set path"):
+        MILDataModule(dataset="csv").setup()
+    with pytest.raises(FileNotFoundError, match="not found"):
+        MILDataModule(dataset="mat", path=str(tmp_path / "none.mat")).setup()
+
+
 def test_mnist_bags_ids_unique_across_train_and_test() -> None:
     dm = MILDataModule(
         dataset="mnist_bags", image_source="digits", num_train_bags=30, num_test_bags=10

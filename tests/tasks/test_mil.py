@@ -64,6 +64,29 @@ def test_network_rejects_bad_inputs() -> None:
         HopfieldMILNetwork(4, embedding_dim=10, num_heads=4)
 
 
+def test_instance_dropout_only_in_training_and_keeps_an_instance() -> None:
+    torch.manual_seed(0)
+    net = HopfieldMILNetwork(4, embedding_dim=8, num_heads=2, instance_dropout=0.5)
+    plain = HopfieldMILNetwork(4, embedding_dim=8, num_heads=2)
+    plain.load_state_dict(net.state_dict())
+    instances = torch.randn(64, 3, 4)
+    mask = torch.zeros(64, 3, dtype=torch.bool)
+    mask[:, 2] = True  # bags of 2 real instances + 1 padding
+    net.eval(), plain.eval()
+    torch.testing.assert_close(net(instances, mask), plain(instances, mask))
+    net.train()
+    dropped = net._drop_instances(instances, mask)
+    assert (dropped | ~mask)[:, 2].all() and dropped[:, 2].all()  # padding stays padding
+    assert not dropped.all(dim=1).any()  # no bag loses every instance
+    assert dropped[:, :2].any()  # some real instances were left out
+    leaf = instances.clone().requires_grad_(True)
+    torch.manual_seed(1)
+    net(leaf, mask).sum().backward()
+    assert (leaf.grad[:, 2] == 0).all()
+    with pytest.raises(ValueError, match="instance_dropout"):
+        HopfieldMILNetwork(4, embedding_dim=8, num_heads=2, instance_dropout=1.0)
+
+
 def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
     defaults = {
         "default_root_dir": tmp_path,
@@ -121,3 +144,17 @@ def test_pos_weight_validated_and_used() -> None:
 def test_synthetic_bags_are_the_runner_default_without_files(tmp_path: Path) -> None:
     datamodule = MILDataModule(dataset="auto", data_dir=str(tmp_path))
     assert len(datamodule.load()) == len(make_synthetic_bags())
+
+
+def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
+    """EMAWeightAveraging builds its copy before the task's setup: configure_model builds first."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=32)
+    task = MILClassifier(embedding_dim=8, num_heads=2)
+    ema = EMAWeightAveraging(decay=0.5)
+    _trainer(tmp_path, max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
+    averaged = dict(ema._average_model.module.named_parameters())
+    assert averaged and set(averaged) == set(dict(task.named_parameters()))
+    for name, param in task.named_parameters():  # the averaged weights are the final ones
+        torch.testing.assert_close(param, averaged[name])
