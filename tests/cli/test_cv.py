@@ -121,8 +121,15 @@ def test_nested_search_never_sees_test_bags(tiny, tmp_path: Path) -> None:
     assert saved["data"]["init_args"]["val_fraction"] == 0.0
     assert not any("EarlyStopping" in c["class_path"] for c in saved["trainer"]["callbacks"])
     cli = ahop_cli.main(
-        ["fit", "--config", str(fit_config), "--trainer.logger", "false"]
-        + ["--trainer.default_root_dir", str(tmp_path / "fit")],
+        [
+            "fit",
+            "--config",
+            str(fit_config),
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path / "fit"),
+        ],
         exit_on_error=False,
     )
     assert cli.trainer.current_epoch == result.folds[0].epochs
@@ -342,8 +349,15 @@ def test_search_command_writes_a_config_that_fit_runs(tiny, tmp_path: Path) -> N
     assert saved["data"]["init_args"]["val_fraction"] == 0.0
     log.unlink()
     cli = ahop_cli.main(
-        ["fit", "--config", str(best), "--trainer.logger", "false"]
-        + ["--trainer.default_root_dir", str(tmp_path / "fit")],
+        [
+            "fit",
+            "--config",
+            str(best),
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path / "fit"),
+        ],
         exit_on_error=False,
     )
     (final,) = _records(log)
