@@ -8,9 +8,11 @@ argument names. No Lightning import anywhere in this package.
 
 __version__ = "0.1.0"
 
+from ahop.candidates import top_candidates
 from ahop.classical import CAPACITY_THEORY, BinaryHopfield
-from ahop.classifiers import TabularHopfieldClassifier
+from ahop.classifiers import TABULAR_NETWORKS, TabularHopfieldClassifier
 from ahop.energy import ENERGY_FORMS, LAGRANGIANS, energy, lagrangian
+from ahop.feature_embeddings import FEATURE_EMBEDDINGS
 from ahop.functional import Retrieval, associate, retrieve
 from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
 from ahop.lshn import (
@@ -32,16 +34,19 @@ from ahop.similarity import (
     ManhattanSimilarity,
     build_similarity,
 )
+from ahop.tabular_retrieval import TabularRetrievalClassifier
 from ahop.uhop import UHopSimilarity, separation_loss
 from ahop.variants import VARIANTS, build_variant
 
 __all__ = [
     "CAPACITY_THEORY",
     "ENERGY_FORMS",
+    "FEATURE_EMBEDDINGS",
     "LAGRANGIANS",
     "LSHN",
     "SEPARATIONS",
     "SIMILARITIES",
+    "TABULAR_NETWORKS",
     "VARIANTS",
     "AdaptiveSimilarity",
     "BinaryHopfield",
@@ -56,6 +61,7 @@ __all__ = [
     "ManhattanSimilarity",
     "Retrieval",
     "TabularHopfieldClassifier",
+    "TabularRetrievalClassifier",
     "UHopSimilarity",
     "__version__",
     "associate",
@@ -70,4 +76,5 @@ __all__ = [
     "scale_to_pm1",
     "scale_to_unit",
     "separation_loss",
+    "top_candidates",
 ]

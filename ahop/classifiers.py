@@ -1,77 +1,36 @@
-"""Hopfield-based classifiers built from the layers in :mod:`ahop.layers`."""
+"""Tabular Hopfield classifiers: a lookup memory of learned patterns, or retrieval from the
+training rows (:mod:`ahop.tabular_retrieval`), by name in :data:`TABULAR_NETWORKS`."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ahop.checks import check_positive_ints
+from ahop.feature_embeddings import FEATURE_EMBEDDINGS, build_feature_embedding
 from ahop.layers import HopfieldLayer
 from ahop.registry import Registry
+from ahop.tabular_retrieval import TabularRetrievalClassifier
 
-FEATURE_EMBEDDINGS: Registry[nn.Module] = Registry("feature embedding")
+__all__ = [
+    "FEATURE_EMBEDDINGS",
+    "TABULAR_NETWORKS",
+    "TabularHopfieldClassifier",
+    "TabularRetrievalClassifier",
+]
 
-
-@FEATURE_EMBEDDINGS.register("linear")
-class LinearFeatureEmbedding(nn.Sequential):
-    """``(B, F)`` rows -> ``(B, E)``: one linear layer over all features, GELU, dropout."""
-
-    def __init__(self, num_features: int, embedding_dim: int, dropout: float = 0.0) -> None:
-        super().__init__(nn.Linear(num_features, embedding_dim), nn.GELU(), nn.Dropout(dropout))
-
-
-@FEATURE_EMBEDDINGS.register("periodic")
-class PeriodicFeatureEmbedding(nn.Module):
-    """Periodic embeddings of numeric features ("PLR", Gorishniy et al. 2022), then a linear mix.
-
-    Each feature ``x_f`` becomes ``ReLU(W [sin(2 pi c_f x_f), cos(2 pi c_f x_f)] + b)`` with
-    ``frequencies`` learned coefficients ``c_f`` per feature (initialised ``N(0, sigma²)``) and a
-    linear map ``W`` shared by all features ("lite" variant); the ``F`` feature embeddings are
-    concatenated and mixed by a linear layer + GELU. It lets the network place sharp, learned
-    thresholds on single features, the kind of split gradient-boosted trees make; ``sigma`` sets
-    how fine they can be on standardised features (the most important setting).
-
-    Args:
-        num_features: input features ``F``.
-        embedding_dim: output size ``E``.
-        frequencies: learned frequencies per feature.
-        feature_dim: size of each feature's embedding.
-        sigma: standard deviation of the initial frequencies.
-        dropout: dropout on the output.
-    """
-
-    def __init__(
-        self,
-        num_features: int,
-        embedding_dim: int,
-        frequencies: int = 16,
-        feature_dim: int = 16,
-        sigma: float = 0.1,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        check_positive_ints(frequencies=frequencies, feature_dim=feature_dim)
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
-        self.coefficients = nn.Parameter(torch.randn(num_features, frequencies) * sigma)
-        self.per_feature = nn.Linear(2 * frequencies, feature_dim)
-        self.mix = nn.Sequential(
-            nn.Linear(num_features * feature_dim, embedding_dim), nn.GELU(), nn.Dropout(dropout)
-        )
-
-    def forward(self, features: Tensor) -> Tensor:
-        angles = 2 * math.pi * self.coefficients * features.unsqueeze(-1)  # (B, F, frequencies)
-        per_feature = self.per_feature(torch.cat([angles.sin(), angles.cos()], -1)).relu()
-        return self.mix(per_feature.flatten(-2))
+TABULAR_NETWORKS: Registry[nn.Module] = Registry("tabular network")
+TABULAR_NETWORKS.register("retrieval")(TabularRetrievalClassifier)
 
 
+@TABULAR_NETWORKS.register("lookup")
 class TabularHopfieldClassifier(nn.Module):
     """Feature embedding -> Hopfield lookup memory (residual) -> linear classifier.
 
-    Each row is embedded (:data:`FEATURE_EMBEDDINGS`: ``"linear"`` or ``"periodic"``), then retrieves from ``quantity`` learned stored patterns through a
+    Each row is embedded (:data:`FEATURE_EMBEDDINGS`: ``"linear"``, ``"periodic"`` or
+    ``"piecewise_linear"``), then retrieves from ``quantity`` learned stored patterns through a
     :class:`~ahop.layers.HopfieldLayer` whose similarity is configurable (``dot``, ``manhattan``,
     ``adaptive`` ...) and whose retrieved targets are learned too (hetero-association); the
     retrieval is added to the embedding and classified.
@@ -86,9 +45,12 @@ class TabularHopfieldClassifier(nn.Module):
         similarity, separation, scaling, similarity_kwargs: the retrieval's parts (see
             :class:`~ahop.layers.Hopfield`).
         dropout: dropout on the embedding and the association weights.
-        feature_embedding: ``"linear"`` (one linear layer + GELU) or ``"periodic"``
-            (:class:`PeriodicFeatureEmbedding`).
+        feature_embedding: ``"linear"`` (one linear layer + GELU), ``"periodic"`` or
+            ``"piecewise_linear"`` (:mod:`ahop.feature_embeddings`; piecewise-linear needs
+            :meth:`prepare` on training rows).
         feature_embedding_kwargs: options of the feature embedding (e.g. ``{"sigma": 0.3}``).
+        num_numeric: leading numeric columns (default: all but the categorical code columns).
+        categorical_cardinalities: one count per trailing categorical code column.
     """
 
     def __init__(
@@ -106,6 +68,8 @@ class TabularHopfieldClassifier(nn.Module):
         similarity_kwargs: dict[str, Any] | None = None,
         feature_embedding: str = "linear",
         feature_embedding_kwargs: dict[str, Any] | None = None,
+        num_numeric: int | None = None,
+        categorical_cardinalities: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if num_features < 1 or num_classes < 2:
@@ -124,23 +88,14 @@ class TabularHopfieldClassifier(nn.Module):
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by num_heads={num_heads}"
             )
-        options = dict(feature_embedding_kwargs or {})
-        accepted = FEATURE_EMBEDDINGS.options(feature_embedding) - {
-            "num_features",
-            "embedding_dim",
-            "dropout",
-        }
-        if set(options) - accepted:
-            raise ValueError(
-                f"unknown feature_embedding_kwargs {sorted(set(options) - accepted)} for "
-                f"{feature_embedding!r}; allowed: {', '.join(sorted(accepted)) or 'none'}"
-            )
-        self.embed = FEATURE_EMBEDDINGS.build(
+        self.embed = build_feature_embedding(
             feature_embedding,
-            **options,
+            feature_embedding_kwargs,
             num_features=num_features,
             embedding_dim=embedding_dim,
             dropout=dropout,
+            num_numeric=num_numeric,
+            categorical_cardinalities=list(categorical_cardinalities),
         )
         self.blocks = nn.ModuleList(
             HopfieldLayer(
@@ -160,8 +115,15 @@ class TabularHopfieldClassifier(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(embedding_dim) for _ in range(num_layers))
         self.head = nn.Linear(embedding_dim, num_classes)
 
-    def forward(self, features: Tensor) -> Tensor:
-        """``(B, F)`` features -> ``(B, C)`` class logits."""
+    def prepare(self, features: Tensor, labels: Tensor | None = None) -> None:
+        """Fit the feature embedding's data-dependent parts (piecewise-linear bins) on training
+        rows ``(N, F)`` if it has none yet; the labels are not used."""
+        if not self.embed.fitted:
+            self.embed.fit(features)
+
+    def forward(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``(B, F)`` features -> ``(B, C)`` class logits (``labels`` unused: the lookup memory
+        holds no training rows)."""
         if features.dim() != 2:
             raise ValueError(f"expected features of shape (batch, F), got {tuple(features.shape)}")
         state = self.embed(features).unsqueeze(1)

@@ -241,10 +241,11 @@ def main(args: list[str] | None = None, run: bool = True, exit_on_error: bool = 
 
 
 def resolve_config_args(args: list[str]) -> list[str]:
-    """``--config NAME.yaml`` -> the file it names (see :func:`ahop_cli.paths.resolve_config`)."""
+    """``--config NAME.yaml`` -> the file it names (see :func:`ahop_cli.paths.resolve_config`);
+    an inline YAML document (several lines, as the evaluation engine passes) is left as it is."""
     out = list(args)
     for i, arg in enumerate(out):
-        if arg == "--config" and i + 1 < len(out):
+        if arg == "--config" and i + 1 < len(out) and "\n" not in out[i + 1]:
             out[i + 1] = resolve_config(out[i + 1])
         elif arg.startswith("--config="):
             out[i] = "--config=" + resolve_config(arg.split("=", 1)[1])

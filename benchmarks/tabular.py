@@ -1,50 +1,59 @@
-"""Tabular accuracy benchmark: the Hopfield classifier against scikit-learn baselines.
+"""Tabular accuracy benchmark: the Hopfield classifiers against logistic regression and gradient
+boosting, on the same splits and the same preprocessed tensors.
 
-Data (offline copies in ``../shared/data/tabular``, see its README):
+Data (offline copies in ``../shared/data/tabular``, see its README; scikit-learn bundles digits):
 
-* the pre-split UCI sets: their 4 fixed train / val / test splits;
+* the 21 pre-split UCI sets: their 4 fixed train / val / test splits (``configs/tabular_uci.yaml``);
 * shrutime and blastchar: 5 stratified 65 / 15 / 20 % splits (seeds 0..4, the Hopular protocol),
-  with the data settings of ``configs/tabular_<name>.yaml``.
+  with the data settings of ``configs/tabular_<name>.yaml``;
+* digits (1,797 rows, 64 columns, 10 classes): 5 stratified 65 / 15 / 20 % splits;
+* any CSV: ``--csv-path file.csv --target column [--drop-columns ...]`` (5 stratified splits).
 
-Models, all on the same preprocessed tensors of the same :class:`TabularDataModule`:
+Models:
 
-* ``hopfield-<similarity>``: the configs' :class:`tasks.tabular.TabularClassifier` with ``dot``,
-  ``manhattan`` or ``adaptive`` similarity, trained by a plain Lightning ``Trainer`` (no logger,
-  no checkpoint files), early-stopped on the validation loss with the best epoch's weights restored;
-* ``logreg`` / ``hist-gb``: scikit-learn ``LogisticRegression`` and
-  ``HistGradientBoostingClassifier`` with default settings, fit on the training rows.
+* ``retrieval-<similarity>``: :class:`tasks.tabular.TabularClassifier` with the default network
+  (retrieval from the training rows), evaluated by ``ahop cv``'s engine
+  (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``): each split is trained exactly as
+  ``ahop fit --config <config>`` trains it and its best checkpoint (the task's model-selection
+  rule: lowest ``val/loss``, early stopping on it) is tested once. ``<similarity>``: dot,
+  euclidean, adaptive, manhattan, ...
+* ``lookup-<similarity>``: the same task with ``network: lookup`` and the lookup model's recipe
+  (:data:`LOOKUP`: the settings of the earlier configs), same selection rule;
+* ``logreg``, ``hist-gb`` (scikit-learn), ``lightgbm``, ``xgboost``, ``catboost`` (the ``bench``
+  extra; skipped when not installed): default settings, fit on the training rows, 1 thread.
 
 Commands::
 
-    python benchmarks/tabular.py            # full run: table + benchmarks/out/tabular.png
-    python benchmarks/tabular.py --quick    # a few data sets, fewer splits and epochs
-    python benchmarks/tabular.py --tune     # validation-only grid over lr / embedding / epochs
-    # in pieces (each writes its own CSV), then one report over all of them:
-    python benchmarks/tabular.py --uci breast_cancer ecoli --csv --save benchmarks/out/p1.csv
-    python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 1 --save benchmarks/out/p2.csv
-    python benchmarks/tabular.py --report benchmarks/out/p1.csv benchmarks/out/p2.csv
+    python benchmarks/tabular.py --quick                       # a few sets, 1 split each
+    python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
+    python benchmarks/tabular.py --cost --uci --csv --digits --save benchmarks/out/cost.csv
+    python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
+    python benchmarks/tabular.py --csv-path my.csv --target label --drop-columns id
+    # validation-only tuning: each grid point is a set of CLI overrides; test rows never scored
+    python benchmarks/tabular.py --tune --uci --csv shrutime --seed-ids 0 1 --models retrieval-euclidean \\
+        --grid model.init_args.context_size=32,96 model.init_args.memory_refresh=full,frozen
 
-Prints a markdown table of mean ± std test accuracy (%) per data set and model, the published
-Hopular / XGBoost / CatBoost / LightGBM numbers for shrutime and blastchar, and the training wall
-time per epoch of the Hopfield models. ``--tune`` reports validation accuracy only; the test rows
-play no part in choosing :data:`DEFAULTS`.
+Prints markdown tables: test accuracy per set (mean ± std over splits), mean accuracy and mean rank
+over the UCI sets and over the mid-size sets, win / tie / loss against hist-gb, the published
+numbers for shrutime / blastchar; ``--cost``: the Hopfield models' seconds per epoch and peak
+memory on the first split of each set (a fixed number of epochs). The baselines are checked to
+be tested on the rows the evaluation engine tested. ``--tune`` scores validation rows only.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
+import importlib.util
 import itertools
 import logging
-import math
 import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +65,24 @@ import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
-from lightning.pytorch.callbacks import Callback, EarlyStopping  # noqa: E402
-from sklearn.base import ClassifierMixin  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from datamodules.tabular import TabularDataModule  # noqa: E402
+import train  # noqa: E402
+from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
-from tasks.tabular import TabularClassifier  # noqa: E402
 
 DATA_ROOT = ROOT.parent / "shared" / "data" / "tabular"
+CONFIGS = ROOT / "configs"
 OUT_DIR = ROOT / "benchmarks" / "out"
 CSV_SETS = ("shrutime", "blastchar")
-SIMILARITIES = ("dot", "manhattan", "adaptive")
+#: the sets with thousands of rows: they weigh more than the UCI mean (see docs/results_tabular.md)
+MID_SIZE = ("shrutime", "blastchar", "digits")
+#: the configs' default (euclidean) first, then the dot and adaptive variants the issue compares
+DEFAULT_MODELS = ("retrieval-euclidean", "retrieval-dot", "retrieval-adaptive", "lookup-dot")
+#: |accuracy difference| (points, mean over splits) below which a comparison with hist-gb is a tie
+TIE_POINTS = 0.5
 
 #: Published test accuracy (%) on the Hopular protocol (5 stratified splits), from the data README.
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -77,117 +90,141 @@ PUBLISHED: dict[str, dict[str, float]] = {
     "blastchar": {"Hopular": 80.05, "XGBoost": 76.78, "CatBoost": 80.13, "LightGBM": 79.92},
 }
 
+#: the lookup model's recipe (the settings of the configs before the retrieval model), as overrides
+LOOKUP: tuple[str, ...] = (
+    "--model.init_args.network=lookup",
+    "--model.init_args.embedding_dim=64",
+    "--model.init_args.quantity=32",
+    "--model.init_args.num_heads=4",
+    "--model.init_args.dropout=0.1",
+    "--model.init_args.feature_embedding=linear",
+    "--model.init_args.early_stopping_patience=8",
+    "--model.init_args.optimizer.init_args.lr=0.01",
+    "--model.init_args.optimizer.init_args.weight_decay=0.01",
+    "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR",
+    "--model.init_args.lr_scheduler.init_args.T_max=40",
+    "--trainer.max_epochs=40",
+)
 
-# ----------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class HopfieldSettings:
-    """Model and training settings of the Hopfield classifier (one set for every data set)."""
-
-    embedding_dim: int = 64
-    quantity: int = 32
-    num_heads: int = 4
-    dropout: float = 0.1
-    lr: float = 1e-2
-    weight_decay: float = 0.01
-    max_epochs: int = 40
-    patience: int = 8
-    batch_size: int = 128
-    min_steps: int = 1  # small training sets get smaller batches: >= min_steps steps per epoch
-    feature_embedding: str = "linear"  # or "periodic"
-    periodic_sigma: float = 0.1  # initial frequency scale of the periodic embedding
-
-    def batch_size_for(self, train_rows: int) -> int:
-        """``batch_size``, shrunk (down to 8) so an epoch of ``train_rows`` has ``min_steps``."""
-        return min(self.batch_size, max(8, train_rows // self.min_steps))
-
-    def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+#: prefix of a Hopfield model name -> CLI overrides of that network (the suffix is the similarity)
+NETWORKS: dict[str, tuple[str, ...]] = {"retrieval": (), "lookup": LOOKUP}
 
 
-#: Defaults chosen with ``--tune`` (validation accuracy only): on shrutime + blastchar splits 0-1,
-#: lr 1e-2 / embedding 64 was the best of lr {3e-3, 1e-2} x embedding {64, 128} (docs/results_tabular.md).
-DEFAULTS = HopfieldSettings()
-
-#: Default ``--tune`` grid (``--grid name=v1,v2 ...`` replaces it): each point overrides DEFAULTS.
-TUNE_GRID: dict[str, Sequence[Any]] = {
-    "lr": (1e-3, 3e-3, 1e-2),
-    "embedding_dim": (32, 64),
-}
-
-
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    """``["lr=1e-3,3e-3", "embedding_dim=32,64"]`` -> ``{"lr": [0.001, 0.003], ...}``, each value
-    cast to the type of that field in :class:`HopfieldSettings`."""
-    fields = asdict(DEFAULTS)
-    grid = {}
-    for item in items:
-        name, _, values = item.partition("=")
-        if name not in fields or not values:
-            raise ValueError(
-                f"bad grid entry {item!r}: expected name=v1,v2,... with name in {sorted(fields)}"
-            )
-        grid[name] = [type(fields[name])(v) for v in values.split(",")]
-    return grid
-
-
+# ----------------------------------------------------------------------------- splits
 @dataclass(frozen=True)
 class Split:
-    """One train / val / test split of one data set: the TabularDataModule's arguments."""
+    """One train / val / test split of one data set: a config and its data overrides."""
 
     dataset: str
     index: int
-    data: dict[str, Any]
+    config: Path
+    overrides: tuple[str, ...] = ()
 
 
 def uci_splits(names: Iterable[str], folds: Iterable[int]) -> list[Split]:
     """The predefined UCI splits ``folds`` (0..3) of each UCI folder in ``names``."""
+    config = CONFIGS / "tabular_uci.yaml"
     return [
-        Split(name, fold, {"source": "uci", "name": name, "data_dir": str(DATA_ROOT), "fold": fold})
+        Split(
+            name,
+            fold,
+            config,
+            (
+                f"--data.init_args.name={name}",
+                f"--data.init_args.data_dir={DATA_ROOT}",
+                f"--data.init_args.fold={fold}",
+            ),
+        )
         for name in names
         for fold in folds
     ]
 
 
+def stratified_splits(
+    name: str, config: Path, seeds: Iterable[int], data: Sequence[str] = ()
+) -> list[Split]:
+    """Stratified splits (one per seed) of the data set a config (plus ``data`` overrides) reads."""
+    return [Split(name, s, config, (*data, f"--data.init_args.seed={s}")) for s in seeds]
+
+
 def csv_splits(names: Iterable[str], seeds: Iterable[int]) -> list[Split]:
-    """Stratified splits (one per seed) of the CSV sets, with ``configs/tabular_<name>.yaml``'s
-    data settings, so the benchmark preprocesses exactly as the configs do."""
-    splits = []
-    for name in names:
-        config = yaml.safe_load((ROOT / "configs" / f"tabular_{name}.yaml").read_text())
-        data = dict(config["data"]["init_args"], data_dir=str(DATA_ROOT))
-        splits += [Split(name, seed, {**data, "seed": seed}) for seed in seeds]
-    return splits
+    """shrutime / blastchar with ``configs/tabular_<name>.yaml``'s data settings."""
+    return [
+        split
+        for name in names
+        for split in stratified_splits(
+            name,
+            CONFIGS / f"tabular_{name}.yaml",
+            seeds,
+            (f"--data.init_args.data_dir={DATA_ROOT}",),
+        )
+    ]
 
 
-# ----------------------------------------------------------------------------- models
-BASELINES: dict[str, Callable[[int], ClassifierMixin]] = {
-    "logreg": lambda seed: LogisticRegression(max_iter=2000),
-    "hist-gb": lambda seed: HistGradientBoostingClassifier(random_state=seed),
+def digits_splits(seeds: Iterable[int]) -> list[Split]:
+    """scikit-learn's digits, 65 / 15 / 20 % stratified splits."""
+    data = (
+        "--data.init_args.source=sklearn",
+        "--data.init_args.name=digits",
+        "--data.init_args.val_size=0.15",
+        "--data.init_args.test_size=0.2",
+    )
+    return stratified_splits("digits", CONFIGS / "tabular.yaml", seeds, data)
+
+
+def any_csv_splits(
+    path: Path, target: str, drop: Sequence[str], seeds: Iterable[int]
+) -> list[Split]:
+    """Any CSV file, 65 / 15 / 20 % stratified splits, the generic config's model."""
+    data = [
+        "--data.init_args.source=csv",
+        f"--data.init_args.csv_path={path}",
+        f"--data.init_args.target={target}",
+        "--data.init_args.val_size=0.15",
+        "--data.init_args.test_size=0.2",
+    ]
+    if drop:
+        data.append(f"--data.init_args.drop_columns=[{', '.join(drop)}]")
+    return stratified_splits(path.stem, CONFIGS / "tabular.yaml", seeds, data)
+
+
+# ----------------------------------------------------------------------------- baselines
+def _lightgbm(seed: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(random_state=seed, n_jobs=1, verbose=-1)
+
+
+def _xgboost(seed: int) -> Any:
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(random_state=seed, n_jobs=1)
+
+
+def _catboost(seed: int) -> Any:
+    from catboost import CatBoostClassifier
+
+    return CatBoostClassifier(
+        random_seed=seed, thread_count=1, verbose=0, allow_writing_files=False
+    )
+
+
+#: baseline name -> (package it needs, factory of a default-settings classifier from a seed)
+BASELINES: dict[str, tuple[str, Callable[[int], Any]]] = {
+    "logreg": ("sklearn", lambda seed: LogisticRegression(max_iter=2000)),
+    "hist-gb": ("sklearn", lambda seed: HistGradientBoostingClassifier(random_state=seed)),
+    "lightgbm": ("lightgbm", _lightgbm),
+    "xgboost": ("xgboost", _xgboost),
+    "catboost": ("catboost", _catboost),
 }
-"""scikit-learn baselines by name (default hyper-parameters), built from a seed."""
 
 
-class BestWeights(Callback):
-    """Keeps (in memory) the weights of the epoch with the best monitored value and loads them
-    back when fitting ends, so the evaluated model is the best-validation one."""
-
-    def __init__(self, monitor: str, mode: str = "min") -> None:
-        self.monitor, self.sign = monitor, 1.0 if mode == "min" else -1.0
-        self.best, self.best_epoch, self.state = math.inf, -1, None
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None:
-            return
-        if self.sign * float(value) < self.best:
-            self.best, self.best_epoch = self.sign * float(value), trainer.current_epoch
-            self.state = copy.deepcopy(module.state_dict())
-
-    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.state is not None:
-            module.load_state_dict(self.state)
+def available_baselines() -> list[str]:
+    """The baselines whose package is installed."""
+    return [n for n, (package, _) in BASELINES.items() if importlib.util.find_spec(package)]
 
 
+# ----------------------------------------------------------------------------- measuring
 class EpochTimer(Callback):
     """Wall time of each training epoch (the training batches only, not validation)."""
 
@@ -199,6 +236,82 @@ class EpochTimer(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.times.append(time.perf_counter() - self.start)
+
+
+class ValidationTrace(Callback):
+    """Class probabilities of the validation rows after every epoch (for :func:`selection_study`)."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self.features, self.probabilities = features, []
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        training = module.training
+        module.eval()
+        with torch.no_grad():
+            self.probabilities.append(module(self.features.to(module.device)).softmax(-1).cpu())
+        module.train(training)
+
+
+#: model-selection rules: per-epoch (loss, accuracy) arrays of one half of the validation rows ->
+#: the chosen epoch
+SELECTION_RULES: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {
+    "min_loss": lambda loss, acc: int(np.argmin(loss)),
+    "max_acc": lambda loss, acc: int(np.argmax(acc)),
+    "max_acc_then_loss": lambda loss, acc: int(np.lexsort((loss, -acc))[0]),
+    "last": lambda loss, acc: len(loss) - 1,
+}
+
+
+def selection_study(
+    probabilities: Sequence[torch.Tensor], labels: torch.Tensor, repeats: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """Accuracy each :data:`SELECTION_RULES` rule gets on rows it did not select on: the
+    validation rows are split in random halves; the epoch chosen on one half is scored on the
+    other (both ways, ``repeats`` times). Uses validation rows only."""
+    probs = torch.stack(list(probabilities)).double()  # (epochs, rows, classes)
+    correct = (probs.argmax(-1) == labels).double().numpy()
+    nll = -torch.log(probs[:, torch.arange(len(labels)), labels].clamp_min(1e-12)).numpy()
+    generator = np.random.default_rng(seed)
+    scores = {name: [] for name in SELECTION_RULES}
+    for _ in range(repeats):
+        order = generator.permutation(len(labels))
+        halves = (order[: len(order) // 2], order[len(order) // 2 :])
+        for pick, score in (halves, halves[::-1]):
+            for name, rule in SELECTION_RULES.items():
+                epoch = rule(nll[:, pick].mean(1), correct[:, pick].mean(1))
+                scores[name].append(correct[epoch, score].mean())
+    return {f"sel_{name}": float(np.mean(v)) for name, v in scores.items()}
+
+
+class PeakMemory:
+    """Peak resident memory (MiB) added while the ``with`` block runs (Linux: resets VmHWM)."""
+
+    def __enter__(self) -> PeakMemory:
+        self.supported = Path("/proc/self/clear_refs").exists()
+        self.peak_mib = float("nan")
+        if self.supported:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                self.supported = False
+        self.base = self._status("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.supported:
+            self.peak_mib = (self._status("VmHWM") - self.base) / 1024
+
+    @staticmethod
+    def _status(key: str) -> float:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    return float(line.split()[1])  # kB
+        except OSError:
+            pass
+        return float("nan")
 
 
 @dataclass
@@ -214,6 +327,12 @@ class Result:
     epoch_s: float = float("nan")
     epochs: int = 0
     best_epoch: int = -1
+    peak_mib: float = float("nan")
+    setting: str = ""
+    sel_min_loss: float = float("nan")
+    sel_max_acc: float = float("nan")
+    sel_max_acc_then_loss: float = float("nan")
+    sel_last: float = float("nan")
 
 
 def accuracy(predicted: np.ndarray | torch.Tensor, target: torch.Tensor) -> float:
@@ -221,122 +340,207 @@ def accuracy(predicted: np.ndarray | torch.Tensor, target: torch.Tensor) -> floa
     return float((torch.as_tensor(predicted) == target).float().mean())
 
 
+def model_overrides(model: str) -> tuple[str, ...]:
+    """CLI overrides of a Hopfield model name ``<network>-<similarity>``."""
+    network, _, similarity = model.partition("-")
+    if network not in NETWORKS or not similarity:
+        raise ValueError(
+            f"unknown model {model!r}: expected <network>-<similarity> with network in "
+            f"{sorted(NETWORKS)}, or a baseline in {sorted(BASELINES)}"
+        )
+    return (*NETWORKS[network], f"--model.init_args.similarity={similarity}")
+
+
+def build_cli(split: Split, overrides: Sequence[str], root: str, seed: int) -> Any:
+    """The LightningCLI of ``split`` (its config + data overrides + ``overrides``), not run."""
+    args = [
+        "--config",
+        str(split.config),
+        *split.overrides,
+        *overrides,
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}",
+        f"--seed_everything={seed}",
+    ]
+    return train.main(args, run=False)
+
+
 def fit_hopfield(
-    datamodule: TabularDataModule,
-    similarity: str,
-    settings: HopfieldSettings,
-    seed: int,
-    scored: Sequence[str] = ("val", "test"),
-) -> dict[str, float]:
-    """Train the configs' TabularClassifier on ``datamodule``; accuracy on the ``scored`` splits."""
-    L.seed_everything(seed, verbose=False)
-    task = TabularClassifier(
-        num_features=datamodule.num_features,
-        num_classes=datamodule.num_classes,
-        embedding_dim=settings.embedding_dim,
-        quantity=settings.quantity,
-        num_heads=settings.num_heads,
-        similarity=similarity,
-        dropout=settings.dropout,
-        feature_embedding=settings.feature_embedding,
-        feature_embedding_kwargs=(
-            {"sigma": settings.periodic_sigma} if settings.feature_embedding == "periodic" else None
-        ),
-        optimizer=functools.partial(
-            torch.optim.AdamW, lr=settings.lr, weight_decay=settings.weight_decay
-        ),
-        lr_scheduler=functools.partial(
-            torch.optim.lr_scheduler.CosineAnnealingLR, T_max=settings.max_epochs
-        ),
-    )
-    best, timer = BestWeights("val/loss", "min"), EpochTimer()
-    trainer = L.Trainer(
-        max_epochs=settings.max_epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[EarlyStopping("val/loss", patience=settings.patience), best, timer],
-    )
-    start = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule)
-    fit_s = time.perf_counter() - start
-    task.eval()
-    scores = {}
-    with torch.no_grad():
-        for split in scored:
-            x, y = datamodule.tensors(split)
-            scores[f"{split}_acc"] = accuracy(task(x).argmax(-1), y)
+    split: Split,
+    model: str,
+    scored: Sequence[str],
+    extra: Sequence[str] = (),
+    study_selection: bool = False,
+) -> dict[str, Any]:
+    """Train like ``ahop fit`` and score the checkpoint the CLI keeps on the ``scored`` splits
+    (``study_selection``: also the :func:`selection_study` of the validation rows)."""
+    with tempfile.TemporaryDirectory(prefix="ahop-bench-") as root:
+        cli = build_cli(split, (*model_overrides(model), *extra), root, split.index)
+        timer = EpochTimer()
+        cli.trainer.callbacks.append(timer)
+        if study_selection:
+            cli.datamodule.setup("fit")
+            trace = ValidationTrace(cli.datamodule.tensors("val")[0])
+            cli.trainer.callbacks.append(trace)
+        start = time.perf_counter()
+        with PeakMemory() as memory:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        fit_s = time.perf_counter() - start
+        checkpoint = cli.trainer.checkpoint_callback
+        best = type(cli.model).load_from_checkpoint(checkpoint.best_model_path, weights_only=True)
+        best.eval()
+        scores = {}
+        with torch.no_grad():
+            for part in scored:
+                x, y = cli.datamodule.tensors(part)
+                scores[f"{part}_acc"] = accuracy(best(x).argmax(-1), y)
+        best_epoch = torch.load(checkpoint.best_model_path, weights_only=True)["epoch"]
+        if study_selection:
+            scores.update(selection_study(trace.probabilities, cli.datamodule.tensors("val")[1]))
     return {
         **scores,
         "fit_s": fit_s,
-        "epoch_s": float(np.median(timer.times)),
+        "epoch_s": float(np.median(timer.times)) if timer.times else float("nan"),
         "epochs": len(timer.times),
-        "best_epoch": best.best_epoch,
+        "best_epoch": int(best_epoch),
+        "peak_mib": memory.peak_mib,
     }
 
 
-def fit_baseline(
-    datamodule: TabularDataModule, name: str, seed: int, scored: Sequence[str] = ("val", "test")
-) -> dict[str, float]:
+def evaluate_hopfield(
+    splits: Sequence[Split], model: str, extra: Sequence[str] = ()
+) -> tuple[list[Result], dict[int, list[int]]]:
+    """The accuracy of a Hopfield model on the splits of one data set through ``ahop cv``
+    (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``: the config's early stopping and
+    best-``val/loss`` checkpoint, tested once). Returns the results and each split's test rows.
+
+    UCI sets: the first ``len(splits)`` predefined folds (one repeat); stratified sets: one repeat
+    per seed (``seed``, ``seed + 1``, ...).
+    """
+    first = splits[0]
+    ids = [s.index for s in splits]
+    uci = first.config.name == "tabular_uci.yaml"
+    if ids != list(range(ids[0], ids[0] + len(ids))) or (uci and ids[0] != 0):
+        raise ValueError(
+            f"{first.dataset}: the evaluation runs consecutive splits (UCI folds from 0); got {ids}"
+        )
+    data = [
+        o
+        for o in first.overrides
+        if not o.startswith(("--data.init_args.fold=", "--data.init_args.seed="))
+    ]
+    protocol = Protocol(
+        repeats=1 if uci else len(ids), seed=None if uci else ids[0], selection="validation"
+    )
+    args = ["--config", str(first.config), *data, *model_overrides(model), *extra]
+    args.append("--trainer.logger=false")
+    evaluation = evaluate(
+        args, protocol, output_dir=OUT_DIR / "cv", max_folds=len(ids) if uci else None, log=None
+    )
+    results, test_rows = [], {}
+    for fold in evaluation.folds:
+        index = fold.fold if uci else fold.seed
+        test_rows[index] = [int(i) for i in fold.test_ids]
+        results.append(
+            Result(
+                first.dataset,
+                index,
+                model,
+                val_acc=float("nan"),
+                test_acc=fold.metrics["test/acc"],
+                fit_s=fold.seconds,
+                best_epoch=(fold.epochs or 0) - 1,
+                setting=str(evaluation.run_dir),
+            )
+        )
+    return results, test_rows
+
+
+def cost_run(split: Split, models: Sequence[str], epochs: int) -> list[Result]:
+    """Seconds per epoch and peak memory of the Hopfield ``models`` on one split: ``epochs``
+    epochs each without early stopping, after one discarded warm-up fit (one-time allocations)."""
+    fixed = (f"--trainer.max_epochs={epochs}", "--model.init_args.early_stopping_patience=null")
+    fit_hopfield(split, "lookup-dot", ("val",), ("--trainer.max_epochs=1",))
+    results = []
+    for model in models:
+        scores = fit_hopfield(split, model, ("val",), fixed)
+        result = Result(split.dataset, split.index, model, setting="cost", **scores)
+        print(
+            f"{split.dataset:>28} #{split.index} {model:>20}: {result.epoch_s:.3f} s/epoch, "
+            f"peak +{result.peak_mib:.0f} MiB",
+            flush=True,
+        )
+        results.append(result)
+    return results
+
+
+def fit_baseline(datamodule: Any, name: str, seed: int, scored: Sequence[str]) -> dict[str, float]:
     """Fit a :data:`BASELINES` model on the training tensors; accuracy on the ``scored`` splits."""
-    model = BASELINES[name](seed)
+    model = BASELINES[name][1](seed)
     x, y = datamodule.tensors("train")
     start = time.perf_counter()
     model.fit(x.numpy(), y.numpy())
     scores = {"fit_s": time.perf_counter() - start}
-    for split in scored:
-        x, y = datamodule.tensors(split)
-        scores[f"{split}_acc"] = accuracy(model.predict(x.numpy()), y)
+    for part in scored:
+        x, y = datamodule.tensors(part)
+        scores[f"{part}_acc"] = accuracy(np.asarray(model.predict(x.numpy())).reshape(-1), y)
     return scores
 
 
 def run_split(
     split: Split,
     models: Sequence[str],
-    settings: HopfieldSettings,
     scored: Sequence[str] = ("val", "test"),
+    extra: Sequence[str] = (),
+    setting: str = "",
     verbose: bool = True,
+    study_selection: bool = False,
+    check: dict[str, dict[int, list[int]]] | None = None,
 ) -> list[Result]:
-    """Every model in ``models`` (``hopfield-<similarity>`` or a baseline name) on one split;
-    ``scored``: the splits whose accuracy is computed (``("val",)`` while tuning)."""
-    datamodule = TabularDataModule(**split.data)
-    datamodule.setup("fit")
-    # the loaders read the batch size when they are built, i.e. after the training rows are known
-    datamodule.hparams.batch_size = settings.batch_size_for(datamodule.split_sizes["train"])
+    """Every model on one split (``extra``: CLI overrides for the Hopfield models; ``check``:
+    model -> split -> the test rows another run used, which must be this split's)."""
     results = []
+    datamodule = None
     for model in models:
-        if model.startswith("hopfield-"):
-            similarity = model.removeprefix("hopfield-")
-            scores = fit_hopfield(datamodule, similarity, settings, split.index, scored)
-        else:
+        if model in BASELINES:
+            if datamodule is None:  # the configs' data section, preprocessed as the CLI does
+                with tempfile.TemporaryDirectory() as root:
+                    datamodule = build_cli(split, (), root, split.index).datamodule
+                datamodule.setup("fit")
+                rows = [int(i) for i in datamodule.split_indices["test"]]
+                for other, tested in (check or {}).items():
+                    if split.index in tested and sorted(tested[split.index]) != sorted(rows):
+                        raise RuntimeError(
+                            f"{split.dataset} #{split.index}: {other} was tested on other rows"
+                        )
             scores = fit_baseline(datamodule, model, split.index, scored)
-        result = Result(split.dataset, split.index, model, **scores)
+        else:
+            scores = fit_hopfield(split, model, scored, extra, study_selection)
+        result = Result(split.dataset, split.index, model, setting=setting, **scores)
         results.append(result)
         if verbose:
             timing = (
-                f"  {result.epochs} epochs (best {result.best_epoch}), {result.epoch_s:.3f} s/epoch"
+                f"  {result.epochs} ep (best {result.best_epoch}), {result.epoch_s:.3f} s/ep, "
+                f"peak +{result.peak_mib:.0f} MiB"
                 if result.epochs
                 else ""
             )
             test = f"  test {100 * result.test_acc:5.1f}" if "test" in scored else ""
             print(
-                f"{split.dataset:>28} #{split.index} {model:>18}: val {100 * result.val_acc:5.1f}"
+                f"{split.dataset:>28} #{split.index} {model:>20}: val {100 * result.val_acc:5.1f}"
                 f"{test}{timing}",
                 flush=True,
             )
     return results
 
 
-def model_names(similarities: Sequence[str], baselines: Sequence[str]) -> list[str]:
-    return [f"hopfield-{s}" for s in similarities] + list(baselines)
-
-
 # ----------------------------------------------------------------------------- reports
 def mean_std(values: pd.Series) -> str:
     """``mean ± std`` of accuracies in % (population std over splits)."""
+    if values.empty:
+        return ""
     return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=0):.2f}"
 
 
@@ -347,259 +551,339 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def per_set(results: pd.DataFrame, models: Sequence[str], column: str = "test_acc") -> pd.DataFrame:
+    """Data set x model: mean of ``column`` over splits."""
+    table = results.groupby(["dataset", "model"])[column].mean().unstack("model")
+    return table.reindex(columns=list(models))
+
+
+def summary_rows(table: pd.DataFrame, models: Sequence[str], label: str) -> list[list[str]]:
+    """Mean accuracy, mean rank (1 = best) and win / tie / loss against hist-gb over ``table``."""
+    n = len(table)
+    ranks = table.rank(axis=1, ascending=False).mean()
+    rows = [
+        [f"**{label} mean ({n} sets)**", "", *(f"{100 * table[m].mean():.2f}" for m in models)],
+        [f"**{label} mean rank**", "", *(f"{ranks[m]:.2f}" for m in models)],
+    ]
+    if "hist-gb" in table:
+        diff = (table[list(models)].sub(table["hist-gb"], axis=0)) * 100
+        cells = []
+        for m in models:
+            if m == "hist-gb":
+                cells.append("-")
+                continue
+            wins = int((diff[m] >= TIE_POINTS).sum())
+            losses = int((diff[m] <= -TIE_POINTS).sum())
+            cells.append(f"{wins} / {n - wins - losses} / {losses}")
+        rows.append([f"**{label} W / T / L vs hist-gb**", "", *cells])
+    return rows
+
+
 def accuracy_table(results: pd.DataFrame, models: Sequence[str], column: str = "test_acc") -> str:
-    """Data set x model: mean ± std of ``column`` (%) over splits. UCI sets first, then their
-    mean and average rank per model, then shrutime / blastchar with the published numbers."""
+    """Data set x model: mean ± std of ``column`` (%) over splits; UCI sets first, then their
+    summary, then the mid-size sets with theirs and the published numbers."""
     datasets = list(dict.fromkeys(results["dataset"]))
     published = sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
 
     def row(dataset: str) -> list[str]:
         part = results[results["dataset"] == dataset]
         cells = [mean_std(part[part["model"] == m][column]) for m in models]
-        cells += [
-            f"{PUBLISHED[dataset][p]:.2f}" if p in PUBLISHED.get(dataset, {}) else ""
-            for p in published
-        ]
         return [dataset, str(part["split"].nunique()), *cells]
 
-    uci_sets = [d for d in datasets if d not in CSV_SETS]
-    rows = [row(d) for d in uci_sets]
-    if len(uci_sets) > 1:
-        uci = results[results["dataset"].isin(uci_sets)]
-        per_set = uci.groupby(["dataset", "model"])[column].mean().unstack("model")[list(models)]
-        ranks = per_set.rank(axis=1, ascending=False).mean()
-        blank = [""] * len(published)
-        n = len(per_set)
-        rows.append(
-            [
-                f"**UCI mean ({n} sets)**",
-                "",
-                *(f"{100 * per_set[m].mean():.2f}" for m in models),
-                *blank,
-            ]
-        )
-        rows.append(
-            [f"**UCI avg. rank ({n} sets)**", "", *(f"{ranks[m]:.2f}" for m in models), *blank]
-        )
-    rows += [row(d) for d in datasets if d in CSV_SETS]
-    header = ["data set", "splits", *models, *(f"{p} (published)" for p in published)]
-    return markdown_table(header, rows)
+    table = per_set(results, models, column)
+    uci = [d for d in datasets if d not in MID_SIZE and d not in CSV_SETS]
+    rows = [row(d) for d in uci]
+    if len(uci) > 1:
+        rows += summary_rows(table.loc[uci], models, "UCI")
+    mid = [d for d in datasets if d in MID_SIZE]
+    rows += [row(d) for d in mid]
+    if len(mid) > 1:
+        rows += summary_rows(table.loc[mid], models, "mid-size")
+    rows += [row(d) for d in datasets if d not in uci and d not in mid]
+    header = ["data set", "splits", *models]
+    text = markdown_table(header, rows)
+    if published:
+        pub_rows = [
+            [d, *(f"{PUBLISHED[d].get(p, float('nan')):.2f}" for p in published)]
+            for d in datasets
+            if d in PUBLISHED
+        ]
+        text += "\n\nPublished (Hopular paper protocol, its own 5 splits):\n\n"
+        text += markdown_table(["data set", *published], pub_rows)
+    return text
 
 
-def verdict(results: pd.DataFrame) -> list[str]:
-    """Per churn set: the best Hopfield model against the best published gradient boosting
-    (XGBoost / CatBoost / LightGBM) and against our HistGradientBoosting."""
-    lines = []
-    for dataset in (d for d in CSV_SETS if d in set(results["dataset"])):
-        part = results[results["dataset"] == dataset].groupby("model")["test_acc"].mean() * 100
-        hopfield = part[part.index.str.startswith("hopfield-")]
-        if hopfield.empty:
-            continue
-        best_model, best = hopfield.idxmax(), hopfield.max()
-        gbdt = {k: v for k, v in PUBLISHED[dataset].items() if k != "Hopular"}
-        best_gbdt = max(gbdt, key=gbdt.get)
-        line = (
-            f"{dataset}: best Hopfield {best_model} {best:.2f} vs best published GBDT "
-            f"{best_gbdt} {gbdt[best_gbdt]:.2f} ({best - gbdt[best_gbdt]:+.2f}), "
-            f"Hopular {PUBLISHED[dataset]['Hopular']:.2f} ({best - PUBLISHED[dataset]['Hopular']:+.2f})"
-        )
-        if "hist-gb" in part:
-            line += f", our hist-gb {part['hist-gb']:.2f} ({best - part['hist-gb']:+.2f})"
-        lines.append(line)
-    return lines
-
-
-def timing_table(results: pd.DataFrame) -> str:
-    """Median training wall time per epoch (s) and mean epochs run, per data set and model."""
-    hopfield = results[results["model"].str.startswith("hopfield-")]
+def cost_table(results: pd.DataFrame) -> str:
+    """Per data set and Hopfield model (the ``--cost`` runs): median s / epoch, epochs, peak MiB,
+    and the epoch-time ratio of each model to retrieval-dot."""
+    hopfield = results[results["setting"] == "cost"]
     models = list(dict.fromkeys(hopfield["model"]))
     rows = []
     for dataset in dict.fromkeys(hopfield["dataset"]):
         part = hopfield[hopfield["dataset"] == dataset]
+        epoch = part.groupby("model")["epoch_s"].median()
         cells = []
         for m in models:
             runs = part[part["model"] == m]
-            cells.append(f"{runs['epoch_s'].median():.3f} s ({runs['epochs'].mean():.0f} ep.)")
+            if runs.empty:
+                cells.append("")
+                continue
+            ratio = (
+                f", {epoch[m] / epoch['retrieval-dot']:.2f}x dot"
+                if "retrieval-dot" in epoch and m != "retrieval-dot"
+                else ""
+            )
+            cells.append(
+                f"{runs['epoch_s'].median():.3f} s{ratio} ({runs['epochs'].mean():.0f} ep, "
+                f"+{runs['peak_mib'].median():.0f} MiB)"
+            )
         rows.append([dataset, *cells])
     return markdown_table(["data set", *models], rows)
 
 
-def _bar_panel(
-    ax: Any, results: pd.DataFrame, datasets: Sequence[str], bars: Sequence[str]
-) -> None:
-    """Grouped bars (one group per data set) of mean ± std test accuracy; a bar named after a
-    published method shows that number, hatched."""
-    import matplotlib.pyplot as plt
-
-    stats = results.groupby(["dataset", "model"])["test_acc"].agg(["mean", "std"]) * 100
-    width = 0.8 / len(bars)
-    heights = []
-    for j, bar in enumerate(bars):
-        xs, means, errs = [], [], []
-        for i, dataset in enumerate(datasets):
-            if (dataset, bar) in stats.index:
-                mean, std = stats.loc[(dataset, bar)]
-            elif bar in PUBLISHED.get(dataset, {}):
-                mean, std = PUBLISHED[dataset][bar], 0.0
-            else:
-                continue
-            xs.append(i + (j - (len(bars) - 1) / 2) * width)
-            means.append(mean)
-            errs.append(0.0 if np.isnan(std) else std)
-        is_published = bar not in set(results["model"])
-        ax.bar(
-            xs,
-            means,
-            width,
-            yerr=errs,
-            color=plt.get_cmap("tab10")(j % 10),
-            hatch="//" if is_published else None,
-            label=f"{bar} (published)" if is_published else bar,
-        )
-        heights += means
-    ax.set_ylim(max(0.0, min(heights) - 5), min(100.0, max(heights) + 3))
-    ax.set_xticks(range(len(datasets)))
-    rotate = len(datasets) > 4
-    ax.set_xticklabels(
-        datasets, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=8
-    )
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-
-
 def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
-    """PNG: one panel of the UCI sets (our models), one of shrutime / blastchar (our models next
-    to the published numbers)."""
+    """PNG: grouped bars of mean test accuracy per data set (one panel for the UCI sets, one for
+    the mid-size sets with the published numbers hatched)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    stats = results.groupby(["dataset", "model"])["test_acc"].agg(["mean", "std"]) * 100
     datasets = list(dict.fromkeys(results["dataset"]))
     panels = [
-        ([d for d in datasets if d not in CSV_SETS], list(models), "UCI sets (fixed splits)"),
+        ([d for d in datasets if d not in MID_SIZE], list(models), "UCI sets (fixed splits)"),
         (
-            [d for d in datasets if d in CSV_SETS],
+            [d for d in datasets if d in MID_SIZE],
             [*models, *sorted({m for d in datasets for m in PUBLISHED.get(d, {})})],
-            "Churn sets (stratified splits) vs published",
+            "Mid-size sets (stratified splits) vs published",
         ),
     ]
-    panels = [panel for panel in panels if panel[0]]
-    widths = [max(3.0, 0.45 * len(d) * len(b) / 4) for d, b, _ in panels]
-    fig, axes = plt.subplots(
-        len(panels), 1, figsize=(max(8.0, *widths) + 2, 3.6 * len(panels)), squeeze=False
-    )
+    panels = [p for p in panels if p[0]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 3.8 * len(panels)), squeeze=False)
     for ax, (names, bars, title) in zip(axes[:, 0], panels):
-        _bar_panel(ax, results, names, bars)
-        ax.set_title(f"{title}: mean ± std test accuracy over splits", fontsize=10)
+        width = 0.8 / len(bars)
+        heights = []
+        for j, bar in enumerate(bars):
+            xs, means, errs = [], [], []
+            for i, d in enumerate(names):
+                if (d, bar) in stats.index:
+                    mean, std = stats.loc[(d, bar)]
+                elif bar in PUBLISHED.get(d, {}):
+                    mean, std = PUBLISHED[d][bar], 0.0
+                else:
+                    continue
+                xs.append(i + (j - (len(bars) - 1) / 2) * width)
+                means.append(mean)
+                errs.append(0.0 if np.isnan(std) else std)
+            published = bar not in set(results["model"])
+            ax.bar(
+                xs,
+                means,
+                width,
+                yerr=errs,
+                color=plt.get_cmap("tab10")(j % 10),
+                hatch="//" if published else None,
+                label=f"{bar} (published)" if published else bar,
+            )
+            heights += means
+        if heights:
+            ax.set_ylim(max(0.0, min(heights) - 5), min(100.0, max(heights) + 3))
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=45 if len(names) > 4 else 0, ha="right", fontsize=8)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{title}: mean ± std over splits", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- commands
-def quiet_lightning() -> None:
-    """Silence Lightning's per-fit banners and the small-data warnings."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*number of training batches.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-
-
-def benchmark(
-    splits: Sequence[Split],
-    models: Sequence[str],
-    settings: HopfieldSettings,
-    scored: Sequence[str] = ("val", "test"),
-) -> pd.DataFrame:
-    """One row per (split, model): a :class:`Result` as a data frame."""
-    results = [r for split in splits for r in run_split(split, models, settings, scored)]
-    return pd.DataFrame([asdict(r) for r in results])
-
-
-def tune(splits: Sequence[Split], similarities: Sequence[str], grid: dict[str, Sequence[Any]]):
-    """Validation accuracy of every grid point (test rows are never scored for the choice)."""
-    names = list(grid)
-    rows = []
-    for values in itertools.product(*(grid[n] for n in names)):
-        settings = replace(DEFAULTS, **dict(zip(names, values)))
-        start = time.perf_counter()
-        frame = benchmark(splits, model_names(similarities, ()), settings, scored=("val",))
-        per_set = frame.groupby(["model", "dataset"])["val_acc"].mean().groupby("model").mean()
-        rows.append(
-            [
-                *(str(v) for v in values),
-                *(f"{100 * per_set[f'hopfield-{s}']:.2f}" for s in similarities),
-                f"{100 * per_set.mean():.2f}",
-                f"{frame['epochs'].mean():.1f}",
-                f"{time.perf_counter() - start:.0f}",
-            ]
-        )
-        print(markdown_table([*names, *similarities, "mean", "epochs", "s"], rows[-1:]), flush=True)
-    header = [*names, *(f"val {s}" for s in similarities), "val mean", "epochs", "time (s)"]
-    return markdown_table(header, rows)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small subset, few epochs")
-    parser.add_argument("--tune", action="store_true", help="validation-only grid search")
-    parser.add_argument(
-        "--grid", nargs="*", default=None, help="--tune grid, e.g. lr=1e-3,3e-3 dropout=0,0.1"
-    )
-    parser.add_argument(
-        "--uci", nargs="*", default=None, help="UCI sets (default: all under the data root)"
-    )
-    parser.add_argument("--csv", nargs="*", default=list(CSV_SETS), choices=CSV_SETS)
-    parser.add_argument("--folds", type=int, default=4, help="UCI splits per set (max 4)")
-    parser.add_argument("--seeds", type=int, default=5, help="stratified splits per CSV set")
-    parser.add_argument(
-        "--fold-ids", nargs="*", type=int, default=None, help="these UCI folds (overrides --folds)"
-    )
-    parser.add_argument(
-        "--seed-ids", nargs="*", type=int, default=None, help="these CSV splits (overrides --seeds)"
-    )
-    parser.add_argument("--similarities", nargs="*", default=list(SIMILARITIES))
-    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
-    parser.add_argument("--max-epochs", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, default=OUT_DIR / "tabular.png")
-    parser.add_argument(
-        "--save", type=Path, default=None, help="per-split CSV (default: --out with .csv)"
-    )
-    parser.add_argument(
-        "--report",
-        nargs="+",
-        type=Path,
-        default=None,
-        help="train nothing: merge these per-split CSVs (from earlier pieces) into one report",
-    )
-    return parser.parse_args(argv)
-
-
-def report(results: pd.DataFrame, models: Sequence[str], out: Path) -> None:
-    """Print the accuracy, verdict and timing tables of ``results`` and save the PNG to ``out``."""
+def report(results: pd.DataFrame, models: Sequence[str], out: Path | None) -> None:
+    """Print the accuracy and cost tables; save the PNG to ``out``."""
+    costs = results[results["setting"] == "cost"]
+    results = results[results["setting"] != "cost"]
+    if results.empty:
+        print(cost_table(costs))
+        return
     print("\n## Test accuracy (%), mean ± std over splits\n")
     print(accuracy_table(results, models))
-    print("\n" + "\n".join(verdict(results)))
-    print("\n## Hopfield training wall time per epoch (median) and epochs run\n")
-    print(timing_table(results))
-    plot(results, models, out)
-    print(f"\nplot: {out}")
+    print(
+        f"\n(W / T / L: per data set, mean test accuracy at least {TIE_POINTS} points above / "
+        "within / below hist-gb's)"
+    )
+    if not costs.empty:
+        print("\n## Hopfield models: median s / epoch (training + validation), peak memory\n")
+        print(cost_table(costs))
+    if out is not None:
+        plot(results, models, out)
+        print(f"\nplot: {out}")
 
 
 def merge(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
     """Concatenate per-split CSVs; a (dataset, split, model) run twice keeps its last row. Models
-    ordered Hopfield similarities first (as :data:`SIMILARITIES`), then :data:`BASELINES`."""
+    ordered: retrieval, lookup, then the baselines in :data:`BASELINES` order."""
     frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    frame = frame.drop_duplicates(["dataset", "split", "model"], keep="last")
-    order = model_names(SIMILARITIES, list(BASELINES))
-    present = set(frame["model"])
-    models = [m for m in order if m in present] + sorted(present - set(order))
+    frame["setting"] = frame["setting"].fillna("")
+    frame["kind"] = np.where(frame["setting"] == "cost", "cost", "accuracy")
+    frame = frame.drop_duplicates(["dataset", "split", "model", "kind"], keep="last")
+    frame = frame.drop(columns="kind")
+    present = list(dict.fromkeys(frame["model"]))
+    hopfield = sorted(m for m in present if m not in BASELINES)
+    hopfield.sort(
+        key=lambda m: list(NETWORKS).index(m.split("-")[0]) if m.split("-")[0] in NETWORKS else 9
+    )
+    models = hopfield + [b for b in BASELINES if b in present]
     return frame.reset_index(drop=True), models
+
+
+# ----------------------------------------------------------------------------- commands
+def quiet_lightning() -> None:
+    """Silence Lightning's per-fit banners and the small-data warnings."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ahop.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*number of training batches.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+    warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
+
+
+def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
+    """``["model.init_args.context_size=32,96", "trainer.max_epochs=50"]`` -> the CLI overrides of
+    every grid point (the product of the lists)."""
+    axes = []
+    for item in items:
+        key, _, values = item.partition("=")
+        if not key or not values:
+            raise ValueError(f"bad grid entry {item!r}: expected key=v1,v2,... (a CLI key)")
+        axes.append([f"--{key.removeprefix('--')}={v}" for v in values.split(",")])
+    return [tuple(point) for point in itertools.product(*axes)] if axes else [()]
+
+
+def tune(
+    splits: Sequence[Split],
+    models: Sequence[str],
+    grid: list[tuple[str, ...]],
+    study_selection: bool = False,
+) -> pd.DataFrame:
+    """Validation accuracy of every grid point (the test rows are never scored)."""
+    results = []
+    for point in grid:
+        setting = " ".join(p.removeprefix("--").removeprefix("model.init_args.") for p in point)
+        start = time.perf_counter()
+        frame = pd.DataFrame(
+            [
+                asdict(r)
+                for s in splits
+                for r in run_split(
+                    s, models, ("val",), point, setting, study_selection=study_selection
+                )
+            ]
+        )
+        results.append(frame)
+        summary = frame.groupby(["model", "dataset"])["val_acc"].mean().groupby("model").mean()
+        print(
+            f"## {setting or '(defaults)'}: mean val acc "
+            + ", ".join(f"{m} {100 * v:.2f}" for m, v in summary.items())
+            + f"; {frame['epochs'].mean():.1f} epochs, {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+    return pd.concat(results, ignore_index=True)
+
+
+def tune_table(frame: pd.DataFrame) -> str:
+    """Setting x data set: mean validation accuracy (%) over splits, and the mean over sets."""
+    table = frame.groupby(["setting", "model", "dataset"])["val_acc"].mean().unstack("dataset")
+    rows = [
+        [
+            setting or "(defaults)",
+            model,
+            *(f"{100 * v:.2f}" for v in values),
+            f"{100 * values.mean():.2f}",
+        ]
+        for (setting, model), values in table.iterrows()
+    ]
+    epochs = frame.groupby(["setting", "model"])["epoch_s"].median()
+    for row, key in zip(rows, table.index):
+        row.append(f"{epochs[key]:.3f}")
+    return markdown_table(["setting", "model", *table.columns, "mean", "s / epoch"], rows)
+
+
+def selection_table(frame: pd.DataFrame) -> str:
+    """Data set x rule: mean held-out-half validation accuracy (%) of each selection rule."""
+    columns = [f"sel_{name}" for name in SELECTION_RULES]
+    table = frame.groupby("dataset")[columns].mean() * 100
+    rows = [[d, *(f"{v:.2f}" for v in values)] for d, values in table.iterrows()]
+    rows.append(["**mean**", *(f"{v:.2f}" for v in table.mean())])
+    return markdown_table(["data set", *SELECTION_RULES], rows)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 UCI sets + shrutime, 1 split")
+    parser.add_argument("--tune", action="store_true", help="validation-only grid search")
+    parser.add_argument(
+        "--cost", action="store_true", help="s / epoch and peak memory (first split of each set)"
+    )
+    parser.add_argument("--cost-epochs", type=int, default=5, help="epochs of each --cost fit")
+    parser.add_argument("--grid", nargs="*", default=[], help="--tune grid: key=v1,v2 (CLI keys)")
+    parser.add_argument(
+        "--selection-study",
+        action="store_true",
+        help="--tune: compare model-selection rules on halves of the validation rows",
+    )
+    parser.add_argument("--uci", nargs="*", default=None, help="UCI sets (no names: all of them)")
+    parser.add_argument("--csv", nargs="*", default=None, choices=CSV_SETS, help="churn sets")
+    parser.add_argument("--digits", action="store_true", help="scikit-learn's digits")
+    parser.add_argument("--csv-path", type=Path, default=None, help="any CSV file")
+    parser.add_argument("--target", default=None, help="label column of --csv-path")
+    parser.add_argument(
+        "--drop-columns", nargs="*", default=[], help="columns of --csv-path to ignore"
+    )
+    parser.add_argument("--fold-ids", nargs="*", type=int, default=[0, 1, 2, 3], help="UCI splits")
+    parser.add_argument(
+        "--seed-ids", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="stratified splits"
+    )
+    parser.add_argument("--models", nargs="*", default=None, help="Hopfield models and baselines")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="CLI overrides of every Hopfield fit, e.g. trainer.max_epochs=5",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "tabular.png")
+    parser.add_argument(
+        "--save", type=Path, default=None, help="per-split CSV (default: --out .csv)"
+    )
+    parser.add_argument(
+        "--report", nargs="+", type=Path, default=None, help="merge CSVs, train nothing"
+    )
+    args = parser.parse_args(argv)
+    if args.csv_path is not None and not args.target:
+        sys.exit("error: --csv-path needs --target (the label column)")
+    return args
+
+
+def collect_splits(args: argparse.Namespace) -> list[Split]:
+    """The splits the arguments ask for (``--quick``: a small subset)."""
+    if args.quick:
+        return uci_splits(uci_names(DATA_ROOT)[:3], [0]) + csv_splits(["shrutime"], [0])
+    splits: list[Split] = []
+    if args.csv_path is not None:
+        splits += any_csv_splits(
+            args.csv_path.resolve(), args.target, args.drop_columns, args.seed_ids
+        )
+    if args.uci is not None:
+        splits += uci_splits(args.uci or uci_names(DATA_ROOT), args.fold_ids)
+    if args.csv is not None:
+        splits += csv_splits(args.csv or CSV_SETS, args.seed_ids)
+    if args.digits:
+        splits += digits_splits(args.seed_ids)
+    return splits
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
@@ -609,41 +893,64 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
         print(f"# {len(results)} runs from {len(args.report)} CSV files")
         report(results, models, args.out)
         return results
-    if not DATA_ROOT.is_dir():
+    splits = collect_splits(args)
+    if not splits:
+        sys.exit("error: no data: name --uci / --csv / --digits / --csv-path, or --quick")
+    if any(s.config.name != "tabular.yaml" for s in splits) and not DATA_ROOT.is_dir():
         sys.exit(f"error: the offline data folder {DATA_ROOT} is missing (see its README)")
     torch.set_num_threads(args.threads)
     quiet_lightning()
-    uci = uci_names(DATA_ROOT) if args.uci is None else args.uci
-    folds, seeds, settings = range(args.folds), range(args.seeds), DEFAULTS
-    if args.quick:
-        uci, folds, seeds = uci[:3] if args.uci is None else uci, range(1), range(2)
-        settings = replace(settings, max_epochs=10, patience=3)
-    folds = folds if args.fold_ids is None else args.fold_ids
-    seeds = seeds if args.seed_ids is None else args.seed_ids
-    if args.max_epochs is not None:
-        settings = replace(settings, max_epochs=args.max_epochs)
-    splits = uci_splits(uci, folds) + csv_splits(args.csv, seeds)
-    print(
-        f"# {len(splits)} splits; torch threads {torch.get_num_threads()}; "
-        f"{platform.processor() or platform.machine()}, {torch.__version__}\n# {settings.describe()}"
+    models = args.models or (
+        list(DEFAULT_MODELS[:1]) if args.tune else [*DEFAULT_MODELS, *available_baselines()]
     )
-    print(f"# load average at start: {os.getloadavg()[0]:.2f} (other processes share the CPU)")
+    missing = [m for m in models if m in BASELINES and m not in available_baselines()]
+    if missing:
+        sys.exit(f"error: {missing} not installed: pip install -e '.[bench]'")
+    print(
+        f"# {len(splits)} splits; models {models}; torch threads {torch.get_num_threads()}; "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    overrides = tuple(f"--{o.removeprefix('--')}" for o in args.override)
     start = time.perf_counter()
-    if args.tune:
-        grid = TUNE_GRID if args.grid is None else parse_grid(args.grid)
-        print(tune(splits, args.similarities, grid))
-        print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
-        return None
-    models = model_names(args.similarities, args.baselines)
-    results = benchmark(splits, models, settings)
     save = args.save or args.out.with_suffix(".csv")
     save.parent.mkdir(parents=True, exist_ok=True)
-    results.to_csv(save, index=False)
-    report(results, models, args.out)
+    if args.tune:
+        grid = [(*overrides, *point) for point in parse_grid(args.grid)]
+        frame = tune(splits, models, grid, args.selection_study)
+        frame.to_csv(save, index=False)
+        print("\n## Validation accuracy (%), mean over splits (test rows not scored)\n")
+        print(tune_table(frame))
+        if args.selection_study:
+            print("\n## Model selection on one half of the validation rows, scored on the other\n")
+            print(selection_table(frame))
+    else:
+        rows: list[dict[str, Any]] = []
+        hopfield = [m for m in models if m not in BASELINES]
+        baselines = [m for m in models if m in BASELINES]
+        for dataset, group in itertools.groupby(splits, key=lambda s: s.dataset):
+            group = list(group)  # saved after every data set: an interruption loses one
+            if args.cost:
+                rows += [asdict(r) for r in cost_run(group[0], hopfield, args.cost_epochs)]
+            else:
+                test_rows: dict[str, dict[int, list[int]]] = {}
+                for model in hopfield:
+                    results, test_rows[model] = evaluate_hopfield(group, model, overrides)
+                    rows += [asdict(r) for r in results]
+                    for r in results:
+                        print(f"{dataset:>28} #{r.split} {model:>20}: test {100 * r.test_acc:5.1f}")
+                for split in group:
+                    if baselines:
+                        rows += [asdict(r) for r in run_split(split, baselines, check=test_rows)]
+            pd.DataFrame(rows).to_csv(save, index=False)
+        results, models = merge([save])
+        report(results, models, args.out)
     print(f"per-split results: {save}")
-    print(f"total wall time {time.perf_counter() - start:.0f} s")
-    print(f"load average at the end (1 min): {os.getloadavg()[0]:.2f}")
-    return results
+    print(
+        f"total wall time {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}"
+    )
+    return None
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Pipeline (all once, in :meth:`TabularDataModule.setup`)::
     source loader (tabular_sources)   ->  raw feature frame + raw target
     infer_column_kinds                ->  numeric / categorical columns (or a clear ValueError)
     encode_labels                     ->  int64 codes 0..C-1 + class names
-    splits                            ->  train / val / test row indices (stratified, k-fold or UCI)
+    splits                            ->  train / val / test row indices (stratified, k-fold or UCI;
+                                          validation optionally an inner k-fold fold)
     TabularPreprocessor.fit(train)    ->  fitted statistics and category lists (plain data)
     preprocessor(all rows)            ->  float32 (N, F) = [numeric block | categorical block]
 
@@ -32,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.logs import report
+from datamodules.splits import check_split_options, validation_split
 from datamodules.tabular_preprocessing import (
     CATEGORICAL_ENCODINGS,
     RowNamer,
@@ -303,10 +305,16 @@ class TabularDataModule(L.LightningDataModule):
             categorical too (``None``: never).
         max_categories: a detected text column with more distinct values is an error (likely an
             identifier); list it in ``categorical_columns`` to encode it anyway.
-        val_size: validation rows as a fraction of all rows (0 = no validation split).
+        val_size: validation rows as a fraction of all rows (0 = no validation split; unused
+            with ``inner_folds``).
         test_size: test rows as a fraction of all rows (unused with ``num_folds`` / ``uci``).
         num_folds: if set, stratified k-fold: the test split is fold ``fold``.
         fold: which k-fold fold, or which of the predefined UCI splits (0..3).
+        inner_folds: if set, the validation rows are inner fold ``inner_fold`` of a stratified
+            k-fold (seed ``seed``) over all non-test rows (a UCI split's training and
+            validation rows together), and the other inner folds train: what ``ahop cv``'s
+            ``inner_cv`` selection and ``ahop search`` set (:mod:`datamodules.splits`).
+        inner_fold: which inner fold validates (0..inner_folds-1).
         seed: seed of the splits and of the training-loader shuffle.
         batch_size: rows per batch.
         csv_sep: CSV field separator (also of ``predict_path``).
@@ -332,6 +340,8 @@ class TabularDataModule(L.LightningDataModule):
         test_size: float = 0.2,
         num_folds: int | None = None,
         fold: int = 0,
+        inner_folds: int | None = None,
+        inner_fold: int = 0,
         seed: int = 0,
         batch_size: int = 128,
         csv_sep: str = ",",
@@ -355,6 +365,7 @@ class TabularDataModule(L.LightningDataModule):
             raise ValueError(f"num_folds={num_folds} needs >= 2 and fold in [0, {num_folds})")
         if fold < 0:
             raise ValueError(f"fold={fold} must be >= 0")
+        check_split_options(None, 0, inner_folds, inner_fold, val_size)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         if max_categories < 1:
@@ -459,18 +470,31 @@ class TabularDataModule(L.LightningDataModule):
 
     def _splits(self, table: RawTable, codes: np.ndarray) -> dict[str, np.ndarray]:
         hp = self.hparams
+        inner = hp.inner_folds is not None
         if table.splits is None:
-            return stratified_splits(
-                codes, hp.val_size, hp.test_size, hp.seed, num_folds=hp.num_folds, fold=hp.fold
+            splits = stratified_splits(
+                codes,
+                0.0 if inner else hp.val_size,
+                hp.test_size,
+                hp.seed,
+                num_folds=hp.num_folds,
+                fold=hp.fold,
             )
-        if hp.num_folds is not None:
-            raise ValueError(
-                f"{table.origin} comes with {len(table.splits)} predefined splits: leave "
-                "num_folds unset and pick one with fold"
-            )
-        if hp.fold >= len(table.splits):
-            raise ValueError(f"fold={hp.fold} out of range; allowed 0..{len(table.splits) - 1}")
-        return table.splits[hp.fold]
+        else:
+            if hp.num_folds is not None:
+                raise ValueError(
+                    f"{table.origin} comes with {len(table.splits)} predefined splits: leave "
+                    "num_folds unset and pick one with fold"
+                )
+            if hp.fold >= len(table.splits):
+                raise ValueError(f"fold={hp.fold} out of range; allowed 0..{len(table.splits) - 1}")
+            splits = table.splits[hp.fold]
+        if not inner:
+            return splits
+        # inner k-fold over every non-test row: the test rows never reach training or validation
+        rest = np.sort(np.concatenate([splits["train"], splits["val"]]))
+        train, val = validation_split(codes[rest], hp.seed, 0.0, hp.inner_folds, hp.inner_fold)
+        return {"train": rest[train.numpy()], "val": rest[val.numpy()], "test": splits["test"]}
 
     # -- sizes and names -----------------------------------------------------------------------
     def _ensure_ready(self) -> None:
@@ -666,6 +690,8 @@ class TabularDataModule(L.LightningDataModule):
                 if hp.num_folds
                 else f"stratified, seed {hp.seed}"
             )
+            if hp.inner_folds is not None:
+                mode += f"; validation = inner fold {hp.inner_fold}/{hp.inner_folds}"
             sizes = ", ".join(f"{k} {v}" for k, v in self.split_sizes.items())
             lines.append(f"  splits ({mode}): {sizes}")
         return "\n".join(lines)

@@ -1,38 +1,50 @@
-"""Tabular Hopfield classifier: feature embeddings (linear, periodic) and their options."""
+"""Tabular feature embeddings (linear, periodic, piecewise-linear; categorical codes) and the
+lookup-memory classifier."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import rtdl_num_embeddings
 import torch
 
 from ahop.classifiers import (
     FEATURE_EMBEDDINGS,
-    PeriodicFeatureEmbedding,
+    TABULAR_NETWORKS,
     TabularHopfieldClassifier,
+    TabularRetrievalClassifier,
+)
+from ahop.feature_embeddings import (
+    PeriodicFeatureEmbedding,
+    PiecewiseLinearFeatureEmbedding,
+    quantile_bins,
 )
 
 
-def test_registry_names_both_embeddings() -> None:
-    assert FEATURE_EMBEDDINGS.names() == ["linear", "periodic"]
+def test_registries_name_the_embeddings_and_networks() -> None:
+    assert FEATURE_EMBEDDINGS.names() == ["linear", "periodic", "piecewise_linear"]
+    assert TABULAR_NETWORKS.names() == ["lookup", "retrieval"]
+    assert TABULAR_NETWORKS.get("lookup") is TabularHopfieldClassifier
+    assert TABULAR_NETWORKS.get("retrieval") is TabularRetrievalClassifier
 
 
-def test_periodic_embedding_matches_its_formula() -> None:
+def test_periodic_embedding_is_rtdls_periodic_embedding_then_a_mix() -> None:
     torch.manual_seed(0)
     embedding = PeriodicFeatureEmbedding(3, 8, frequencies=4, feature_dim=5, sigma=0.5).eval()
     x = torch.randn(6, 3)
+    periodic = embedding.periodic
+    assert isinstance(periodic, rtdl_num_embeddings.PeriodicEmbeddings)
     angles = 2 * math.pi * embedding.coefficients[None] * x[..., None]  # (6, 3, 4)
+    trig = torch.cat([angles.cos(), angles.sin()], -1)  # (6, 3, 8)
     per_feature = torch.relu(
-        torch.cat([angles.sin(), angles.cos()], -1) @ embedding.per_feature.weight.T
-        + embedding.per_feature.bias
+        torch.einsum("bfi,fio->bfo", trig, periodic.linear.weight) + periodic.linear.bias
     )
     mix = embedding.mix[0]
     want = torch.nn.functional.gelu(per_feature.reshape(6, 15) @ mix.weight.T + mix.bias)
     torch.testing.assert_close(embedding(x), want)
-    # the initial frequencies follow sigma
-    wide = PeriodicFeatureEmbedding(50, 8, frequencies=64, sigma=2.0)
-    assert 1.8 < float(wide.coefficients.std()) < 2.2
+    wide = PeriodicFeatureEmbedding(50, 8, frequencies=64, sigma=2.0)  # initial scale = sigma
+    assert 1.6 < float(wide.coefficients.detach().std()) < 2.1
 
 
 def test_periodic_classifier_learns_a_band_on_one_feature() -> None:
@@ -47,7 +59,7 @@ def test_periodic_classifier_learns_a_band_on_one_feature() -> None:
         quantity=8,
         num_heads=2,
         feature_embedding="periodic",
-        feature_embedding_kwargs={"sigma": 0.3},
+        feature_embedding_kwargs={"sigma": 0.3, "frequencies": 16, "feature_dim": 16},
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     start = model.embed.coefficients.detach().clone()
@@ -61,19 +73,74 @@ def test_periodic_classifier_learns_a_band_on_one_feature() -> None:
     assert not torch.equal(start, model.embed.coefficients)  # the frequencies are learned
 
 
-def test_linear_embedding_keeps_the_state_dict_layout() -> None:
-    model = TabularHopfieldClassifier(5, 3)
-    assert {"embed.0.weight", "embed.0.bias"} <= set(model.state_dict())
+def test_piecewise_linear_bins_come_from_the_rows_it_is_fitted_on() -> None:
+    torch.manual_seed(0)
+    train = torch.cat([torch.randn(200, 2), torch.full((200, 1), 3.0)], 1)  # last column constant
+    other = train + 5.0
+    embedding = PiecewiseLinearFeatureEmbedding(3, 8, bins=8)
+    assert not embedding.fitted
+    with pytest.raises(RuntimeError, match="call fit"):
+        embedding(train[:2])
+    embedding.fit(train)
+    assert embedding.fitted
+    bins = quantile_bins(train, 8)
+    want = rtdl_num_embeddings.compute_bins(train[:, :2], n_bins=8)
+    for got, expected in zip(bins[:2], want):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(bins[2], torch.tensor([2.0, 4.0]))  # one bin around the constant
+    edges = embedding.piecewise.edges
+    torch.testing.assert_close(edges[0, : len(want[0])], want[0])
+    assert embedding(other).shape == (200, 8)
+    # version "B" starts as a linear embedding: the piecewise part is zero-initialised
+    assert not embedding.piecewise.embedding.linear.weight.any()
+
+
+def test_piecewise_linear_state_dict_rebuilds_the_bins() -> None:
+    torch.manual_seed(0)
+    train = torch.randn(100, 4) * torch.tensor([1.0, 2.0, 0.5, 3.0])
+    train[:, 1] = train[:, 1].round()  # few distinct values: fewer bins for that column
+    model = TabularHopfieldClassifier(4, 3, feature_embedding="piecewise_linear")
+    model.prepare(train)
+    with torch.no_grad():
+        model.embed.piecewise.embedding.linear.weight.normal_()
+    fresh = TabularHopfieldClassifier(4, 3, feature_embedding="piecewise_linear")
+    fresh.load_state_dict(model.state_dict())
+    model.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(train), model(train))
+
+
+def test_categorical_codes_get_embedding_tables() -> None:
+    torch.manual_seed(0)
+    # 2 numeric columns, then 2 code columns with 3 and 5 categories
+    rows = torch.tensor([[0.1, -1.0, 0, 4], [1.5, 0.3, 2, 0], [0.0, 0.0, 1, 1]])
+    model = TabularHopfieldClassifier(
+        4, 2, num_numeric=2, categorical_cardinalities=[3, 5], feature_embedding="periodic"
+    )
+    tables = list(model.embed.categorical)
+    assert [t.num_embeddings for t in tables] == [3, 5]
+    logits = model(rows)
+    logits.sum().backward()
+    assert tables[1].weight.grad[4].abs().sum() > 0  # code 4 of column 2 was used
+    assert tables[1].weight.grad[3].abs().sum() == 0
+    with pytest.raises(ValueError, match=r"holds code 5 outside 0\.\.4"):
+        model(torch.tensor([[0.0, 0.0, 1, 5]]))
+
+
+def test_onehot_block_passes_through() -> None:
+    # without cardinalities the columns after num_numeric are already encoded (one-hot)
+    model = TabularHopfieldClassifier(5, 2, num_numeric=2, feature_embedding="periodic")
+    assert model.embed.num_numeric == 2
+    assert model.embed.mix[0].in_features == 2 * model.embed.feature_dim + 3
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"feature_embedding": "fourier"}, "allowed values: linear, periodic"),
-        ({"feature_embedding_kwargs": {"sigma": 1.0}}, "for 'linear'; allowed: none"),
+        ({"feature_embedding": "fourier"}, "allowed values: linear, periodic, piecewise_linear"),
+        ({"feature_embedding_kwargs": {"sigma": 1.0}}, "for 'linear'; allowed: categorical_dim"),
         (
             {"feature_embedding": "periodic", "feature_embedding_kwargs": {"sigmaa": 1.0}},
-            "allowed: feature_dim, frequencies, sigma",
+            "allowed: categorical_dim, feature_dim, frequencies, lite, sigma",
         ),
         (
             {"feature_embedding": "periodic", "feature_embedding_kwargs": {"sigma": 0}},
@@ -82,6 +149,16 @@ def test_linear_embedding_keeps_the_state_dict_layout() -> None:
         (
             {"feature_embedding": "periodic", "feature_embedding_kwargs": {"frequencies": 0}},
             "frequencies must be an integer >= 1",
+        ),
+        (
+            {"feature_embedding": "piecewise_linear", "feature_embedding_kwargs": {"bins": 1}},
+            "bins must be >= 2",
+        ),
+        ({"num_numeric": 7}, r"num_numeric must be in \[0, num_features=4\]"),
+        ({"categorical_cardinalities": [2, 0]}, "must be integers >= 1"),
+        (
+            {"num_numeric": 1, "categorical_cardinalities": [2]},
+            "must be num_numeric \\+ 1 columns = 2, but num_features=4",
         ),
     ],
 )

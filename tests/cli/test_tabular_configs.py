@@ -1,15 +1,22 @@
-"""The tabular data-set configs: OpenML (parses; offline it stops at once with a one-line error)
-and the offline shrutime / blastchar / UCI configs (one fast_dev_run each on ../shared/data)."""
+"""The tabular configs: OpenML (parses; offline it stops at once with a one-line error), the
+offline shrutime / blastchar / UCI configs (one fast_dev_run each on ../shared/data), and the
+retrieval task they share (memory from the training rows, lookup by name, export
+parity with the baked memory; its bad options: tests/cli/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 import yaml
 
+import export
 import train
 from datamodules.tabular import TabularDataModule
 from datamodules.tabular_sources import DataUnavailableError, SourceSpec, load_table
@@ -44,7 +51,7 @@ def test_openml_config_builds_without_touching_the_data(tmp_path: Path) -> None:
     assert cli.datamodule.hparams.name == 1590
     assert cli.datamodule.hparams.data_dir == "data"
     assert isinstance(cli.model, TabularClassifier)
-    assert cli.model.hparams.similarity == "adaptive"
+    assert cli.model.hparams.network == "retrieval"
     assert not cli.datamodule.datasets  # nothing loaded yet
 
 
@@ -106,3 +113,206 @@ def test_offline_config_fast_dev_run(tmp_path: Path, stem: str) -> None:
     assert cli.model.hparams.num_features == num_features
     assert cli.model.hparams.num_classes == num_classes
     assert set(cli.trainer.callback_metrics) >= {"train/loss_step", "val/loss", "val/acc"}
+
+
+TABULAR_CONFIGS = sorted(CONFIGS.glob("tabular*.yaml"))
+
+
+def test_tabular_configs_share_one_model_section() -> None:
+    # one model and one selection rule for every tabular config (the benchmark trains them all)
+    sections = {p.name: yaml.safe_load(p.read_text())["model"] for p in TABULAR_CONFIGS}
+    reference = sections["tabular.yaml"]
+    assert reference["init_args"]["network"] == "retrieval"
+    for name, section in sections.items():
+        assert section == reference, name
+        trainer = yaml.safe_load((CONFIGS / name).read_text())["trainer"]
+        assert "callbacks" not in trainer, f"{name}: the task brings its early stopping"
+
+
+def fast_dev_run(tmp_path: Path, *extra: str):
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "tabular.yaml"),
+        "--trainer.fast_dev_run",
+        "true",
+        "--model.init_args.embedding_dim",
+        "16",
+        *quiet_args(tmp_path),
+        *extra,
+    ]
+    return train.main(args)
+
+
+def test_retrieval_task_fast_dev_run_fills_the_memory(tmp_path: Path) -> None:
+    cli = fast_dev_run(tmp_path)
+    task = cli.model
+    assert cli.trainer.state.finished
+    assert task.hparams.network == "retrieval"
+    assert task.network.memory_rows == cli.datamodule.split_sizes["train"]
+    features, labels = cli.datamodule.tensors("train")
+    assert torch.equal(task.network.memory_features, features)
+    assert torch.equal(task.network.memory_labels, labels)
+    assert task.monitor == "val/selection" and task.monitor_mode == "max"
+    metrics = cli.trainer.callback_metrics  # accuracy first, the loss only breaks ties
+    want = metrics["val/acc"] - 1e-4 * metrics["val/loss"]
+    torch.testing.assert_close(metrics["val/selection"], want)
+    stopping = [c for c in cli.trainer.callbacks if type(c).__name__ == "EarlyStopping"]
+    assert len(stopping) == 1 and stopping[0].patience == 16
+    assert stopping[0].monitor == cli.trainer.checkpoint_callback.monitor == "val/selection"
+
+
+def test_lookup_network_by_name(tmp_path: Path) -> None:
+    cli = fast_dev_run(
+        tmp_path, "--model.init_args.network", "lookup", "--model.init_args.quantity", "8"
+    )
+    assert type(cli.model.network).__name__ == "TabularHopfieldClassifier"
+    assert cli.model.network.blocks[0].quantity == 8
+
+
+def categorical_csv(path: Path, rows: int = 240) -> Path:
+    generator = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "age": generator.normal(40, 10, rows).round(1),
+            "plan": generator.choice(["basic", "plus", "pro"], rows),
+            "region": generator.choice(["north", "south", "east", "west"], rows),
+            "spend": generator.gamma(2.0, 30.0, rows).round(2),
+        }
+    )
+    score = (frame["plan"] == "pro") * 1.5 + (frame["age"] > 45) - (frame["region"] == "east")
+    frame["churn"] = np.where(score + generator.normal(0, 0.5, rows) > 0.7, "yes", "no")
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("similarity", "embedding", "encoding"),
+    [("euclidean", "piecewise_linear", "embedding"), ("adaptive", "periodic", "onehot")],
+)
+def test_retrieval_export_matches_module_on_raw_rows(
+    tmp_path: Path, similarity: str, embedding: str, encoding: str
+) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from datamodules.tabular_preprocessing import TabularPreprocessor
+
+    data = categorical_csv(tmp_path / "churn.csv")
+    fit = [
+        "fit",
+        "--config",
+        str(CONFIGS / "tabular.yaml"),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+        "--data.init_args.source",
+        "csv",
+        "--data.init_args.csv_path",
+        str(data),
+        "--data.init_args.target",
+        "churn",
+        "--data.init_args.categorical_encoding",
+        encoding,
+        "--model.init_args.embedding_dim",
+        "16",
+        "--model.init_args.context_size",
+        "12",
+        "--model.init_args.similarity",
+        similarity,
+        "--model.init_args.feature_embedding",
+        embedding,
+    ]
+    cli = train.main(fit)
+    if encoding == "embedding":
+        assert cli.model.hparams.categorical_cardinalities == [4, 5]  # + the unknown code
+    last = next((tmp_path / "run").rglob("last.ckpt"))
+    out = tmp_path / "export"
+    metadata = export.export(last, out)
+    train_rows = cli.datamodule.split_sizes["train"]
+    memory = json.loads((out / "metadata.json").read_text())["memory"]
+    assert memory["rows"] == train_rows and memory["key_dim"] == 16
+    assert memory["bytes"]["baked_encodings"] == train_rows * (16 + 32) * 4
+    assert set(metadata["files"]) >= {"pt2", "onnx", "preprocessor"}
+
+    task = TabularClassifier.load_from_checkpoint(last, map_location="cpu", weights_only=True)
+    task.eval()
+    rows = cli.datamodule.raw_features.iloc[cli.datamodule.split_indices["test"]]
+    preprocessor = TabularPreprocessor.load(out / metadata["files"]["preprocessor"])
+    program = torch.export.load(out / "model.pt2").module()
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"))
+    for size in (1, 7, len(rows)):
+        features = preprocessor(rows.iloc[:size])
+        with torch.no_grad():
+            want = task(features).softmax(-1)
+        torch.testing.assert_close(program(features), want, rtol=0, atol=1e-5)
+        (got,) = session.run(None, {"inputs": features.numpy()})
+        torch.testing.assert_close(torch.from_numpy(got), want, rtol=0, atol=1e-5)
+
+
+def test_retrieval_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    def fit(root: Path, epochs: int, *extra: str) -> Path:
+        train.main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "tabular.yaml"),
+                "--trainer.max_epochs",
+                str(epochs),
+                "--model.init_args.embedding_dim",
+                "16",
+                "--model.init_args.early_stopping_patience",
+                "null",
+                *quiet_args(root),
+                *extra,
+            ]
+        )
+        return next(root.rglob("last.ckpt"))
+
+    straight = fit(tmp_path / "straight", 3)
+    first = fit(tmp_path / "first", 1)
+    resumed = fit(tmp_path / "resumed", 3, "--ckpt_path", str(first))
+    want = torch.load(straight, weights_only=True)["state_dict"]
+    got = torch.load(resumed, weights_only=True)["state_dict"]
+    assert want.keys() == got.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_search_with_inner_folds_on_a_tabular_config(tmp_path: Path, monkeypatch) -> None:
+    """``ahop cv`` with a search (inner_cv over inner_folds) runs on a tabular config: every fit
+    (2 trials x 2 inner folds, the final one) is checked by row id against the fold's test rows."""
+    from ahop_cli.evaluate import Protocol, evaluate
+
+    log = tmp_path / "splits.jsonl"
+    monkeypatch.setenv("AHOP_TEST_SPLIT_LOG", str(log))
+    monkeypatch.delenv("AHOP_TEST_FAIL_FOLD", raising=False)
+    args = ["--config", str(CONFIGS / "tabular.yaml"), "--data.init_args.name", "iris"]
+    args += ["--data.init_args.num_folds", "3", "--trainer.max_epochs", "2"]
+    args += ["--model.init_args.embedding_dim", "8", "--trainer.logger", "false"]
+    args += ["--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.callbacks+=tests.cli.split_recorder.RecordSplits"]
+    space = {"trials": 2, "pruner": "none", "space": {"model.init_args.dropout": {"low": 0.0, "high": 0.5}}}  # fmt: skip
+    result = evaluate(
+        args,
+        Protocol(inner_folds=2, search=space),
+        output_dir=tmp_path / "cv",
+        max_folds=1,
+        log=None,
+    )
+    (fold,) = result.folds
+    test_ids = set(fold.test_ids)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    fits = [r for r in records if r["event"] == "fit"]
+    inner = [r for r in fits if r["inner_fold"] is not None]
+    assert len(test_ids) == 50 and len(inner) == 2 * 2
+    for fit in fits:
+        assert not test_ids & set(fit["train"]) and not test_ids & set(fit["val"])
+    outer_train = set(inner[0]["train"]) | set(inner[0]["val"])
+    assert set(inner[0]["val"]) | set(inner[1]["val"]) == outer_train == set(range(150)) - test_ids
+    (final,) = [r for r in fits if r["inner_fold"] is None]
+    assert set(final["train"]) == outer_train and not final["val"]
+    assert fold.search["trials"] == {"complete": 2} and 0 <= fold.metrics["test/acc"] <= 1

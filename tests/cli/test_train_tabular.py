@@ -31,6 +31,8 @@ def fit_args(tmp_path: Path, *extra: str, epochs: int = 2) -> list[str]:
         str(tmp_path / "runs"),
         "--trainer.enable_progress_bar",
         "false",
+        "--model.init_args.network",  # the lookup model (tests/cli/test_tabular_configs.py: retrieval)
+        "lookup",
         "--model.init_args.embedding_dim",
         "16",
         "--model.init_args.quantity",
@@ -65,10 +67,10 @@ def test_fit_writes_checkpoints_and_tensorboard(tmp_path: Path) -> None:
         "val/acc",
         "val/auroc",
         "val/f1",
-        "val/acc_best",
+        "val/selection_best",
     } <= tags
     assert any(tag.startswith("lr-") for tag in tags)
-    assert cli.trainer.checkpoint_callback.monitor == "val/acc"
+    assert cli.trainer.checkpoint_callback.monitor == "val/selection"  # the tabular rule
     assert 0.8 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
 
 
@@ -157,6 +159,8 @@ def test_ddp_two_processes_matches_single_process(tmp_path: Path) -> None:
             "ddp" if devices > 1 else "auto",
             "--trainer.logger",
             "false",
+            "--model.init_args.network",
+            "lookup",
             "--model.init_args.embedding_dim",
             "16",
             "--model.init_args.quantity",

@@ -414,3 +414,38 @@ def test_bad_configuration_names_the_allowed_values(tmp_path: Path) -> None:
         TabularDataModule(source="csv", csv_path=path).setup()
     with pytest.raises(FileNotFoundError, match="set `csv_path`"):
         TabularDataModule(source="csv", name="nothing", data_dir=str(tmp_path)).setup()
+
+
+# ------------------------------------------------------------------------- inner folds
+def test_inner_folds_partition_the_non_test_rows(tmp_path: Path) -> None:
+    """Inner fold k validates, the other inner folds train; across k the validation rows cover
+    every non-test row once, and no test row (checked by row id) is ever trained or validated on."""
+    write_uci_folder(tmp_path, rows=48)
+    cases = [
+        ({"name": "iris", "num_folds": 3, "fold": 1}, 150),
+        ({"source": "uci", "name": "toy", "data_dir": str(tmp_path), "fold": 2}, 48),
+    ]
+    for options, rows in cases:
+        plain = TabularDataModule(**options)
+        plain.setup()
+        test = set(plain.split_indices["test"].tolist())
+        validated = []
+        for inner_fold in range(3):
+            dm = TabularDataModule(**options, inner_folds=3, inner_fold=inner_fold)
+            dm.setup()
+            ids = {split: dm.split_indices[split].tolist() for split in ("train", "val", "test")}
+            assert set(ids["test"]) == test  # the outer split is unchanged
+            assert not test & set(ids["train"]) and not test & set(ids["val"])
+            assert not set(ids["train"]) & set(ids["val"])
+            assert len(ids["train"]) + len(ids["val"]) + len(test) == rows
+            assert len(dm.tensors("val")[0]) == len(ids["val"])
+            assert f"inner fold {inner_fold}/3" in dm.describe()
+            validated += ids["val"]
+        assert sorted(validated) == sorted(set(range(rows)) - test)  # each non-test row once
+
+
+def test_inner_fold_options_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"inner_folds must be >= 2"):
+        TabularDataModule(inner_folds=1)
+    with pytest.raises(ValueError, match=r"inner_fold must be in \[0, 3\), got 3"):
+        TabularDataModule(inner_folds=3, inner_fold=3)
