@@ -36,7 +36,7 @@ def tiny_fit_args(save_dir: Path, epochs: int, *extra: str) -> list[str]:
         "dot",
         "--model.init_args.embedding_dim",
         "16",
-        "--model.init_args.quantity",
+        "--model.init_args.context_size",
         "8",
         "--model.init_args.dropout",
         "0.2",

@@ -36,7 +36,7 @@ def test_config_names_are_looked_up(tmp_path: Path, monkeypatch) -> None:
     inline = "seed_everything: 3\ntrainer: {logger: false}\n"
     assert resolve_config(inline) == inline  # inline YAML (the evaluation engine's fits)
     cli = main(["--config", "tabular.yaml", "--trainer.logger", "false"], run=False)
-    assert cli.model.hparams.similarity == "adaptive"
+    assert cli.model.hparams.similarity == "euclidean"  # what configs/tabular.yaml says
 
 
 @pytest.mark.parametrize("class_path", TASK_CLASSES + DATA_CLASSES)
@@ -71,7 +71,7 @@ def test_hparams_hold_model_and_data_and_best_starts_real(tmp_path: Path) -> Non
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     main(["fit", "--config", "tabular.yaml", "--trainer.max_epochs", "2",
-          "--trainer.logger.init_args.save_dir", str(tmp_path), "--model.init_args.quantity", "4",
+          "--trainer.logger.init_args.save_dir", str(tmp_path), "--model.init_args.context_size", "4",
           "--model.init_args.embedding_dim", "8", *QUIET])  # fmt: skip
     run = next(tmp_path.rglob("hparams.yaml")).parent
     saved = yaml.safe_load((run / "hparams.yaml").read_text())
@@ -79,10 +79,11 @@ def test_hparams_hold_model_and_data_and_best_starts_real(tmp_path: Path) -> Non
     assert saved["data"]["name"] == "breast_cancer" and saved["data"]["batch_size"] == 64
     events = EventAccumulator(str(next(run.glob("events.out.tfevents.*"))))
     events.Reload()
-    best = [e.value for e in events.Scalars("val/acc_best")]
-    accuracy = [e.value for e in events.Scalars("val/acc")]
-    assert len(best) == 2 and best[0] == accuracy[0]  # no NaN point first
-    assert best[1] == max(accuracy)
+    # the tabular task selects by val/selection (accuracy, ties to the lower loss)
+    best = [e.value for e in events.Scalars("val/selection_best")]
+    selection = [e.value for e in events.Scalars("val/selection")]
+    assert len(best) == 2 and best[0] == selection[0]  # no NaN point first
+    assert best[1] == max(selection)
     keys = set()
     for content in events.PluginTagToContent("hparams").values():
         data = plugin_data_pb2.HParamsPluginData.FromString(content)
@@ -119,7 +120,7 @@ def test_ahop_fit_and_export_from_a_folder_without_configs(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     run_cli(["fit", "--config", "tabular.yaml", "--trainer.max_epochs", "1",
              "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-             "--model.init_args.quantity", "4", "--model.init_args.embedding_dim", "8",
+             "--model.init_args.context_size", "4", "--model.init_args.embedding_dim", "8",
              "--model.init_args.similarity", "dot", *QUIET])  # fmt: skip
     ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
     run_cli(["export", "--ckpt_path", str(ckpt), "--out", "exported", "--format", "pt2"])
@@ -160,7 +161,7 @@ print("version", ahop.__version__)
 from {module} import {function} as ahop_command
 ahop_command(["fit", "--config", "tabular.yaml", "--trainer.max_epochs", "1",
               "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-              "--model.init_args.quantity", "4", "--model.init_args.embedding_dim", "8",
+              "--model.init_args.context_size", "4", "--model.init_args.embedding_dim", "8",
               "--trainer.enable_progress_bar", "false"])
 import glob
 ckpt = glob.glob("runs/**/last.ckpt", recursive=True)[0]

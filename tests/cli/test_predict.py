@@ -63,7 +63,7 @@ def tabular_ckpt(tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("tabular"),
         "--model.init_args.embedding_dim",
         "16",
-        "--model.init_args.quantity",
+        "--model.init_args.context_size",
         "8",
         "--model.init_args.similarity",
         "dot",

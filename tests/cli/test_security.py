@@ -54,7 +54,7 @@ def test_crafted_checkpoints_are_refused_and_nothing_runs(tmp_path: Path, monkey
     #    past torch's weights_only check; ahop once unpickled it on restore)
     main(["fit", "--config", "tabular.yaml", "--trainer.max_epochs", "1",
           "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-          "--model.init_args.embedding_dim", "8", "--model.init_args.quantity", "4",
+          "--model.init_args.embedding_dim", "8", "--model.init_args.context_size", "4",
           "--trainer.enable_progress_bar", "false"])  # fmt: skip
     real = next((tmp_path / "runs").rglob("last.ckpt"))
     checkpoint = torch.load(real, weights_only=True)
