@@ -296,9 +296,8 @@ class Hopfield(nn.Module):
         queries = self.norm_hopfield_space(queries)
         return keys, queries, values
 
-    def _update_state(self, keys: Tensor, queries: Tensor, mask: Tensor | None) -> Tensor:
-        if self.update_steps_max == 0:
-            return queries
+    def _retrieve(self, keys: Tensor, queries: Tensor, mask: Tensor | None, **options: Any):
+        """The layer's update steps (its similarity, separation, step count, tolerance, dt)."""
         return retrieve(
             queries,
             keys,
@@ -308,7 +307,13 @@ class Hopfield(nn.Module):
             eps=self.update_steps_eps,
             mask=mask,
             dt=self.update_steps_dt,
+            **options,
         )
+
+    def _update_state(self, keys: Tensor, queries: Tensor, mask: Tensor | None) -> Tensor:
+        if self.update_steps_max == 0:
+            return queries
+        return self._retrieve(keys, queries, mask)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -367,17 +372,7 @@ class Hopfield(nn.Module):
         if self.update_steps_max == 0:
             check_energy(self.separation)
             return network_energy(self.similarity, self.separation, queries, keys, mask)[None]
-        return retrieve(
-            queries,
-            keys,
-            similarity=self.similarity,
-            separation=self.separation,
-            steps=self.update_steps_max,
-            eps=self.update_steps_eps,
-            mask=mask,
-            dt=self.update_steps_dt,
-            return_energies=True,
-        ).energies
+        return self._retrieve(keys, queries, mask, return_energies=True).energies
 
 
 class HopfieldLayer(nn.Module):
