@@ -167,6 +167,26 @@ class SelectionRule:
         raise NotImplementedError
 
 
+def _epochs_selection(
+    fitter: Fitter,
+    edits: dict[str, Any],
+    curves: InnerCurves,
+    epochs: int,
+    evidence: dict[str, float],
+    ensemble: list[LightningModule] | None = None,
+) -> Selection:
+    """The selection of the inner-CV rules: ``epochs`` on all training data, with the curves."""
+    return Selection(
+        whole_training_data=True,
+        edits={**edits, "trainer.max_epochs": epochs},
+        evidence=evidence,
+        epochs=epochs,
+        curve=[float(v) for v in curves.mean(fitter.monitor)],
+        inner_curves=curves.folds,
+        ensemble=ensemble or [],
+    )
+
+
 class InnerCVEpochs(SelectionRule):
     name = "inner_cv"
     needs_inner_folds = True
@@ -176,14 +196,7 @@ class InnerCVEpochs(SelectionRule):
     ) -> Selection:
         curves = curves if curves is not None else fitter.inner_curves(edits)
         epochs, evidence = curves.choose(fitter.monitor, fitter.mode)
-        return Selection(
-            whole_training_data=True,
-            edits={**edits, "trainer.max_epochs": epochs},
-            evidence=evidence,
-            epochs=epochs,
-            curve=[float(v) for v in curves.mean(fitter.monitor)],
-            inner_curves=curves.folds,
-        )
+        return _epochs_selection(fitter, edits, curves, epochs, evidence)
 
 
 class InnerCVEnsemble(SelectionRule):
@@ -205,15 +218,7 @@ class InnerCVEnsemble(SelectionRule):
         for model, states in curves.models:
             model.load_state_dict(states[epochs - 1])
             members.append(model)
-        return Selection(
-            whole_training_data=True,
-            edits={**edits, "trainer.max_epochs": epochs},
-            evidence=evidence,
-            epochs=epochs,
-            curve=[float(v) for v in curves.mean(fitter.monitor)],
-            inner_curves=curves.folds,
-            ensemble=members,
-        )
+        return _epochs_selection(fitter, edits, curves, epochs, evidence, ensemble=members)
 
 
 class ValidationCheckpoint(SelectionRule):
