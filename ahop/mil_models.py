@@ -1,6 +1,15 @@
-"""Multiple-instance learning with Hopfield pooling (Ramsauer et al. 2020, "Hopfield Networks is
-All You Need", MIL experiments): embed every instance, pool the bag with learned state patterns
-that retrieve from its instances, classify the pooled vector."""
+"""Multiple-instance learning: embed every instance, pool the bag, classify the pooled vector.
+
+Three poolings share the instance MLP, the padding rules and the bag-level augmentation, so a
+comparison between them measures the pooling alone (registry :data:`MIL_NETWORKS`):
+
+- ``hopfield``: :class:`HopfieldMILNetwork`, learned state patterns that retrieve from the bag's
+  instances (Ramsauer et al. 2020, "Hopfield Networks is All You Need", MIL experiments);
+- ``attention``: :class:`AttentionMILNetwork`, gated attention pooling (Ilse et al. 2018,
+  "Attention-based Deep Multiple Instance Learning"), the usual deep-MIL baseline;
+- ``mean``: :class:`MeanMILNetwork`, the mean of the instance embeddings (deep sets): what any
+  learned pooling must beat.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +18,128 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ahop.checks import check_positive_ints
 from ahop.layers import HopfieldPooling
 
 
-class HopfieldMILNetwork(nn.Module):
-    """Instance MLP -> :class:`~ahop.layers.HopfieldPooling` over the bag -> one logit per bag.
+def instance_mlp(
+    num_features: int, embedding_dim: int, num_layers: int, dropout: float
+) -> nn.Sequential:
+    """``num_layers`` x (Linear + ReLU + Dropout) from ``num_features`` to ``embedding_dim``."""
+    check_positive_ints(
+        num_features=num_features, embedding_dim=embedding_dim, num_embedding_layers=num_layers
+    )
+    layers: list[nn.Module] = []
+    size = num_features
+    for _ in range(num_layers):
+        layers += [nn.Linear(size, embedding_dim), nn.ReLU(), nn.Dropout(dropout)]
+        size = embedding_dim
+    return nn.Sequential(*layers)
+
+
+class BagNetwork(nn.Module):
+    """Instance MLP -> :meth:`pool` over each bag -> one logit per bag (the shared frame).
 
     Padded instances (mask ``True``) are excluded from the pooling, so a bag's output does not
-    depend on how much padding its batch added.
+    depend on how much padding its batch added. Subclasses implement
+    :meth:`pool` and call :meth:`_build_classifier` with the pooled size.
 
     Args:
         num_features: instance features ``F``.
-        embedding_dim: instance embedding size ``D`` (divisible by ``num_heads``).
+        embedding_dim: instance embedding size ``D``.
         num_embedding_layers: Linear + ReLU + dropout layers of the instance MLP (>= 1).
+        dropout: dropout in the instance MLP and before the classifier.
+        instance_dropout: in training, each instance of a bag is left out of the pooling with
+            this probability (every bag keeps at least one): the classifier cannot rely on any
+            single instance, a bag-level augmentation for data sets of a few hundred bags.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        embedding_dim: int = 64,
+        num_embedding_layers: int = 2,
+        dropout: float = 0.0,
+        instance_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= instance_dropout < 1.0:
+            raise ValueError(f"instance_dropout must be in [0, 1), got {instance_dropout}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.instance_dropout = instance_dropout
+        self.dropout = dropout
+        self.embed = instance_mlp(num_features, embedding_dim, num_embedding_layers, dropout)
+
+    def _build_classifier(self, pool_size: int) -> None:
+        self.classifier = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(pool_size, 1))
+
+    def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
+        """``(B, L, D)`` instance embeddings (``mask`` True = padding) -> ``(B, P)`` pooled."""
+        raise NotImplementedError
+
+    def forward(self, instances: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Bag logits ``(B,)``.
+
+        Args:
+            instances: ``(B, L, F)`` instances, padded to the longest bag.
+            mask: bool ``(B, L)``, ``True`` at padding (``None``: no padding).
+        """
+        mask = _check_bags(instances, mask)
+        if self.training and self.instance_dropout > 0:
+            mask = self._drop_instances(instances, mask)
+        pooled = self.pool(self.embed(instances), mask)
+        return self.classifier(pooled).squeeze(-1)
+
+    def _drop_instances(self, instances: Tensor, mask: Tensor | None) -> Tensor:
+        """The padding mask with random instances added (True = left out); a bag that would
+        lose every instance keeps all of its own."""
+        padding = (
+            torch.zeros(instances.shape[:2], dtype=torch.bool, device=instances.device)
+            if mask is None
+            else mask
+        )
+        drop = torch.rand(padding.shape, device=instances.device) < self.instance_dropout
+        dropped = padding | drop
+        emptied = dropped.all(dim=1, keepdim=True)
+        return torch.where(emptied, padding, dropped)
+
+
+def _check_bags(instances: Tensor, mask: Tensor | None) -> Tensor | None:
+    """One-line errors for a wrongly shaped batch or an all-padding bag; the mask as bool."""
+    if instances.dim() != 3:
+        raise ValueError(
+            f"instances must be (batch, bag length, features), got {tuple(instances.shape)}"
+        )
+    if mask is None:
+        return None
+    if mask.shape != instances.shape[:2]:
+        raise ValueError(
+            f"mask must be (batch, bag length) = {tuple(instances.shape[:2])}, "
+            f"got {tuple(mask.shape)}"
+        )
+    mask = mask.to(dtype=bool)
+    # a data-dependent check: eager only (exported graphs cannot branch on values)
+    if not torch.compiler.is_compiling():
+        empty = mask.all(dim=1)
+        if empty.any():
+            bags = empty.nonzero().flatten().tolist()
+            raise ValueError(f"bags at batch positions {bags} are all padding (empty bags)")
+    return mask
+
+
+class HopfieldMILNetwork(BagNetwork):
+    """Instance MLP -> :class:`~ahop.layers.HopfieldPooling` over the bag -> one logit per bag.
+
+    Args:
+        num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout: see
+            :class:`BagNetwork` (``embedding_dim`` divisible by ``num_heads``); ``dropout`` also
+            acts on the association weights.
         num_heads: association heads of the pooling.
         hidden_size: association-space size per head (default ``D / num_heads``).
         quantity: learned state patterns (pooling queries); their retrievals are concatenated.
         similarity, separation, scaling, similarity_kwargs: the pooling's retrieval parts, see
             :class:`~ahop.layers.Hopfield` (``adaptive``: the A-Hop learned similarity).
-        dropout: dropout in the instance MLP, on the association weights and before the
-            classifier.
-        instance_dropout: in training, each instance of a bag is left out of the pooling with
-            this probability (every bag keeps at least one): the classifier cannot rely on any
-            single instance, a bag-level augmentation for data sets of a few hundred bags.
     """
 
     def __init__(
@@ -49,24 +157,14 @@ class HopfieldMILNetwork(nn.Module):
         similarity_kwargs: dict[str, Any] | None = None,
         instance_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        if not 0.0 <= instance_dropout < 1.0:
-            raise ValueError(f"instance_dropout must be in [0, 1), got {instance_dropout}")
-        self.instance_dropout = instance_dropout
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
-        if num_embedding_layers < 1:
-            raise ValueError(f"num_embedding_layers must be >= 1, got {num_embedding_layers}")
-        if embedding_dim < 1 or num_heads < 1 or embedding_dim % num_heads:
+        super().__init__(
+            num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout
+        )
+        check_positive_ints(num_heads=num_heads, quantity=quantity)
+        if embedding_dim % num_heads:
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by num_heads={num_heads}"
             )
-        layers: list[nn.Module] = []
-        size = num_features
-        for _ in range(num_embedding_layers):
-            layers += [nn.Linear(size, embedding_dim), nn.ReLU(), nn.Dropout(dropout)]
-            size = embedding_dim
-        self.embed = nn.Sequential(*layers)
         self.pooling = HopfieldPooling(
             embedding_dim,
             quantity=quantity,
@@ -78,45 +176,84 @@ class HopfieldMILNetwork(nn.Module):
             similarity_kwargs=similarity_kwargs,
             dropout=dropout,
         )
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(quantity * embedding_dim, 1))
+        self._build_classifier(quantity * embedding_dim)
 
-    def forward(self, instances: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Bag logits ``(B,)``.
+    def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
+        return self.pooling(embedded, stored_pattern_padding_mask=mask)
 
-        Args:
-            instances: ``(B, L, F)`` instances, padded to the longest bag.
-            mask: bool ``(B, L)``, ``True`` at padding (``None``: no padding).
-        """
-        if instances.dim() != 3:
-            raise ValueError(
-                f"instances must be (batch, bag length, features), got {tuple(instances.shape)}"
-            )
-        if mask is not None:
-            if mask.shape != instances.shape[:2]:
-                raise ValueError(
-                    f"mask must be (batch, bag length) = {tuple(instances.shape[:2])}, "
-                    f"got {tuple(mask.shape)}"
-                )
-            mask = mask.to(dtype=bool)
-            empty = mask.all(dim=1)
-            # a data-dependent check: eager only (exported graphs cannot branch on values)
-            if not torch.compiler.is_compiling() and empty.any():
-                bags = empty.nonzero().flatten().tolist()
-                raise ValueError(f"bags at batch positions {bags} are all padding (empty bags)")
-        if self.training and self.instance_dropout > 0:
-            mask = self._drop_instances(instances, mask)
-        pooled = self.pooling(self.embed(instances), stored_pattern_padding_mask=mask)
-        return self.classifier(pooled).squeeze(-1)
 
-    def _drop_instances(self, instances: Tensor, mask: Tensor | None) -> Tensor:
-        """The padding mask with random instances added (True = left out); a bag that would
-        lose every instance keeps all of its own."""
-        padding = (
-            torch.zeros(instances.shape[:2], dtype=torch.bool, device=instances.device)
-            if mask is None
-            else mask
+class AttentionMILNetwork(BagNetwork):
+    """Instance MLP -> gated attention pooling (Ilse et al. 2018) -> one logit per bag.
+
+    A bag's weights are ``softmax_i(w . (tanh(V h_i) * sigmoid(U h_i)))`` over its instances;
+    the pooled vector is the weighted sum of the embeddings ``h_i``.
+
+    Args:
+        num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout: see
+            :class:`BagNetwork`.
+        attention_dim: size of the gated attention's hidden layer.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        embedding_dim: int = 64,
+        num_embedding_layers: int = 2,
+        dropout: float = 0.0,
+        instance_dropout: float = 0.0,
+        attention_dim: int = 64,
+    ) -> None:
+        super().__init__(
+            num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout
         )
-        drop = torch.rand(padding.shape, device=instances.device) < self.instance_dropout
-        dropped = padding | drop
-        emptied = dropped.all(dim=1, keepdim=True)
-        return torch.where(emptied, padding, dropped)
+        check_positive_ints(attention_dim=attention_dim)
+        self.attention_v = nn.Linear(embedding_dim, attention_dim)
+        self.attention_u = nn.Linear(embedding_dim, attention_dim)
+        self.attention_w = nn.Linear(attention_dim, 1)
+        self._build_classifier(embedding_dim)
+
+    def attention_weights(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
+        """``(B, L)`` pooling weights of the instances (0 at padding, each bag sums to 1)."""
+        gated = torch.tanh(self.attention_v(embedded)) * torch.sigmoid(self.attention_u(embedded))
+        scores = self.attention_w(gated).squeeze(-1)
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        return scores.softmax(dim=-1)
+
+    def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
+        weights = self.attention_weights(embedded, mask)
+        return torch.einsum("bl,bld->bd", weights, embedded)
+
+
+class MeanMILNetwork(BagNetwork):
+    """Instance MLP -> mean over the bag's instances -> one logit per bag (deep sets).
+
+    Args: see :class:`BagNetwork`.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        embedding_dim: int = 64,
+        num_embedding_layers: int = 2,
+        dropout: float = 0.0,
+        instance_dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout
+        )
+        self._build_classifier(embedding_dim)
+
+    def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return embedded.mean(dim=1)
+        keep = (~mask).to(embedded.dtype).unsqueeze(-1)
+        return (embedded * keep).sum(dim=1) / keep.sum(dim=1)
+
+
+#: pooling name -> bag network class (``MILClassifier(network=...)``)
+MIL_NETWORKS: dict[str, type[BagNetwork]] = {
+    "hopfield": HopfieldMILNetwork,
+    "attention": AttentionMILNetwork,
+    "mean": MeanMILNetwork,
+}

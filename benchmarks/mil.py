@@ -33,7 +33,9 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +43,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/mil.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from ahop_cli.evaluate import Evaluation, Protocol, evaluate, start_run  # noqa: E402
+from ahop_cli.evaluate import Evaluation, Protocol, evaluate, start_run, summarize  # noqa: E402
 from ahop_cli.search import load_search_file  # noqa: E402
 from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
-from datamodules.mil import MIL_DATASETS  # noqa: E402
+from datamodules.mil import MIL_DATASETS, BagSet, MILDataModule  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 #: data sets with k-fold CV (``auto`` is an alias, ``mnist_bags`` has its own section, ``csv`` /
@@ -147,6 +154,78 @@ def _extra_args(options: argparse.Namespace) -> list[str]:
     if options.max_epochs:
         extra += ["--trainer.max_epochs", str(options.max_epochs)]
     return extra + list(options.override or [])
+
+
+@dataclass
+class BaselineFold:
+    """One outer fold of a non-neural baseline (what :func:`summarize` reads of a fold)."""
+
+    repeat: int
+    fold: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+def pooled_features(bags: BagSet, how: str) -> np.ndarray:
+    """One vector per bag: the mean or the max of its (standardised) instances."""
+    reduce = {"mean": torch.mean, "max": torch.amax}[how]
+    return torch.stack([reduce(bags.bag(i), dim=0) for i in range(len(bags))]).numpy()
+
+
+def pooled_logistic_regression(
+    dataset: str, data_dir: Path, how: str, repeats: int, seed: int = 0, folds: int = 10
+) -> list[BaselineFold]:
+    """Mean- or max-pooling + logistic regression (scikit-learn defaults, pooled features
+    standardised on the training bags) on exactly the outer folds of ``ahop cv``: repeat ``r``
+    is fold seed ``seed + r``, the datamodule's stratified k-fold; all non-test bags train."""
+    results = []
+    for repeat in range(repeats):
+        for fold in range(folds):
+            start = time.perf_counter()
+            datamodule = MILDataModule(
+                dataset,
+                str(data_dir),
+                num_folds=folds,
+                fold=fold,
+                seed=seed + repeat,
+                val_fraction=0.0,
+            )
+            datamodule.setup("fit")
+            train, test = datamodule.train_set, datamodule.test_set
+            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+            model.fit(pooled_features(train, how), train.labels.numpy())
+            probability = model.predict_proba(pooled_features(test, how))[:, 1]
+            labels = test.labels.numpy()
+            metrics = {
+                "test/auroc": float(roc_auc_score(labels, probability)),
+                "test/acc": float(np.mean((probability >= 0.5) == labels)),
+            }
+            results.append(BaselineFold(repeat, fold, metrics, time.perf_counter() - start))
+    return results
+
+
+def run_baselines(options: argparse.Namespace) -> list[dict[str, Any]]:
+    """The pooled logistic-regression baselines on every data set, same folds as the models."""
+    rows = []
+    folds = options.folds or 10
+    for dataset in options.datasets:
+        for how in ("mean", "max"):
+            results = pooled_logistic_regression(
+                dataset, options.data_dir, how, options.repeats, folds=folds
+            )
+            row = {
+                "dataset": dataset,
+                "model": f"{how}-pool + logistic regression",
+                "runs": len(results),
+                "summary": summarize(results),
+                "epochs": 0,
+                "seconds_per_fold": sum(r.seconds for r in results) / len(results),
+                "bags": None,
+                "inner": {},
+            }
+            print(f"{dataset} {row['model']}: AUROC {_pm(row['summary']['test/auroc'])}")
+            rows.append(row)
+    return rows
 
 
 def run_datasets(options: argparse.Namespace) -> list[dict[str, Any]]:

@@ -35,9 +35,11 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from ahop_cli.evaluate import FoldRunner, Protocol, _prepare, _quiet  # noqa: E402
-from benchmarks.common import OUT, markdown_table  # noqa: E402
+from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, _prepare, _quiet  # noqa: E402
+from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 
 EMA = {
@@ -65,6 +67,27 @@ RESULTS = OUT / "mil_inner.json"
 RULES = OUT / "mil_dev_rules.json"
 
 
+class TrainCurve(Callback):
+    """Records the epoch means of the training metrics (``train/loss``, ``train/auroc``)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        metrics = trainer.callback_metrics
+        row = {}
+        for name in ("train/loss_epoch", "train/auroc"):
+            if name in metrics:
+                row[name.removesuffix("_epoch")] = float(metrics[name])
+        self.epochs.append(row)
+
+
+def _mean_curve(curves: list[list[dict[str, float]]], name: str) -> list[float]:
+    """Mean over inner folds of one metric per epoch (as long as the shortest fold)."""
+    length = min(len(c) for c in curves)
+    return [float(np.mean([c[e].get(name, np.nan) for c in curves])) for e in range(length)]
+
+
 def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str, Any]:
     args = [*_config_args(dataset), "--data.init_args.data_dir", str(options.data_dir)]
     args += ["--trainer.max_epochs", str(options.max_epochs)]
@@ -75,7 +98,13 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
         per_fold = []
         for spec in plan[: options.outer_folds]:
             runner = FoldRunner(base, spec, protocol, Path(tmp) / spec.key, None, monitor)
-            curves = runner.inner_curves(VARIANTS[variant])
+            train: list[TrainCurve] = []
+
+            def train_recorder(inner_fold: int, train: list[TrainCurve] = train) -> list[Callback]:
+                train.append(TrainCurve())
+                return [train[-1]]
+
+            curves = runner.inner_curves(VARIANTS[variant], InnerHooks(train_recorder))
             epochs, evidence = curves.choose("val/loss", "min")
             auroc = curves.mean("val/auroc")
             per_fold.append(
@@ -88,19 +117,28 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
                     "best_auroc_epoch": int(np.nanargmax(auroc)) + 1,
                     "auroc_last": float(auroc[-1]),
                     "mean_auroc_curve": [float(v) for v in auroc],
+                    "mean_val_loss_curve": [float(v) for v in curves.mean("val/loss")],
+                    "mean_train_loss_curve": _mean_curve([t.epochs for t in train], "train/loss"),
+                    "mean_train_auroc_curve": _mean_curve([t.epochs for t in train], "train/auroc"),
                 }
             )
     seconds = time.perf_counter() - start
     summary = {
         key: float(np.mean([f[key] for f in per_fold]))
         for key in per_fold[0]
-        if key != "mean_auroc_curve"
+        if not key.endswith("_curve")
+    }
+    curves = {
+        key: np.mean([f[key][: min(len(g[key]) for g in per_fold)] for f in per_fold], 0).tolist()
+        for key in per_fold[0]
+        if key.endswith("_curve")
     }
     return {
         "dataset": dataset,
         "variant": variant,
         "folds": per_fold,
         "seconds": seconds,
+        "curves": curves,
         **summary,
     }
 
@@ -177,6 +215,35 @@ def compare_rules(options: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def plot_curves(rows: list[dict[str, Any]]) -> Path:
+    """Per data set: training vs inner-validation loss (top) and AUROC (bottom) per epoch, one
+    colour per variant (solid: validation, dashed: training); the mean over inner folds."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    figure = Figure(figsize=(4 * len(datasets), 6))
+    axes = figure.subplots(2, len(datasets), squeeze=False)
+    colours = {v: f"C{i}" for i, v in enumerate(dict.fromkeys(r["variant"] for r in rows))}
+    for column, dataset in enumerate(datasets):
+        loss, auroc = axes[0][column], axes[1][column]
+        for row in (r for r in rows if r["dataset"] == dataset and "curves" in r):
+            curves, colour = row["curves"], colours[row["variant"]]
+            epochs = range(1, len(curves["mean_val_loss_curve"]) + 1)
+            loss.plot(epochs, curves["mean_val_loss_curve"], color=colour, label=row["variant"])
+            train = curves["mean_train_loss_curve"][: len(epochs)]
+            loss.plot(range(1, len(train) + 1), train, color=colour, linestyle="--")
+            auroc.plot(epochs, curves["mean_auroc_curve"], color=colour)
+            train = curves["mean_train_auroc_curve"][: len(epochs)]
+            auroc.plot(range(1, len(train) + 1), train, color=colour, linestyle="--")
+        loss.set_title(dataset, fontsize=9)
+        loss.set_ylabel("loss (solid: inner val, dashed: train)", fontsize=8)
+        loss.set_ylim(0, 1.2)
+        auroc.set_ylabel("AUROC", fontsize=8)
+        auroc.set_ylim(0.6, 1.0)
+        auroc.set_xlabel("epoch")
+        loss.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, "mil_curves")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["data set", "variant", "inner AUROC @ loss epoch", "inner acc @ loss epoch"]
     headers += ["loss epochs", "best mean AUROC (epoch)", "AUROC last epoch", "s / outer fold"]
@@ -241,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         f"{options.inner_folds} inner folds, {options.max_epochs} epochs), x100"
     )
     print(table(chosen))
+    print(f"plot: {plot_curves(chosen)}")
     return chosen
 
 

@@ -13,6 +13,7 @@ models. Early stopping and the best checkpoint therefore watch ``val/loss``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -20,17 +21,21 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from ahop.mil_models import HopfieldMILNetwork
+from ahop.mil_models import MIL_NETWORKS
 from tasks.base import BaseTask, classification_metrics, default_optimizer
 
 
 class MILClassifier(BaseTask):
-    """Bags -> positive-bag logit via :class:`~ahop.mil_models.HopfieldMILNetwork`.
+    """Bags -> positive-bag logit via a bag network of :data:`~ahop.mil_models.MIL_NETWORKS`.
 
-    ``num_features`` defaults to the datamodule's (read at ``setup``).
+    ``num_features`` defaults to the datamodule's (read at ``setup``). Each network takes the
+    options below that its class accepts (``network: attention`` ignores the Hopfield ones).
 
     Args:
         num_features: instance features (``None``: from the datamodule).
+        network: the pooling: ``hopfield`` (:class:`~ahop.mil_models.HopfieldMILNetwork`),
+            ``attention`` (gated attention MIL, Ilse et al. 2018) or ``mean`` (deep sets); the
+            last two are the baselines that show what the Hopfield pooling adds.
         embedding_dim: instance embedding size ``D`` (divisible by ``num_heads``).
         num_embedding_layers: Linear + ReLU + dropout layers of the instance MLP (>= 1).
         num_heads: association heads of the pooling.
@@ -46,6 +51,7 @@ class MILClassifier(BaseTask):
             classifier.
         instance_dropout: in training, the probability that an instance is left out of its
             bag's pooling (every bag keeps at least one); off in evaluation.
+        attention_dim: ``network: attention``: hidden size of the gated attention.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
             config; default AdamW, lr 1e-3).
@@ -60,6 +66,7 @@ class MILClassifier(BaseTask):
     def __init__(
         self,
         num_features: int | None = None,
+        network: str = "hopfield",
         embedding_dim: int = 64,
         num_embedding_layers: int = 2,
         num_heads: int = 4,
@@ -71,31 +78,26 @@ class MILClassifier(BaseTask):
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
         instance_dropout: float = 0.0,
+        attention_dim: int = 64,
         pos_weight: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
+        if network not in MIL_NETWORKS:
+            raise ValueError(
+                f"unknown MIL network {network!r}; allowed values: {', '.join(MIL_NETWORKS)}"
+            )
         if pos_weight is not None and not pos_weight > 0:
             raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
         self.save_task_hyperparameters()
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.network = HopfieldMILNetwork(
-            num_features=hp.num_features,
-            embedding_dim=hp.embedding_dim,
-            num_embedding_layers=hp.num_embedding_layers,
-            num_heads=hp.num_heads,
-            hidden_size=hp.hidden_size,
-            quantity=hp.quantity,
-            similarity=hp.similarity,
-            separation=hp.separation,
-            scaling=hp.scaling,
-            dropout=hp.dropout,
-            similarity_kwargs=hp.similarity_kwargs,
-            instance_dropout=hp.get("instance_dropout", 0.0),  # checkpoints from before it
-        )
+        network = MIL_NETWORKS[hp.get("network", "hopfield")]  # checkpoints from before it
+        accepted = inspect.signature(network).parameters
+        # checkpoints from before an option lack it: the network's default applies
+        self.network = network(**{name: hp[name] for name in accepted if name in hp})
 
     def configure_model(self) -> None:
         """Build the network once the datamodule is known. Lightning calls this hook, and weight

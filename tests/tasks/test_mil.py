@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryAUROC
 
-from ahop.mil_models import HopfieldMILNetwork
+from ahop.mil_models import MIL_NETWORKS, AttentionMILNetwork, HopfieldMILNetwork, MeanMILNetwork
 from datamodules.mil import MILDataModule, make_synthetic_bags
 from tasks.mil import MILClassifier
 
@@ -158,3 +158,49 @@ def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
     assert averaged and set(averaged) == set(dict(task.named_parameters()))
     for name, param in task.named_parameters():  # the averaged weights are the final ones
         torch.testing.assert_close(param, averaged[name])
+
+
+@pytest.mark.parametrize("name", list(MIL_NETWORKS))
+def test_every_pooling_ignores_padding(name: str) -> None:
+    torch.manual_seed(0)
+    net = MIL_NETWORKS[name](5, embedding_dim=8, num_embedding_layers=1).eval()
+    bag = torch.randn(1, 3, 5)
+    padded = torch.cat([bag, 50 * torch.randn(1, 4, 5)], dim=1)
+    mask = torch.tensor([[False] * 3 + [True] * 4])
+    with torch.no_grad():
+        torch.testing.assert_close(net(padded, mask), net(bag), rtol=0, atol=1e-5)
+
+
+def test_mean_network_pools_by_the_mean_and_attention_weights_sum_to_one() -> None:
+    torch.manual_seed(0)
+    instances = torch.randn(2, 4, 3)
+    mask = torch.tensor([[False, False, True, True], [False] * 4])
+    mean = MeanMILNetwork(3, embedding_dim=6, num_embedding_layers=1).eval()
+    embedded = mean.embed(instances)
+    pooled = mean.pool(embedded, mask)
+    torch.testing.assert_close(pooled[0], embedded[0, :2].mean(dim=0))
+    attention = AttentionMILNetwork(3, embedding_dim=6, attention_dim=5).eval()
+    weights = attention.attention_weights(attention.embed(instances), mask)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(2))
+    assert (weights[0, 2:] == 0).all() and (weights[0, :2] > 0).all()
+
+
+@pytest.mark.parametrize("network", ["attention", "mean"])
+def test_task_builds_the_named_network_with_its_own_options(network: str) -> None:
+    task = MILClassifier(num_features=4, network=network, embedding_dim=8, attention_dim=6)
+    task.configure_models()
+    assert isinstance(task.network, MIL_NETWORKS[network])
+    assert task.network.embed[0].out_features == 8
+    if network == "attention":
+        assert task.network.attention_v.out_features == 6
+    with pytest.raises(ValueError, match="unknown MIL network 'max'"):
+        MILClassifier(num_features=4, network="max")
+
+
+def test_networks_reject_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="num_features must be an integer >= 1"):
+        MeanMILNetwork(0)
+    with pytest.raises(ValueError, match="attention_dim"):
+        AttentionMILNetwork(3, attention_dim=0)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        HopfieldMILNetwork(3, embedding_dim=8, num_heads=2, dropout=1.0)
