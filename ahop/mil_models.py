@@ -52,6 +52,8 @@ class BagNetwork(nn.Module):
         instance_dropout: in training, each instance of a bag is left out of the pooling with
             this probability (every bag keeps at least one): the classifier cannot rely on any
             single instance, a bag-level augmentation for data sets of a few hundred bags.
+        input_dropout: dropout on the instance features before the MLP (training only): with
+            hundreds of features and tens of bags, the first layer otherwise memorises the bags.
     """
 
     def __init__(
@@ -61,14 +63,19 @@ class BagNetwork(nn.Module):
         num_embedding_layers: int = 2,
         dropout: float = 0.0,
         instance_dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if not 0.0 <= instance_dropout < 1.0:
-            raise ValueError(f"instance_dropout must be in [0, 1), got {instance_dropout}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        for name, value in (
+            ("dropout", dropout),
+            ("instance_dropout", instance_dropout),
+            ("input_dropout", input_dropout),
+        ):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
         self.instance_dropout = instance_dropout
         self.dropout = dropout
+        self.input_dropout = nn.Dropout(input_dropout)
         self.embed = instance_mlp(num_features, embedding_dim, num_embedding_layers, dropout)
 
     def _build_classifier(self, pool_size: int) -> None:
@@ -88,7 +95,7 @@ class BagNetwork(nn.Module):
         mask = _check_bags(instances, mask)
         if self.training and self.instance_dropout > 0:
             mask = self._drop_instances(instances, mask)
-        pooled = self.pool(self.embed(instances), mask)
+        pooled = self.pool(self.embed(self.input_dropout(instances)), mask)
         return self.classifier(pooled).squeeze(-1)
 
     def _drop_instances(self, instances: Tensor, mask: Tensor | None) -> Tensor:
@@ -132,14 +139,16 @@ class HopfieldMILNetwork(BagNetwork):
     """Instance MLP -> :class:`~ahop.layers.HopfieldPooling` over the bag -> one logit per bag.
 
     Args:
-        num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout: see
-            :class:`BagNetwork` (``embedding_dim`` divisible by ``num_heads``); ``dropout`` also
+        num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout,
+        input_dropout: see :class:`BagNetwork` (``embedding_dim`` divisible by ``num_heads``); ``dropout`` also
             acts on the association weights.
         num_heads: association heads of the pooling.
         hidden_size: association-space size per head (default ``D / num_heads``).
         quantity: learned state patterns (pooling queries); their retrievals are concatenated.
         similarity, separation, scaling, similarity_kwargs: the pooling's retrieval parts, see
             :class:`~ahop.layers.Hopfield` (``adaptive``: the A-Hop learned similarity).
+        pooling_kwargs: any other option of :class:`~ahop.layers.Hopfield` for the pooling
+            layer (e.g. ``{"pattern_projection_as_static": True}``).
     """
 
     def __init__(
@@ -156,9 +165,16 @@ class HopfieldMILNetwork(BagNetwork):
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
         instance_dropout: float = 0.0,
+        pooling_kwargs: dict[str, Any] | None = None,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__(
-            num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout
+            num_features,
+            embedding_dim,
+            num_embedding_layers,
+            dropout,
+            instance_dropout,
+            input_dropout,
         )
         check_positive_ints(num_heads=num_heads, quantity=quantity)
         if embedding_dim % num_heads:
@@ -175,6 +191,7 @@ class HopfieldMILNetwork(BagNetwork):
             separation=separation,
             similarity_kwargs=similarity_kwargs,
             dropout=dropout,
+            **(pooling_kwargs or {}),
         )
         self._build_classifier(quantity * embedding_dim)
 
@@ -189,8 +206,8 @@ class AttentionMILNetwork(BagNetwork):
     the pooled vector is the weighted sum of the embeddings ``h_i``.
 
     Args:
-        num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout: see
-            :class:`BagNetwork`.
+        num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout,
+        input_dropout: see :class:`BagNetwork`.
         attention_dim: size of the gated attention's hidden layer.
     """
 
@@ -202,9 +219,15 @@ class AttentionMILNetwork(BagNetwork):
         dropout: float = 0.0,
         instance_dropout: float = 0.0,
         attention_dim: int = 64,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__(
-            num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout
+            num_features,
+            embedding_dim,
+            num_embedding_layers,
+            dropout,
+            instance_dropout,
+            input_dropout,
         )
         check_positive_ints(attention_dim=attention_dim)
         self.attention_v = nn.Linear(embedding_dim, attention_dim)
@@ -238,9 +261,15 @@ class MeanMILNetwork(BagNetwork):
         num_embedding_layers: int = 2,
         dropout: float = 0.0,
         instance_dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__(
-            num_features, embedding_dim, num_embedding_layers, dropout, instance_dropout
+            num_features,
+            embedding_dim,
+            num_embedding_layers,
+            dropout,
+            instance_dropout,
+            input_dropout,
         )
         self._build_classifier(embedding_dim)
 

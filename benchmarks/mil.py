@@ -60,12 +60,6 @@ SHARED = ROOT.parent / "shared" / "data"
 #: data sets with k-fold CV (``auto`` is an alias, ``mnist_bags`` has its own section, ``csv`` /
 #: ``mat`` read a file of your own via ``--override --data.init_args.path FILE``)
 DATASETS = [name for name in MIL_DATASETS if name not in ("auto", "mnist_bags", "csv", "mat")]
-#: data sets with a config of their own (the others use configs/mil.yaml + dataset: <name>)
-CONFIGS = {
-    "elephant": "configs/mil_elephant.yaml",
-    "musk2": "configs/mil_musk2.yaml",
-    "ucsb_breast_cancer": "configs/mil_ucsb.yaml",
-}
 #: published numbers (x100): Hopfield pooling ROC-AUC (Ramsauer et al. 2020, 10-fold CV) and
 #: attention-MIL accuracy (Ilse et al. 2018), from ../shared/data/README.md
 PUBLISHED = {
@@ -83,11 +77,8 @@ RUNS_FILE = OUT / "mil_runs.json"
 
 
 def _config_args(dataset: str) -> list[str]:
-    config = CONFIGS.get(dataset, "configs/mil.yaml")
-    args = ["--config", str(ROOT / config)]
-    if dataset not in CONFIGS:
-        args += ["--data.init_args.dataset", dataset]
-    return args
+    """Every bag set runs the one MIL config, as a user would: ``--data.init_args.dataset``."""
+    return ["--config", str(ROOT / "configs" / "mil.yaml"), "--data.init_args.dataset", dataset]
 
 
 def _protocol(options: argparse.Namespace, repeats: int, folds: int | None) -> Protocol:

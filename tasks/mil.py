@@ -51,7 +51,10 @@ class MILClassifier(BaseTask):
             classifier.
         instance_dropout: in training, the probability that an instance is left out of its
             bag's pooling (every bag keeps at least one); off in evaluation.
+        input_dropout: in training, dropout on the instance features before the MLP.
         attention_dim: ``network: attention``: hidden size of the gated attention.
+        pooling_kwargs: ``network: hopfield``: any other option of the pooling layer
+            (:class:`~ahop.layers.Hopfield`), e.g. ``{pattern_projection_as_static: true}``.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
             config; default AdamW, lr 1e-3).
@@ -78,7 +81,9 @@ class MILClassifier(BaseTask):
         dropout: float = 0.0,
         similarity_kwargs: dict[str, Any] | None = None,
         instance_dropout: float = 0.0,
+        input_dropout: float = 0.0,
         attention_dim: int = 64,
+        pooling_kwargs: dict[str, Any] | None = None,
         pos_weight: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
