@@ -2,21 +2,24 @@
 
 1. **MIL data sets** (every one the MIL datamodule reads: elephant, fox, tiger, musk1, musk2,
    ucsb_breast_cancer, synthetic; files in ``--data-dir`` or ``--data-dir/mil``). Each
-   (data set, similarity) is one :func:`ahop_cli.evaluate.evaluate` run, i.e. exactly
-   ``ahop cv --config configs/mil_<name>.yaml --model.init_args.similarity <s> --repeats R``
-   (``configs/mil.yaml`` with ``dataset: <name>`` where a data set has no config of its own):
+   (data set, model) is one :func:`ahop_cli.evaluate.evaluate` run, i.e. exactly
+   ``ahop cv --config configs/mil.yaml --data.init_args.dataset <name> --repeats R`` with
+   ``--model.init_args.similarity <s>`` (the Hopfield pooling, ``--similarities``) or
+   ``--model.init_args.network attention | mean`` (the deep baselines, ``--networks``):
    stratified k-fold over bags repeated with new fold seeds, the model chosen on the training
-   folds only (``--selection``, default ``inner_cv``), optionally after an Optuna search per
-   training fold (``--search configs/search/mil.yaml``). Shown next to the published numbers
-   (Ramsauer et al. 2020, Hopfield pooling ROC-AUC; Ilse et al. 2018, attention-MIL accuracy).
+   folds only (``--selection``, default the engine's ``inner_cv``), optionally after an Optuna
+   search per training fold (``--search configs/search/mil.yaml``). Beside them, on the same
+   folds: mean-pool and max-pool + logistic regression (scikit-learn defaults). Shown next to
+   the published numbers (Ramsauer et al. 2020, Hopfield pooling ROC-AUC; Ilse et al. 2018,
+   attention-MIL accuracy).
 2. **MNIST-bags** (``configs/mil_mnist_bags.yaml``): test AUROC vs number of training bags, one
    fixed test set, ``--mnist-seeds`` repeats.
 
 Commands::
 
-    python benchmarks/mil.py --datasets elephant --repeats 5                # published protocol
-    python benchmarks/mil.py --datasets elephant ucsb_breast_cancer --repeats 5 \\
-        --search configs/search/mil.yaml --similarities dot
+    python benchmarks/mil.py --datasets elephant ucsb_breast_cancer musk1 musk2 --skip-mnist-bags
+    python benchmarks/mil.py --datasets elephant --repeats 5                 # published protocol
+    python benchmarks/mil.py --datasets ucsb_breast_cancer --search configs/search/mil.yaml
     python benchmarks/mil.py --skip-datasets --bag-counts 50 500
 
 Every run keeps its own folder under ``--output-dir`` (per-fold results, TensorBoard, table,
@@ -71,7 +74,6 @@ PUBLISHED = {
     "ucsb_breast_cancer": "AUROC 89.5 ± 0.8 (Hopfield)",
     "synthetic": "-",
 }
-SIMILARITIES = ("dot", "adaptive")
 BAG_COUNTS = (50, 100, 200, 500)
 RUNS_FILE = OUT / "mil_runs.json"
 
@@ -219,18 +221,32 @@ def run_baselines(options: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _model_runs(options: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(label, extra ``ahop fit`` arguments) per model: the Hopfield pooling once per similarity,
+    then the deep baselines (their pooling has no similarity)."""
+    runs = []
+    for network in options.networks:
+        if network == "hopfield":
+            for similarity in options.similarities:
+                runs.append(
+                    (f"hopfield ({similarity})", ["--model.init_args.similarity", similarity])
+                )
+        else:
+            runs.append((f"{network} (baseline)", ["--model.init_args.network", network]))
+    return runs
+
+
 def run_datasets(options: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     protocol = _protocol(options, options.repeats, options.folds)
     for dataset in options.datasets:
-        for similarity in options.similarities:
-            args = [*_config_args(dataset), "--model.init_args.similarity", similarity]
-            args += _extra_args(options)
-            key = f"{dataset}/{similarity}/{options.selection}/{options.search or 'nosearch'}"
+        for label, model_args in _model_runs(options):
+            args = [*_config_args(dataset), *model_args, *_extra_args(options)]
+            key = f"{dataset}/{label}/{options.selection}/{options.search or 'nosearch'}"
             evaluation = _run(options, key, args, protocol)
-            row = {"dataset": dataset, "similarity": similarity, **_row(evaluation)}
+            row = {"dataset": dataset, "model": label, **_row(evaluation)}
             auroc = row["summary"].get("test/auroc", {})
-            print(f"{dataset} {similarity}: AUROC {_pm(auroc)} ({row['runs']} folds)", flush=True)
+            print(f"{dataset} {label}: AUROC {_pm(auroc)} ({row['runs']} folds)", flush=True)
             rows.append(row)
     return rows
 
@@ -247,7 +263,11 @@ def run_mnist_bags(options: argparse.Namespace) -> list[dict[str, Any]]:
             key = (
                 f"mnist_bags{count}/{similarity}/{options.selection}/{options.search or 'nosearch'}"
             )
-            row = {"train_bags": count, "similarity": similarity}
+            row = {
+                "train_bags": count,
+                "similarity": similarity,
+                "model": f"hopfield ({similarity})",
+            }
             row.update(_row(_run(options, key, args, protocol)))
             print(f"mnist_bags {count} {similarity}: AUROC {_pm(row['summary']['test/auroc'])}")
             rows.append(row)
@@ -266,26 +286,39 @@ def _pm(entry: dict[str, float], key: str = "") -> str:
 
 
 def dataset_table(rows: list[dict[str, Any]]) -> str:
-    headers = ["data set", "bags", "similarity", "folds", "test AUROC (folds)"]
-    headers += ["test AUROC (repeats)", "test acc (folds)", "test acc (repeats)", "epochs"]
-    headers += ["inner val AUROC", "s / fold", "published"]
-    body = [
-        [
-            r["dataset"],
-            r["bags"],
-            r["similarity"],
-            r["runs"],
-            _pm(r["summary"].get("test/auroc", {})),
-            _pm(r["summary"].get("test/auroc", {}), "repeat_"),
-            _pm(r["summary"].get("test/acc", {})),
-            _pm(r["summary"].get("test/acc", {}), "repeat_"),
-            f"{r['epochs']:.0f}",
-            f"{100 * r['inner']['val/auroc']:.1f}" if "val/auroc" in r["inner"] else "-",
-            f"{r['seconds_per_fold']:.1f}",
-            PUBLISHED.get(r["dataset"], "-"),
-        ]
+    """One row per (data set, model); Δ = AUROC points above mean-pool + logistic regression on
+    the same folds (the baseline every learned pooling has to beat)."""
+    headers = ["data set", "model", "folds", "test AUROC (folds)", "test AUROC (repeats)"]
+    headers += ["Δ AUROC vs mean-pool LR", "test acc (folds)", "test acc (repeats)", "epochs"]
+    headers += ["s / fold", "published"]
+    reference = {
+        r["dataset"]: r["summary"]["test/auroc"]["mean"]
         for r in rows
-    ]
+        if r["model"].startswith("mean-pool")
+    }
+    body = []
+    for r in rows:
+        auroc = r["summary"].get("test/auroc", {})
+        delta = (
+            f"{100 * (auroc['mean'] - reference[r['dataset']]):+.1f}"
+            if auroc and r["dataset"] in reference
+            else "-"
+        )
+        body.append(
+            [
+                r["dataset"],
+                r["model"],
+                r["runs"],
+                _pm(auroc),
+                _pm(auroc, "repeat_"),
+                delta,
+                _pm(r["summary"].get("test/acc", {})),
+                _pm(r["summary"].get("test/acc", {}), "repeat_"),
+                f"{r['epochs']:.0f}" if r["epochs"] else "-",
+                f"{r['seconds_per_fold']:.1f}",
+                PUBLISHED.get(r["dataset"], "-"),
+            ]
+        )
     return markdown_table(headers, body)
 
 
@@ -310,10 +343,10 @@ def plot_datasets(rows: list[dict[str, Any]]) -> Path:
     figure = Figure(figsize=(7, 3.5))
     axis = figure.add_subplot(1, 1, 1)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    similarities = list(dict.fromkeys(r["similarity"] for r in rows))
-    width = 0.8 / max(1, len(similarities))
-    for s, similarity in enumerate(similarities):
-        chosen = [r for r in rows if r["similarity"] == similarity]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    width = 0.8 / max(1, len(models))
+    for s, model in enumerate(models):
+        chosen = [r for r in rows if r["model"] == model]
         positions = [datasets.index(r["dataset"]) + s * width for r in chosen]
         auroc = [r["summary"]["test/auroc"] for r in chosen]
         axis.bar(
@@ -322,9 +355,9 @@ def plot_datasets(rows: list[dict[str, Any]]) -> Path:
             width=width,
             yerr=[a["repeat_std"] if a["repeats"] > 1 else a["std"] for a in auroc],
             capsize=3,
-            label=similarity,
+            label=model,
         )
-    axis.set_xticks([d + width * (len(similarities) - 1) / 2 for d in range(len(datasets))])
+    axis.set_xticks([d + width * (len(models) - 1) / 2 for d in range(len(datasets))])
     axis.set_xticklabels(datasets, fontsize=8)
     axis.set_ylabel("test ROC-AUC (mean ± std)")
     axis.set_ylim(0.4, 1.0)
@@ -439,7 +472,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=["elephant", "musk1", "musk2", "ucsb_breast_cancer"],
         choices=DATASETS,
     )
-    parser.add_argument("--similarities", nargs="*", default=list(SIMILARITIES))
+    parser.add_argument(
+        "--similarities", nargs="*", default=["adaptive"], help="of the Hopfield pooling"
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="*",
+        default=["hopfield", "attention"],
+        choices=["hopfield", "attention", "mean"],
+        help="bag networks (attention / mean: the deep baselines)",
+    )
+    parser.add_argument(
+        "--skip-baselines", action="store_true", help="no pooled logistic-regression rows"
+    )
     parser.add_argument("--folds", type=int, default=None, help="outer folds (default: config)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold CV")
     parser.add_argument("--selection", default="inner_cv", help="inner_cv | validation | fixed")
@@ -484,7 +529,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(options.threads)
     report: dict[str, Any] = {"datasets": [], "mnist_bags": [], "options": vars(options)}
     if not options.skip_datasets and options.datasets:
-        report["datasets"] = run_datasets(options)
+        if not options.skip_baselines:
+            report["datasets"] += run_baselines(options)
+        report["datasets"] += run_datasets(options)
     if not options.skip_mnist_bags and options.bag_counts:
         report["mnist_bags"] = run_mnist_bags(options)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
