@@ -5,10 +5,13 @@ For each data set and variant, the training bags of the first ``--outer-folds`` 
 is trained on each inner training part and its validation curves are averaged (exactly what
 ``ahop cv --selection inner_cv`` does before its final fit). No test fold is trained on, tested
 or looked at. Reported per variant: the mean inner-validation AUROC / accuracy at the epoch count
-that the mean validation loss selects, the best mean AUROC over epochs, and the time.
+that the mean validation loss selects, the best mean AUROC over epochs, and the time; and a plot
+(``benchmarks/out/mil_curves.png``) of the mean training vs inner-validation loss and AUROC per
+epoch, per data set and variant: where a variant starts to memorise its training bags.
 
-    python benchmarks/mil_inner.py --datasets elephant ucsb_breast_cancer --variants base bs32
-    python benchmarks/mil_inner.py --datasets elephant --variants bs32 --rules inner_cv inner_cv_ensemble
+    python benchmarks/mil_inner.py                       # default vs projected pooling vs baselines
+    python benchmarks/mil_inner.py --datasets elephant --variants default idrop0.3 emb16
+    python benchmarks/mil_inner.py --datasets elephant --variants default --rules inner_cv inner_cv_ensemble
 
 ``--rules`` instead compares selection rules end to end on a *development set*: the training bags
 of outer fold 0 (written to ``benchmarks/out/mil_dev/<name>_dev.csv``), cross-validated 5-fold
@@ -42,25 +45,27 @@ from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, _prepare, _quiet
 from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 
-EMA = {
-    "class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
-    "init_args": {"decay": 0.9},
-}
-#: variant name -> config edits (dotted option -> value) on top of the data set's config
+#: the Hopfield pooling as it was before 2026-12-03: value and output projections (+ LayerNorm)
+PROJECTED = {"model.init_args.pooling_kwargs": None}
+#: variant name -> config edits (dotted option -> value) on top of configs/mil.yaml
 VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {},
-    "bs32": {"data.init_args.batch_size": 32},
-    "bs32_dot": {"data.init_args.batch_size": 32, "model.init_args.similarity": "dot"},
-    "bs32_idrop": {"data.init_args.batch_size": 32, "model.init_args.instance_dropout": 0.3},
-    "bs32_ema": {"data.init_args.batch_size": 32, "trainer.callbacks": [EMA]},
-    "bs32_reg": {
-        "data.init_args.batch_size": 32,
-        "model.init_args.dropout": 0.3,
-        "model.init_args.optimizer.init_args.weight_decay": 0.1,
-    },
-    "bs32_lr3e-4": {
-        "data.init_args.batch_size": 32,
-        "model.init_args.optimizer.init_args.lr": 3e-4,
+    "default": {},
+    "projected": PROJECTED,
+    "projected_dot": {**PROJECTED, "model.init_args.similarity": "dot"},
+    "dot": {"model.init_args.similarity": "dot"},
+    "attention": {"model.init_args.network": "attention"},
+    "mean": {"model.init_args.network": "mean"},
+    "idrop0.3": {"model.init_args.instance_dropout": 0.3},
+    "input_dropout0.3": {"model.init_args.input_dropout": 0.3},
+    "emb16": {"model.init_args.embedding_dim": 16},
+    "lr3e-4": {"model.init_args.optimizer.init_args.lr": 3e-4},
+    "ema": {
+        "trainer.callbacks": [
+            {
+                "class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
+                "init_args": {"decay": 0.9},
+            }
+        ]
     },
 }
 RESULTS = OUT / "mil_inner.json"
@@ -265,11 +270,18 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="*", default=["elephant", "ucsb_breast_cancer"])
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--datasets", nargs="*", default=["elephant", "ucsb_breast_cancer", "musk1"]
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=["default", "projected", "attention", "mean"],
+        choices=list(VARIANTS),
+    )
     parser.add_argument("--outer-folds", type=int, default=2)
     parser.add_argument("--inner-folds", type=int, default=5)
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--data-dir", type=Path, default=SHARED)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
