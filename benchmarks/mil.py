@@ -157,6 +157,7 @@ class BaselineFold:
     fold: int
     metrics: dict[str, float]
     seconds: float
+    test_ids: list
 
 
 def pooled_features(bags: BagSet, how: str) -> np.ndarray:
@@ -193,7 +194,9 @@ def pooled_logistic_regression(
                 "test/auroc": float(roc_auc_score(labels, probability)),
                 "test/acc": float(np.mean((probability >= 0.5) == labels)),
             }
-            results.append(BaselineFold(repeat, fold, metrics, time.perf_counter() - start))
+            seconds = time.perf_counter() - start
+            test_ids = datamodule.split_ids("test")
+            results.append(BaselineFold(repeat, fold, metrics, seconds, test_ids))
     return results
 
 
