@@ -4,8 +4,8 @@
    ucsb_breast_cancer, synthetic; files in ``--data-dir`` or ``--data-dir/mil``). Each
    (data set, model) is one :func:`ahop_cli.evaluate.evaluate` run, i.e. exactly
    ``ahop cv --config configs/mil.yaml --data.init_args.dataset <name> --repeats R`` with
-   ``--model.init_args.similarity <s>`` (the Hopfield pooling, ``--similarities``) or
-   ``--model.init_args.network attention | mean`` (the deep baselines, ``--networks``):
+   ``--model.init_args.network.similarity <s>`` (the Hopfield pooling, ``--similarities``) or
+   ``--model.init_args.pooling attention | mean`` (the deep baselines, ``--networks``):
    stratified k-fold over bags repeated with new fold seeds, the model chosen on the training
    folds only (``--selection``, default the engine's ``inner_cv``), optionally after an Optuna
    search per training fold (``--search configs/search/mil.yaml``). Beside them, on the same
@@ -75,6 +75,12 @@ PUBLISHED = {
     "synthetic": "-",
 }
 BAG_COUNTS = (50, 100, 200, 500)
+#: a deep baseline: the same instance MLP and training, another pooling (``+ name``)
+BASELINE_ARGS = [
+    "--model.init_args.network",
+    '{"embedding_dim": 64, "num_embedding_layers": 2, "dropout": 0.1}',
+    "--model.init_args.pooling",
+]
 RUNS_FILE = OUT / "mil_runs.json"
 
 
@@ -232,10 +238,14 @@ def _model_runs(options: argparse.Namespace) -> list[tuple[str, list[str]]]:
         if network == "hopfield":
             for similarity in options.similarities:
                 runs.append(
-                    (f"hopfield ({similarity})", ["--model.init_args.similarity", similarity])
+                    (
+                        f"hopfield ({similarity})",
+                        ["--model.init_args.network.similarity", similarity],
+                    )
                 )
         else:
-            runs.append((f"{network} (baseline)", ["--model.init_args.network", network]))
+            # the baselines keep the instance MLP's options; the pooling's own are dropped
+            runs.append((f"{network} (baseline)", [*BASELINE_ARGS, network]))
     return runs
 
 
@@ -260,7 +270,7 @@ def run_mnist_bags(options: argparse.Namespace) -> list[dict[str, Any]]:
     for count in options.bag_counts:
         for similarity in options.similarities:
             args = ["--config", str(ROOT / "configs" / "mil_mnist_bags.yaml")]
-            args += ["--model.init_args.similarity", similarity, *_extra_args(options)]
+            args += ["--model.init_args.network.similarity", similarity, *_extra_args(options)]
             args += ["--data.init_args.num_train_bags", str(count)]
             args += ["--data.init_args.num_test_bags", str(options.test_bags)]
             key = (

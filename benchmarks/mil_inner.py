@@ -46,18 +46,20 @@ from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 
 #: the Hopfield pooling as it was before 2026-12-03: value and output projections (+ LayerNorm)
-PROJECTED = {"model.init_args.pooling_kwargs": None}
+PROJECTED = {"model.init_args.network.pooling_kwargs": None}
+#: a deep baseline: the same instance MLP and training, another pooling
+BASELINE = {"embedding_dim": 64, "num_embedding_layers": 2, "dropout": 0.1}
 #: variant name -> config edits (dotted option -> value) on top of configs/mil.yaml
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "projected": PROJECTED,
-    "projected_dot": {**PROJECTED, "model.init_args.similarity": "dot"},
-    "dot": {"model.init_args.similarity": "dot"},
-    "attention": {"model.init_args.network": "attention"},
-    "mean": {"model.init_args.network": "mean"},
-    "idrop0.3": {"model.init_args.instance_dropout": 0.3},
-    "input_dropout0.3": {"model.init_args.input_dropout": 0.3},
-    "emb16": {"model.init_args.embedding_dim": 16},
+    "projected_dot": {**PROJECTED, "model.init_args.network.similarity": "dot"},
+    "dot": {"model.init_args.network.similarity": "dot"},
+    "attention": {"model.init_args.pooling": "attention", "model.init_args.network": BASELINE},
+    "mean": {"model.init_args.pooling": "mean", "model.init_args.network": BASELINE},
+    "idrop0.3": {"model.init_args.network.instance_dropout": 0.3},
+    "input_dropout0.3": {"model.init_args.network.input_dropout": 0.3},
+    "emb16": {"model.init_args.network.embedding_dim": 16},
     "lr3e-4": {"model.init_args.optimizer.init_args.lr": 3e-4},
     "ema": {
         "trainer.callbacks": [

@@ -13,7 +13,6 @@ models. Early stopping and the best checkpoint therefore watch ``val/loss``.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -23,38 +22,27 @@ from torchmetrics import MetricCollection
 
 from ahop.mil_models import MIL_NETWORKS
 from tasks.base import BaseTask, classification_metrics, default_optimizer
+from tasks.networks import network_options
+
+#: the network's arguments the task sets from the data (not options of ``network``)
+NETWORK_SET_BY_TASK = ("num_features",)
 
 
 class MILClassifier(BaseTask):
     """Bags -> positive-bag logit via a bag network of :data:`~ahop.mil_models.MIL_NETWORKS`.
 
-    ``num_features`` defaults to the datamodule's (read at ``setup``). Each network takes the
-    options below that its class accepts (``network: attention`` ignores the Hopfield ones).
+    ``num_features`` defaults to the datamodule's (linked by the CLI, else read at ``setup``).
 
     Args:
         num_features: instance features (``None``: from the datamodule).
-        network: the pooling: ``hopfield`` (:class:`~ahop.mil_models.HopfieldMILNetwork`),
-            ``attention`` (gated attention MIL, Ilse et al. 2018) or ``mean`` (deep sets); the
-            last two are the baselines that show what the Hopfield pooling adds.
-        embedding_dim: instance embedding size ``D`` (divisible by ``num_heads``).
-        num_embedding_layers: Linear + ReLU + dropout layers of the instance MLP (>= 1).
-        num_heads: association heads of the pooling.
-        hidden_size: association-space size per head (``None``: ``D / num_heads``).
-        quantity: learned state patterns (pooling queries); their retrievals are concatenated.
-        similarity: how queries are compared with the stored patterns: ``dot``, ``cosine``,
-            ``euclidean``, ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
-        separation: how similarities become association weights: ``softmax``, ``max``,
-            ``polynomial``, ``topk``, ``sparsemax``, ``entmax``.
-        scaling: inverse temperature of the separation (``None``: 1 / sqrt(association size)).
-        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
-        dropout: dropout in the instance MLP, on the association weights and before the
-            classifier.
-        instance_dropout: in training, the probability that an instance is left out of its
-            bag's pooling (every bag keeps at least one); off in evaluation.
-        input_dropout: in training, dropout on the instance features before the MLP.
-        attention_dim: ``network: attention``: hidden size of the gated attention.
-        pooling_kwargs: ``network: hopfield``: any other option of the pooling layer
-            (:class:`~ahop.layers.Hopfield`), e.g. ``{pattern_projection_as_static: true}``.
+        pooling: the bag network: ``hopfield`` (:class:`~ahop.mil_models.HopfieldMILNetwork`),
+            ``attention`` (:class:`~ahop.mil_models.AttentionMILNetwork`, gated attention MIL,
+            Ilse et al. 2018) or ``mean`` (:class:`~ahop.mil_models.MeanMILNetwork`); the last
+            two are the baselines that show what the Hopfield pooling adds.
+        network: the options of that network class other than ``num_features``, e.g.
+            ``{embedding_dim: 64, similarity: adaptive}``; an option left out takes the
+            network's default, one the class does not take is an error naming the allowed ones.
+            On the command line: ``--model.init_args.network.similarity dot``.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
             config; default AdamW, lr 1e-3).
@@ -69,40 +57,27 @@ class MILClassifier(BaseTask):
     def __init__(
         self,
         num_features: int | None = None,
-        network: str = "hopfield",
-        embedding_dim: int = 64,
-        num_embedding_layers: int = 2,
-        num_heads: int = 4,
-        hidden_size: int | None = None,
-        quantity: int = 1,
-        similarity: str = "dot",
-        separation: str = "softmax",
-        scaling: float | None = None,
-        dropout: float = 0.0,
-        similarity_kwargs: dict[str, Any] | None = None,
-        instance_dropout: float = 0.0,
-        input_dropout: float = 0.0,
-        attention_dim: int = 64,
-        pooling_kwargs: dict[str, Any] | None = None,
+        pooling: str = "hopfield",
+        network: dict[str, Any] | None = None,
         pos_weight: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
-        if network not in MIL_NETWORKS:
+        if pooling not in MIL_NETWORKS:
             raise ValueError(
-                f"unknown MIL network {network!r}; allowed values: {', '.join(MIL_NETWORKS)}"
+                f"unknown MIL pooling {pooling!r}; allowed values: {', '.join(MIL_NETWORKS)}"
             )
+        network_options(MIL_NETWORKS[pooling], network, NETWORK_SET_BY_TASK)
         if pos_weight is not None and not pos_weight > 0:
             raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
         self.save_task_hyperparameters()
 
     def configure_models(self) -> None:
         hp = self.hparams
-        network = MIL_NETWORKS[hp.get("network", "hopfield")]  # checkpoints from before it
-        accepted = inspect.signature(network).parameters
-        # checkpoints from before an option lack it: the network's default applies
-        self.network = network(**{name: hp[name] for name in accepted if name in hp})
+        network = MIL_NETWORKS[hp.pooling]
+        options = network_options(network, hp.network, NETWORK_SET_BY_TASK)
+        self.network = network(num_features=hp.num_features, **options)
 
     def configure_model(self) -> None:
         """Build the network once the datamodule is known. Lightning calls this hook, and weight

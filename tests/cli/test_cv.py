@@ -43,9 +43,13 @@ TINY_MIL = {
     "model": {
         "class_path": "tasks.mil.MILClassifier",
         "init_args": {
-            "embedding_dim": 8,
-            "num_heads": 2,
-            "num_embedding_layers": 1,
+            "network": {
+                "embedding_dim": 8,
+                "num_heads": 2,
+                "num_embedding_layers": 1,
+                "similarity": "dot",
+                "dropout": 0.0,
+            },
             "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}},
         },
     },
@@ -58,7 +62,7 @@ SPACE = {
     "trials": 2,
     "pruner": "none",
     "space": {
-        "model.init_args.dropout": {"low": 0.0, "high": 0.5},
+        "model.init_args.network.dropout": {"low": 0.0, "high": 0.5},
         "model.init_args.optimizer.init_args.lr": {"low": 1e-3, "high": 1e-2, "log": True},
     },
 }
@@ -186,12 +190,12 @@ def test_cv_command_on_tabular_with_validation_rule(tmp_path: Path, capsys) -> N
     ("space", "expected"),
     [
         (
-            {"model.init_args.dropot": {"low": 0.0, "high": 0.5}},
-            "did you mean model.init_args.dropout",
+            {"model.init_args.network.dropot": {"low": 0.0, "high": 0.5}},
+            "did you mean model.init_args.network.dropout",
         ),
-        ({"model.init_args.dropout": {"low": 0.5, "high": 0.5}}, "empty range"),
-        ({"model.init_args.similarity": {"choices": []}}, "non-empty list"),
-        ({"model.init_args.dropout": {"low": 0.0, "hi": 0.5}}, "unknown keys ['hi']"),
+        ({"model.init_args.network.dropout": {"low": 0.5, "high": 0.5}}, "empty range"),
+        ({"model.init_args.network.similarity": {"choices": []}}, "non-empty list"),
+        ({"model.init_args.network.dropout": {"low": 0.0, "hi": 0.5}}, "unknown keys ['hi']"),
         (
             {"model.init_args.optimizer.init_args.lr": {"low": 0.0, "high": 0.1, "log": True}},
             "low > 0",

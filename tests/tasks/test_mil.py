@@ -100,7 +100,7 @@ def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 def test_task_fast_dev_run_and_probabilities(tmp_path: Path) -> None:
     datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=4)
-    task = MILClassifier(embedding_dim=16, num_heads=2, similarity="adaptive")
+    task = MILClassifier(network={"embedding_dim": 16, "num_heads": 2, "similarity": "adaptive"})
     assert (task.monitor, task.monitor_mode) == ("val/loss", "min")
     trainer = _trainer(tmp_path, fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
@@ -120,7 +120,9 @@ def test_task_learns_synthetic_bags() -> None:
     """The task's loss trains the network: bags of an unseen seed are ranked well afterwards."""
     torch.manual_seed(0)
     train, test = make_synthetic_bags(seed=0), make_synthetic_bags(seed=1)
-    task = MILClassifier(num_features=16, embedding_dim=16, num_heads=2, similarity="adaptive")
+    task = MILClassifier(
+        num_features=16, network={"embedding_dim": 16, "num_heads": 2, "similarity": "adaptive"}
+    )
     optimizer = torch.optim.AdamW(task.parameters(), lr=1e-2)
     batch = train.padded(range(len(train)))
     for _ in range(10):
@@ -137,7 +139,9 @@ def test_task_learns_synthetic_bags() -> None:
 def test_pos_weight_validated_and_used() -> None:
     with pytest.raises(ValueError, match="pos_weight"):
         MILClassifier(num_features=3, pos_weight=0.0)
-    task = MILClassifier(num_features=3, embedding_dim=8, num_heads=2, pos_weight=3.0)
+    task = MILClassifier(
+        num_features=3, network={"embedding_dim": 8, "num_heads": 2}, pos_weight=3.0
+    )
     assert float(task.criterion.pos_weight) == 3.0
 
 
@@ -151,7 +155,7 @@ def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=32)
-    task = MILClassifier(embedding_dim=8, num_heads=2)
+    task = MILClassifier(network={"embedding_dim": 8, "num_heads": 2})
     ema = EMAWeightAveraging(decay=0.5)
     _trainer(tmp_path, max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
     averaged = dict(ema._average_model.module.named_parameters())
@@ -187,14 +191,18 @@ def test_mean_network_pools_by_the_mean_and_attention_weights_sum_to_one() -> No
 
 @pytest.mark.parametrize("network", ["attention", "mean"])
 def test_task_builds_the_named_network_with_its_own_options(network: str) -> None:
-    task = MILClassifier(num_features=4, network=network, embedding_dim=8, attention_dim=6)
+    options = {"embedding_dim": 8} | ({"attention_dim": 6} if network == "attention" else {})
+    task = MILClassifier(num_features=4, pooling=network, network=options)
     task.configure_models()
     assert isinstance(task.network, MIL_NETWORKS[network])
     assert task.network.embed[0].out_features == 8
     if network == "attention":
         assert task.network.attention_v.out_features == 6
-    with pytest.raises(ValueError, match="unknown MIL network 'max'"):
-        MILClassifier(num_features=4, network="max")
+    with pytest.raises(ValueError, match="unknown MIL pooling 'max'"):
+        MILClassifier(num_features=4, pooling="max")
+    # an option of another network is an error naming the allowed ones, not silently ignored
+    with pytest.raises(ValueError, match=r"has no option.*similarity; allowed: embedding_dim"):
+        MILClassifier(num_features=4, pooling=network, network={"similarity": "dot"})
 
 
 def test_networks_reject_bad_sizes() -> None:
