@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ahop_cli.evaluate import FoldRunner, Protocol, _prepare, _quiet  # noqa: E402
+from ahop_cli.evaluate import FoldRunner, Protocol, prepare, quiet  # noqa: E402
 from benchmarks.common import OUT, markdown_table  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 
@@ -70,8 +70,8 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
     args += ["--trainer.max_epochs", str(options.max_epochs)]
     protocol = Protocol(inner_folds=options.inner_folds)
     start = time.perf_counter()
-    with _quiet(), tempfile.TemporaryDirectory() as tmp:
-        base, plan, monitor = _prepare(args, protocol)
+    with quiet(), tempfile.TemporaryDirectory() as tmp:
+        base, plan, monitor = prepare(args, protocol)
         per_fold = []
         for spec in plan[: options.outer_folds]:
             runner = FoldRunner(base, spec, protocol, Path(tmp) / spec.key, None, monitor)
@@ -110,8 +110,8 @@ def dev_dataset(dataset: str, data_dir: Path, folder: Path) -> Path:
     development set whose own cross-validation never touches that outer test fold."""
     from ahop_cli.config_edit import get_option, instantiate
 
-    with _quiet():
-        base, _, _ = _prepare(
+    with quiet():
+        base, _, _ = prepare(
             [*_config_args(dataset), "--data.init_args.data_dir", str(data_dir)], Protocol()
         )
     datamodule = instantiate(get_option(base, "data"))

@@ -9,7 +9,7 @@ import os
 
 from lightning import Callback, LightningModule, Trainer
 
-from ahop_cli.evaluate import split_ids
+from ahop_cli.cv.engine import split_ids
 
 
 class RecordSplits(Callback):
