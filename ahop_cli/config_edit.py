@@ -86,11 +86,25 @@ def with_edits(config: Mapping[str, Any], edits: Mapping[str, Any]) -> dict[str,
     return edited
 
 
-def _import(class_path: str) -> type | None:
+def import_class(class_path: str) -> type:
+    """The class named ``module.Name``.
+
+    Raises:
+        ValueError: it cannot be imported.
+    """
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(
+            f"cannot import {class_path!r} (is the package that defines it installed?)"
+        ) from None
+
+
+def _import(class_path: str) -> type | None:
+    try:
+        return import_class(class_path)
+    except ValueError:
         return None
 
 

@@ -37,8 +37,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ahop_cli.checkpoints import SPECIAL_CKPT_PATHS, default_checkpoint_callbacks, read_checkpoint
-from ahop_cli.config_edit import to_yaml
-from ahop_cli.export import import_class
+from ahop_cli.config_edit import import_class, to_yaml
 from ahop_cli.paths import check_writable_dir, resolve_config
 from ahop_cli.predictions import PredictionWriter
 

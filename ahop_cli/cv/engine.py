@@ -29,6 +29,7 @@ from ahop_cli.checkpoints import read_checkpoint
 from ahop_cli.config_edit import (
     get_option,
     has_option,
+    import_class,
     instantiate,
     to_yaml,
     with_edits,
@@ -46,7 +47,7 @@ from ahop_cli.cv.runs import (
 )
 from ahop_cli.lightning_cli import AhopCLI, build_cli, dump_config, main
 from ahop_cli.selection import CurveRecorder, InnerCurves, Selection, StateHistory, get_rule
-from datamodules.tabular_sources import load_table
+from datamodules.cv import require_cross_validatable
 from tasks.ensemble import EnsembleTask
 
 _LOG = logging.getLogger("ahop.cv")
@@ -55,54 +56,27 @@ _LOG = logging.getLogger("ahop.cv")
 # --------------------------------------------------------------------------- datamodule adapters
 
 
-def split_ids(datamodule: Any, split: str) -> list[Any]:
-    """Ids of the samples of ``split`` in a set-up datamodule: its ``split_ids(split)`` (MIL bag
-    ids, image numbers) or its ``split_indices[split]`` rows (tabular)."""
-    if hasattr(datamodule, "split_ids"):
-        return list(datamodule.split_ids(split))
-    indices = getattr(datamodule, "split_indices", None)
-    if isinstance(indices, Mapping):
-        return [int(i) for i in indices.get(split, [])]
-    raise ValueError(
-        f"{type(datamodule).__name__} exposes neither split_ids(split) nor split_indices, so the "
-        "evaluation cannot check that test samples stay out of training"
-    )
+def split_ids(datamodule: object, split: str) -> list[Any]:
+    """Ids of the samples of ``split`` in a set-up datamodule
+    (:meth:`datamodules.cv.CrossValidatable.split_ids`)."""
+    return list(require_cross_validatable(datamodule).split_ids(split))
 
 
-def _tabular_fold_count(datamodule: Any) -> int:
-    hp = datamodule.hparams
-    if hp.get("num_folds"):
-        return int(hp.num_folds)
-    if hp.get("source") == "uci":
-        splits = load_table(hp.source, datamodule.spec).splits
-        return len(splits) if splits else 1
-    return 1  # one stratified random split per seed (repeats draw new ones)
-
-
-#: fold counts of datamodules without a ``fold_count`` attribute, by class name
-FOLD_COUNTS: dict[str, Callable[[Any], int]] = {"TabularDataModule": _tabular_fold_count}
-
-
-def fold_count(datamodule: Any) -> int:
-    """Outer folds of a datamodule: its ``fold_count``, a :data:`FOLD_COUNTS` entry, or
-    ``num_folds`` (1 when it has no folds: a fixed test split)."""
-    count = getattr(datamodule, "fold_count", None)
-    if count is not None:
-        return int(count)
-    counter = FOLD_COUNTS.get(type(datamodule).__name__)
-    if counter is not None:
-        return counter(datamodule)
-    return int(datamodule.hparams.get("num_folds") or 1)
+def fold_count(datamodule: object) -> int:
+    """Outer folds of a datamodule (:attr:`datamodules.cv.CrossValidatable.fold_count`)."""
+    return int(require_cross_validatable(datamodule).fold_count)
 
 
 def validation_option(config: Mapping[str, Any]) -> str:
-    for name in ("val_fraction", "val_size"):
-        if has_option(config, f"data.init_args.{name}"):
-            return f"data.init_args.{name}"
-    raise ValueError(
-        "the datamodule has no val_fraction / val_size option, so a final fit on the whole "
-        "training data is not possible; use --selection validation"
-    )
+    """The dotted option of the validation share of ``config``'s datamodule (its
+    :attr:`~datamodules.cv.CrossValidatable.validation_option`)."""
+    name = getattr(import_class(get_option(config, "data.class_path")), "validation_option", None)
+    if name is None or not has_option(config, f"data.init_args.{name}"):
+        raise ValueError(
+            f"{get_option(config, 'data.class_path')} has no validation-share option, so a final "
+            "fit on the whole training data is not possible; use --selection validation"
+        )
+    return f"data.init_args.{name}"
 
 
 # --------------------------------------------------------------------------- searches
