@@ -40,6 +40,7 @@ from ahop_cli.checkpoints import SPECIAL_CKPT_PATHS, default_checkpoint_callback
 from ahop_cli.config_edit import import_class, to_yaml
 from ahop_cli.paths import check_writable_dir, resolve_config
 from ahop_cli.predictions import PredictionWriter
+from tasks.lightning_compat import SubcommandHooksCLI
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
@@ -136,7 +137,7 @@ def check_output_folders(trainer: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- the CLI
-class AhopCLI(LightningCLI):
+class AhopCLI(SubcommandHooksCLI):
     """LightningCLI with ahop's checkpoints, prediction files, safe loading and checks.
 
     - checkpoints of :func:`ahop_cli.checkpoints.default_checkpoint_callbacks` watching the
@@ -162,10 +163,7 @@ class AhopCLI(LightningCLI):
             "last.ckpt (0 = none)",
         )
 
-    def _prepare_subcommand_parser(
-        self, klass: type, subcommand: str, **kwargs: Any
-    ) -> LightningArgumentParser:
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+    def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":
             parser.add_argument(
                 "--predictions",
@@ -175,47 +173,50 @@ class AhopCLI(LightningCLI):
                 "predicted), .pt for retrieval / LSHN outputs; default predictions.csv / "
                 "predictions.pt in trainer.default_root_dir",
             )
-        return parser
 
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        kwargs["weights_only"] = True
-        return kwargs
+    def subcommand_kwargs(self, subcommand: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**kwargs, "weights_only": True}
 
-    def _parse_ckpt_path(self) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand:
+        if subcommand:  # before Lightning reads the checkpoint's hyperparameters
             ckpt_path = self.config[subcommand].get("ckpt_path")
             if ckpt_path is not None and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
                 read_checkpoint(ckpt_path)  # one-line errors for a missing / corrupt / unsafe file
-        super()._parse_ckpt_path()
+
+    def _own_config(self) -> Any:
+        """The parsed config of the running subcommand (or the whole one without)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        config = self._own_config()
         best_k = config.get("best_k", 1)
         if best_k is None or best_k < 0:
             raise ValueError(f"--best_k={best_k}: must be >= 0")
         check_trainer_options(config["trainer"])
         check_output_folders(config["trainer"])
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        configured = list(callbacks) + list(config.get("callbacks") or [])
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config_init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer = {**(config_init.get("trainer") or {}), **kwargs}
+        configured = list(trainer.get("callbacks") or [])
         added: list[Callback] = []
-        if config.get("enable_checkpointing", True) is not False and not any(
+        if trainer.get("enable_checkpointing", True) is not False and not any(
             isinstance(c, ModelCheckpoint) for c in configured
         ):
             added += default_checkpoint_callbacks(
                 getattr(self.model, "monitor", None),
                 getattr(self.model, "monitor_mode", "min"),
-                self._get(self.config, "best_k", 1),
+                self._own_config().get("best_k", 1),
             )
-        if config.get("logger") not in (None, False) and not any(
+        if trainer.get("logger") not in (None, False) and not any(
             isinstance(c, LearningRateMonitor) for c in configured
         ):
             added.append(LearningRateMonitor(logging_interval="epoch"))
         if self.subcommand == "predict":
-            added.append(PredictionWriter(self._get(self.config, "predictions")))
-        return super()._instantiate_trainer(config, list(callbacks) + added)
+            added.append(PredictionWriter(self._own_config().get("predictions")))
+        return super().instantiate_trainer(**{**kwargs, "callbacks": configured + added})
 
 
 def main(args: list[str] | None = None, run: bool = True, exit_on_error: bool = True) -> AhopCLI:
