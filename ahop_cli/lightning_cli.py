@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
 )
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ahop_cli.checkpoints import SPECIAL_CKPT_PATHS, default_checkpoint_callbacks, read_checkpoint
 from ahop_cli.config_edit import import_class, to_yaml
@@ -137,6 +137,17 @@ def check_output_folders(trainer: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- the CLI
+class SaveConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` beside the run's logs; a run without a logger
+    (``--trainer.logger false``) writes it to ``trainer.default_root_dir`` when the config sets
+    one, and nowhere otherwise (never into the working folder, Lightning's fallback)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.logger is None and not self.config.get("trainer", {}).get("default_root_dir"):
+            return
+        super().setup(trainer, pl_module, stage)
+
+
 class AhopCLI(SubcommandHooksCLI):
     """LightningCLI with ahop's checkpoints, prediction files, safe loading and checks.
 
@@ -236,6 +247,7 @@ def main(args: list[str] | None = None, run: bool = True, exit_on_error: bool = 
         subclass_mode_data=True,
         trainer_defaults=TRAINER_DEFAULTS,
         seed_everything_default=0,
+        save_config_callback=SaveConfig,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
