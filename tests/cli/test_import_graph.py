@@ -131,3 +131,19 @@ def test_the_checks_find_a_cycle_and_a_hidden_import(tmp_path: Path, files) -> N
     assert cycle is not None and cycle[0] == cycle[-1] and len(cycle) == 3
     hidden = nested_imports(root)
     assert hidden == (["pkg/engine.py:2"] if "pkg/engine.py" in files else [])
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    """pyproject lists the packages by name: a new subpackage must be listed, or the installed
+    ``ahop`` command fails to import it."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(
+        tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"][
+            "packages"
+        ]
+    )
+    found = {
+        module_name(init.parent / "x.py", PACKAGE)[: -len(".x")]
+        for init in PACKAGE.rglob("__init__.py")
+    }
+    assert found and found <= listed, sorted(found - listed)
