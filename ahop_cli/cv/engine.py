@@ -50,9 +50,6 @@ from ahop_cli.selection import CurveRecorder, InnerCurves, Selection, StateHisto
 from datamodules.cv import require_cross_validatable
 from tasks.ensemble import EnsembleTask
 
-_LOG = logging.getLogger("ahop.cv")
-
-
 # --------------------------------------------------------------------------- datamodule adapters
 
 
