@@ -33,29 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 from lightning import LightningModule, Trainer
-from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+
+from tasks.lightning_compat import AtomicSaveMixin
 
 BEST_FILENAME = "best-{epoch:03d}-{step}"
 LAST_NAME = "last"
 INTERRUPTED_NAME = "interrupted"
-
-
-class AtomicSaveMixin:
-    """Write a checkpoint to ``<file>.partial`` and rename it into place (local file systems),
-    so a crash while writing never leaves a truncated checkpoint behind."""
-
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        if type(get_filesystem(filepath)).__name__ != "LocalFileSystem":
-            super()._save_checkpoint(trainer, filepath)  # remote stores write whole objects
-            return
-        partial = f"{filepath}.partial"
-        super()._save_checkpoint(trainer, partial)
-        if trainer.is_global_zero:
-            os.replace(partial, filepath)
-        trainer.strategy.barrier("atomic_checkpoint")
-        self._last_checkpoint_saved = filepath
 
 
 class BestCheckpoint(AtomicSaveMixin, ModelCheckpoint):

@@ -1,6 +1,7 @@
-"""A LightningCLI config as a plain dict: dump it, read / change options by dotted name, build the
-CLI from it again. The evaluation engine and the search change configs this way (types stay
-those of YAML, and what runs is exactly what is written to the run folders)."""
+"""A LightningCLI config as a plain dict: read / change options by dotted name, write it as YAML.
+The evaluation engine and the search change configs this way (types stay those of YAML, and what
+runs is exactly what is written to the run folders). Only dicts here: going from a built CLI to a
+dict and back is :func:`ahop_cli.lightning_cli.dump_config` / :func:`~ahop_cli.lightning_cli.build_cli`."""
 
 from __future__ import annotations
 
@@ -15,20 +16,9 @@ import yaml
 MISSING = object()
 
 
-def dump_config(cli: Any) -> dict[str, Any]:
-    """The complete config of a built CLI (every option, defaults included) as a dict."""
-    return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
-
-
 def to_yaml(config: Mapping[str, Any]) -> str:
+    """``config`` as a YAML document (keys in their order)."""
     return yaml.safe_dump(dict(config), sort_keys=False)
-
-
-def build_cli(config: Mapping[str, Any]) -> Any:
-    """Parse and instantiate ``config`` (a dict as from :func:`dump_config`) without running."""
-    from ahop_cli.cli import main
-
-    return main(["--config", to_yaml(config)], run=False, exit_on_error=False)
 
 
 def instantiate(entry: Mapping[str, Any]) -> Any:
@@ -96,11 +86,25 @@ def with_edits(config: Mapping[str, Any], edits: Mapping[str, Any]) -> dict[str,
     return edited
 
 
-def _import(class_path: str) -> type | None:
+def import_class(class_path: str) -> type:
+    """The class named ``module.Name``.
+
+    Raises:
+        ValueError: it cannot be imported.
+    """
     module, _, name = class_path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(
+            f"cannot import {class_path!r} (is the package that defines it installed?)"
+        ) from None
+
+
+def _import(class_path: str) -> type | None:
+    try:
+        return import_class(class_path)
+    except ValueError:
         return None
 
 

@@ -25,7 +25,6 @@ return probabilities: ``(batch, classes)``, or ``(batch,)`` positive-bag probabi
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ahop_cli.checkpoints import read_checkpoint
+from ahop_cli.config_edit import import_class
 from ahop_cli.errors import one_line_errors
 from ahop_cli.paths import check_writable_dir
 
@@ -50,21 +50,6 @@ class ProbabilityModel(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return self.task.export_probabilities(*inputs)
-
-
-def import_class(class_path: str) -> type:
-    """The class named ``module.Name``.
-
-    Raises:
-        ValueError: it cannot be imported.
-    """
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise ValueError(
-            f"cannot import {class_path!r} (is the package that defines it installed?)"
-        ) from None
 
 
 def load_task(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

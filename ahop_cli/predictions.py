@@ -27,6 +27,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from ahop_cli.paths import check_writable_file
+from datamodules.mil import MILDataModule
+from tasks.base import ClassificationTask
+from tasks.mil import MILClassifier
 
 #: suffix of each format
 FORMATS = {"csv": ".csv", "tensor": ".pt"}
@@ -34,9 +37,6 @@ FORMATS = {"csv": ".csv", "tensor": ".pt"}
 
 def prediction_format(task: LightningModule) -> str:
     """``csv`` when the task predicts class probabilities, else ``tensor``."""
-    from tasks.base import ClassificationTask
-    from tasks.mil import MILClassifier
-
     return "csv" if isinstance(task, (ClassificationTask, MILClassifier)) else "tensor"
 
 
@@ -58,8 +58,6 @@ def class_names(datamodule: Any, num_classes: int) -> list[str]:
     names = getattr(datamodule, "class_names", None)
     if names is not None and len(names) == num_classes:
         return [str(n) for n in names]
-    from datamodules.mil import MILDataModule
-
     if isinstance(datamodule, MILDataModule) and num_classes == 2:
         return ["negative", "positive"]
     return [str(i) for i in range(num_classes)]

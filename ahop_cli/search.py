@@ -51,10 +51,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 import yaml
 from lightning import Callback, LightningModule, Trainer
+from optuna.storages.journal import JournalFileBackend
+from torch.utils.tensorboard import SummaryWriter
 
 from ahop_cli.config_edit import get_option, has_option, to_yaml, unknown_option_message
+from ahop_cli.cv.engine import FoldRunner, InnerHooks, probe, quiet
+from ahop_cli.cv.protocol import FoldSpec, Protocol
+from ahop_cli.cv.runs import new_run_dir, run_name
 from ahop_cli.selection import InnerCurves, get_rule
 
 #: step offset between inner folds in the pruner's reports (step = fold * stride + epoch)
@@ -228,8 +234,6 @@ def load_search_file(path: str | Path) -> dict[str, Any]:
 def make_storage(url: str) -> optuna.storages.BaseStorage | str:
     """An Optuna storage from a URL; ``journal:<file>`` is Optuna's journal file storage."""
     if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
@@ -303,8 +307,6 @@ def _log_trial(
 ) -> None:
     if logs_dir is None:
         return
-    from torch.utils.tensorboard import SummaryWriter
-
     writer = SummaryWriter(str(logs_dir / f"trial_{trial.number:03d}"))
     try:
         hparams = {
@@ -322,7 +324,7 @@ def _log_trial(
 
 
 def run_search(
-    runner: Any,
+    runner: FoldRunner,
     config: SearchConfig,
     storage: str,
     study_name: str,
@@ -333,7 +335,7 @@ def run_search(
     """Run (or continue) the study ``study_name`` on the inner folds of ``runner``'s fold.
 
     Args:
-        runner: a :class:`ahop_cli.evaluate.FoldRunner` (its ``inner_curves`` does the fits).
+        runner: a :class:`ahop_cli.cv.engine.FoldRunner` (its ``inner_curves`` does the fits).
         config: the search.
         storage: Optuna storage URL (see :func:`make_storage`).
         study_name: the study; an existing one is continued up to ``config.trials`` trials.
@@ -342,8 +344,6 @@ def run_search(
         keep_models: keep the inner models of this process's best trial in memory (for a rule
             that uses them; trials of other workers come without and are refitted by the rule).
     """
-    from ahop_cli.evaluate import InnerHooks
-
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "minimize" if runner.mode == "min" else "maximize"
@@ -425,10 +425,40 @@ def run_search(
     )
 
 
+class OptunaSearch:
+    """The search of ``ahop cv --search`` as the engine calls it (an
+    :class:`ahop_cli.cv.engine.InnerSearch`): a search mapping -> :func:`run_search`."""
+
+    def check(self, values: Mapping[str, Any], base: Mapping[str, Any]) -> None:
+        """Parse ``values`` against config ``base`` (one-line errors for a bad space)."""
+        SearchConfig.from_dict(values, base)
+
+    def __call__(
+        self,
+        runner: FoldRunner,
+        values: Mapping[str, Any],
+        *,
+        storage: str,
+        study_name: str,
+        logs_dir: Path | None,
+        keep_models: bool,
+    ) -> SearchOutcome:
+        """Run the study ``study_name`` of ``values`` on ``runner``'s inner folds."""
+        return run_search(
+            runner,
+            SearchConfig.from_dict(values, runner.base),
+            storage=storage,
+            study_name=study_name,
+            logs_dir=logs_dir,
+            keep_models=keep_models,
+        )
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The ``ahop search`` options of ``argv`` and the remaining (``ahop fit``) arguments."""
     parser = argparse.ArgumentParser(
         prog="ahop search",
         description="Optuna search on the inner folds of a config's training data; writes "
@@ -458,18 +488,6 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """``ahop search``: run the study, write ``best_config.yaml``; returns its path."""
-    import torch
-
-    from ahop_cli.evaluate import (
-        FoldRunner,
-        FoldSpec,
-        Protocol,
-        _probe,
-        _quiet,
-        _run_name,
-        new_run_dir,
-    )
-
     options, rest = parse_args(sys.argv[1:] if argv is None else argv)
     if not rest:
         raise ValueError("ahop search needs a config (--config FILE)")
@@ -489,15 +507,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
         mode=options.mode,
         search=values,
     )
-    with _quiet():
-        cli, base = _probe(rest, protocol)
+    with quiet():
+        cli, base = probe(rest, protocol)
         config = SearchConfig.from_dict(values, base)
         monitor = protocol.monitor or getattr(cli.model, "monitor", None) or "val/loss"
         fold = int(get_option(base, "data.init_args.fold", 0) or 0)
         seed = int(
             get_option(base, "data.init_args.seed", get_option(base, "seed_everything", 0)) or 0
         )
-        run_dir = new_run_dir(options.output_dir, _run_name(rest))
+        run_dir = new_run_dir(options.output_dir, run_name(rest))
         runner = FoldRunner(
             base, FoldSpec(0, fold, seed), protocol, run_dir, run_dir / "logs", monitor
         )

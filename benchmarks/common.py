@@ -1,11 +1,13 @@
-"""Helpers shared by the benchmarks: timing, markdown tables, PNG plots."""
+"""Helpers shared by the benchmarks: timing, markdown tables, PNG plots, JSON results."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -38,4 +40,12 @@ def save_figure(figure, name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.png"
     figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def save_json(name: str, payload: Any) -> Path:
+    """Write ``payload`` as ``benchmarks/out/<name>.json`` and return the path."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, default=str))
     return path

@@ -1,8 +1,8 @@
 """Image classification benchmark: test accuracy and epoch time per similarity.
 
 Trains ``configs/image.yaml`` (scikit-learn digits, 8x8) and ``configs/image_mnist.yaml`` (MNIST,
-carved 8,000 / 2,000 from the 10k test split in ``../shared/data``, see that config) exactly as
-``python train.py fit --config ...`` would, once per similarity (``dot``, ``manhattan``,
+carved 8,000 / 2,000 from the 10k test split in the config's ``data_dir``) exactly as
+``ahop fit --config ...`` would (:func:`ahop_cli.cli.main`), once per similarity (``dot``, ``manhattan``,
 ``adaptive``); digits keeps its config's 30 epochs, MNIST runs 5 of its config's 10 epochs (the
 cosine schedule's ``T_max`` follows) to fit the time budget. The checkpoint with the best
 ``val/acc`` is then tested.
@@ -21,15 +21,12 @@ time covers the training loop only (no validation), measured with ``--threads`` 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,14 +39,14 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-import train  # noqa: E402
-from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
+from ahop_cli.cli import main as build_cli  # noqa: E402
+from ahop_cli.cv.engine import quiet  # noqa: E402
+from benchmarks.common import markdown_table, save_figure, save_json  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-#: dataset -> (config, data_dir override, default epochs)
-DATASETS: dict[str, tuple[str, Path | None, int]] = {
-    "digits": ("configs/image.yaml", None, 30),
-    "mnist": ("configs/image_mnist.yaml", SHARED, 5),
+#: dataset -> (config, default epochs); the data comes from the config's data_dir
+DATASETS: dict[str, tuple[str, int]] = {
+    "digits": ("configs/image.yaml", 30),
+    "mnist": ("configs/image_mnist.yaml", 5),
 }
 SIMILARITIES = ("dot", "manhattan", "adaptive")
 
@@ -70,7 +67,7 @@ class EpochTimer(Callback):
 
 def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str, Any]:
     """Train and test one (dataset, similarity); returns the row of the table."""
-    config, data_dir, _ = DATASETS[dataset]
+    config, _ = DATASETS[dataset]
     args = [
         "--config",
         str(ROOT / config),
@@ -89,9 +86,7 @@ def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str,
         "--trainer.default_root_dir",
         str(root / f"{dataset}-{similarity}"),
     ]
-    if data_dir is not None:
-        args += ["--data.init_args.data_dir", str(data_dir)]
-    cli = train.main(args, run=False)
+    cli = build_cli(args, run=False)
     timer = EpochTimer()
     cli.trainer.callbacks.append(timer)
     start = time.perf_counter()
@@ -170,17 +165,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     options = parse_args(argv)
-    epochs = {name: spec[2] for name, spec in DATASETS.items()}
+    epochs = {name: spec[1] for name, spec in DATASETS.items()}
     for item in options.epochs:
         name, _, value = item.partition("=")
         if name not in DATASETS or not value.isdigit():
             raise SystemExit(f"error: --epochs takes DATASET=N with DATASET in {list(DATASETS)}")
         epochs[name] = int(value)
     torch.set_num_threads(options.threads)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet():
         for dataset in options.datasets:
             for similarity in options.similarities:
                 row = run_one(dataset, similarity, epochs[dataset], Path(tmp))
@@ -209,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     print(f"\ntorch {torch.__version__}, {options.threads} threads, {machine}")
     print(f"plot: {plot(rows)}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "image.json").write_text(json.dumps(rows, indent=2))
+    save_json("image", rows)
     return rows
 
 

@@ -24,7 +24,7 @@ squared error <= ``--threshold``, UHN's 50 for 28x28) and MSE. Each run writes
 ``benchmarks/out/lshn_P<P>.json``; ``--report`` prints the markdown table of all stored runs and
 draws ``benchmarks/out/lshn.png``.
 
-    flock /tmp/cpu.lock python benchmarks/lshn.py        (P = 10, 100, 500; 4,000 steps each)
+    python benchmarks/lshn.py                            (P = 10, 100, 500; 4,000 steps each)
     python benchmarks/lshn.py --report
 """
 
@@ -32,14 +32,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/lshn.py` from anywhere
+    sys.path.insert(0, str(ROOT))
 
-from ahop.classical import BinaryHopfield, to_binary, to_bipolar
-from ahop.functional import retrieve
-from ahop.lshn import (
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ahop.classical import BinaryHopfield, to_binary, to_bipolar  # noqa: E402
+from ahop.functional import retrieve  # noqa: E402
+from ahop.lshn import (  # noqa: E402
     EVAL_NOISE_SIGMAS,
     LSHN,
     fit,
@@ -49,11 +55,10 @@ from ahop.lshn import (
     scale_to_pm1,
     scale_to_unit,
 )
-from ahop.objectives import fraction_correctly_retrieved
-from datamodules.image_sources import load_images
+from ahop.objectives import fraction_correctly_retrieved  # noqa: E402
+from benchmarks.common import OUT, markdown_table, save_figure, save_json  # noqa: E402
+from datamodules.image_sources import load_images  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "out"
 SIMILARITIES = ("manhattan", "euclidean", "dot")
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -166,22 +171,17 @@ def report() -> None:
             f"{run_['seconds_per_1000_steps']:.0f} s / 1000 steps)\n"
         )
         print("fraction correctly retrieved (SSE <= 50) / MSE\n")
-        print("| method | " + " | ".join(cues) + " |")
-        print("|---" * (len(cues) + 1) + "|")
-        for method, rows in res.items():
-            cells = [f"{rows[c]['fraction']:.2f} / {rows[c]['mse']:.3f}" for c in cues]
-            print(f"| {method} | " + " | ".join(cells) + " |")
+        cells = {
+            m: [f"{r[c]['fraction']:.2f} / {r[c]['mse']:.3f}" for c in cues] for m, r in res.items()
+        }
+        print(markdown_table(["method", *cues], [[m, *row] for m, row in cells.items()]))
     plot(runs)
 
 
 def plot(runs: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
-    for axis, run_ in zip(axes[0], runs):
+    figure = Figure(figsize=(5 * len(runs), 4))
+    axes = figure.subplots(1, len(runs), squeeze=False)[0]
+    for axis, run_ in zip(axes, runs):
         res = run_["results"]
         cues = list(next(iter(res.values())))
         for method, rows in res.items():
@@ -192,14 +192,13 @@ def plot(runs: list[dict]) -> None:
         axis.set_ylim(-0.05, 1.05)
         axis.set_title(f"MNIST, P = {run_['P']}")
         axis.set_ylabel("fraction correctly retrieved")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT / "lshn.png", dpi=120)
-    print(f"\nplot: {OUT / 'lshn.png'}")
+    axes[-1].legend(fontsize=8)
+    figure.tight_layout()
+    print(f"\nplot: {save_figure(figure, 'lshn')}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the stored-set sizes of the command line (or only ``--report``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ps", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--steps", type=int, default=4000, help="LSHN training steps")
@@ -215,15 +214,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--report", action="store_true", help="only print tables of stored runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.report:
         report()
         return
     torch.set_num_threads(1)
-    OUT.mkdir(parents=True, exist_ok=True)
     for p in args.ps:
         result = run(p, args)
-        (OUT / f"lshn_P{p}.json").write_text(json.dumps(result, indent=1))
+        save_json(f"lshn_P{p}", result)
     report()
 
 

@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, _prepare, _quiet  # noqa: E402
+from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, prepare, quiet  # noqa: E402
 from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 
@@ -100,8 +100,8 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
     args += ["--trainer.max_epochs", str(options.max_epochs)]
     protocol = Protocol(inner_folds=options.inner_folds)
     start = time.perf_counter()
-    with _quiet(), tempfile.TemporaryDirectory() as tmp:
-        base, plan, monitor = _prepare(args, protocol)
+    with quiet(), tempfile.TemporaryDirectory() as tmp:
+        base, plan, monitor = prepare(args, protocol)
         per_fold = []
         for spec in plan[: options.outer_folds]:
             runner = FoldRunner(base, spec, protocol, Path(tmp) / spec.key, None, monitor)
@@ -155,8 +155,8 @@ def dev_dataset(dataset: str, data_dir: Path, folder: Path) -> Path:
     development set whose own cross-validation never touches that outer test fold."""
     from ahop_cli.config_edit import get_option, instantiate
 
-    with _quiet():
-        base, _, _ = _prepare(
+    with quiet():
+        base, _, _ = prepare(
             [*_config_args(dataset), "--data.init_args.data_dir", str(data_dir)], Protocol()
         )
     datamodule = instantiate(get_option(base, "data"))

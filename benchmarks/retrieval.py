@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import platform
 import statistics
@@ -63,7 +62,7 @@ from ahop.separation import build_separation  # noqa: E402
 from ahop.similarity import SIMILARITIES, AdaptiveSimilarity  # noqa: E402
 from ahop.uhop import UHopSimilarity  # noqa: E402
 from ahop.variants import Variant, build_variant  # noqa: E402
-from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
+from benchmarks.common import markdown_table, save_figure, save_json  # noqa: E402
 from datamodules.retrieval import MEMORY_SOURCES, STREAMS, make_queries, stream_seed  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -171,8 +170,7 @@ def fraction_retrieved(
 
 
 def _save(name: str, payload: dict[str, Any], figure: Figure) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=1))
+    save_json(name, payload)
     print(f"plot: {save_figure(figure, name)}")
 
 
@@ -182,42 +180,97 @@ def _curve(ax, xs: Sequence[float], runs: list[list[float]], label: str) -> None
     ax.errorbar(xs, means, yerr=stds, marker="o", ms=3, capsize=2, label=label)
 
 
-# -- 1. capacity ------------------------------------------------------------------------------
+# -- 1.-3. sweeps of the fixed retrieval ------------------------------------------------------
+
+#: a setting of a sweep: (similarity, separation, separation options)
+Setting = tuple[str, str, dict[str, Any]]
+
+
+@dataclass
+class Panel:
+    """One panel of a sweep: its levels (x axis), the query variant and stored set at a level."""
+
+    levels: list[float]
+    variant: Callable[[float], Variant]
+    memories: Callable[[int, float], Tensor]
+
+
+def sweep(
+    ctx: Context, panels: dict[str, Panel], settings: dict[str, Setting]
+) -> dict[str, dict[str, dict[float, list[float]]]]:
+    """``results[panel][setting][level]``: the fraction retrieved of every seed."""
+    results = {
+        p: {k: {v: [] for v in panel.levels} for k in settings} for p, panel in panels.items()
+    }
+    for seed in ctx.seeds:
+        for name, panel in panels.items():
+            for level in panel.levels:
+                memories, variant = panel.memories(seed, level), panel.variant(level)
+                for label, (sim, sep, options) in settings.items():
+                    score = fraction_retrieved(ctx, memories, variant, seed, sim, sep, **options)
+                    results[name][label][level].append(score)
+    return results
+
+
+def report_sweep(
+    results: dict[str, dict[str, dict[float, list[float]]]],
+    caption: Callable[[str], str],
+    header: Callable[[str], str],
+    xlabel: Callable[[str], str],
+    title: str,
+    by_level: bool = True,
+    log_x: bool = False,
+) -> Figure:
+    """Print one table per panel (rows: levels, or settings with ``by_level=False``; ``caption``
+    and first-column ``header`` by panel) and draw every setting's curve over the levels."""
+    figure = Figure(figsize=(10, 3.8))
+    for i, (panel, per_setting) in enumerate(results.items()):
+        labels, levels = list(per_setting), list(next(iter(per_setting.values())))
+        print(f"\n{caption(panel)}\n")
+        if by_level:
+            rows = [[v, *(fmt(per_setting[k][v]) for k in labels)] for v in levels]
+            print(markdown_table([header(panel), *labels], rows))
+        else:
+            rows = [[k, *(fmt(per_setting[k][v]) for v in levels)] for k in labels]
+            print(markdown_table([header(panel), *map(str, levels)], rows))
+        ax = figure.add_subplot(1, len(results), i + 1)
+        for label in labels:
+            _curve(ax, levels, [per_setting[label][v] for v in levels], label)
+        ax.set(xlabel=xlabel(panel), ylabel="fraction retrieved", ylim=(-0.05, 1.05))
+        if log_x:
+            ax.set(xscale="log", title=panel)
+        ax.legend(fontsize=8 if by_level else 7)
+    figure.suptitle(title)
+    return figure
+
+
+def _size_panels(ctx: Context) -> tuple[list[int], dict[str, Panel]]:
+    """The capacity / separation panels: N stored patterns, masked and noisy queries."""
+    sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    ctx.pool(ctx.seeds[0])
+    variants = {
+        "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
+        f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
+    }
+    return sizes, {
+        name: Panel(sizes, lambda _, v=variant: v, lambda seed, n: ctx.memories(seed, int(n)))
+        for name, variant in variants.items()
+    }
 
 
 def capacity(ctx: Context) -> dict[str, Any]:
     """Fraction correctly retrieved vs number of stored patterns, per similarity and query set."""
-    sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
-    ctx.pool(ctx.seeds[0])
-    query_sets = {
-        "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
-        f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
-    }
-    results = {q: {s: {n: [] for n in sizes} for s in FIXED_SIMILARITIES} for q in query_sets}
-    for seed in ctx.seeds:
-        for num in sizes:
-            memories = ctx.memories(seed, num)
-            for qname, variant in query_sets.items():
-                for sim in FIXED_SIMILARITIES:
-                    score = fraction_retrieved(ctx, memories, variant, seed, sim)
-                    results[qname][sim][num].append(score)
-    figure = Figure(figsize=(10, 3.8))
-    for i, (qname, per_sim) in enumerate(results.items()):
-        headers = ["N", *FIXED_SIMILARITIES]
-        rows = [[n, *(fmt(per_sim[s][n]) for s in FIXED_SIMILARITIES)] for n in sizes]
-        print(f"\n**{ctx.dataset}, queries: {qname}** (fraction correctly retrieved)\n")
-        print(markdown_table(headers, rows))
-        ax = figure.add_subplot(1, len(results), i + 1)
-        for sim in FIXED_SIMILARITIES:
-            _curve(ax, sizes, [per_sim[sim][n] for n in sizes], sim)
-        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved")
-        ax.set(title=qname, ylim=(-0.05, 1.05))
-        ax.legend(fontsize=8)
-    figure.suptitle(f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}")
+    sizes, panels = _size_panels(ctx)
+    results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
+    figure = report_sweep(
+        results,
+        lambda q: f"**{ctx.dataset}, queries: {q}** (fraction correctly retrieved)",
+        lambda q: "N",
+        lambda q: "stored patterns N",
+        f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}",
+        log_x=True,
+    )
     return {"sizes": sizes, "results": results, "figure": figure}
-
-
-# -- 2. robustness ----------------------------------------------------------------------------
 
 
 def robustness(ctx: Context) -> dict[str, Any]:
@@ -225,40 +278,24 @@ def robustness(ctx: Context) -> dict[str, Any]:
     num = 100
     sigmas = [0.1, 0.5, 1.5] if ctx.quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5]
     fractions = [0.1, 0.5, 0.9] if ctx.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    sweeps = {
-        "noise sigma": (sigmas, lambda v: ctx.variant("noise", sigma=v)),
-        "masked fraction (bottom rows)": (
-            fractions,
-            lambda v: ctx.variant("mask", fraction=v, mode="bottom"),
+    ctx.pool(ctx.seeds[0])
+    stored = lambda seed, _: ctx.memories(seed, num)  # noqa: E731
+    panels = {
+        "noise sigma": Panel(sigmas, lambda v: ctx.variant("noise", sigma=v), stored),
+        "masked fraction (bottom rows)": Panel(
+            fractions, lambda v: ctx.variant("mask", fraction=v, mode="bottom"), stored
         ),
     }
-    ctx.pool(ctx.seeds[0])
-    results: dict[str, dict[str, dict[float, list[float]]]] = {}
-    for sweep, (levels, make) in sweeps.items():
-        results[sweep] = {s: {v: [] for v in levels} for s in FIXED_SIMILARITIES}
-        for seed in ctx.seeds:
-            memories = ctx.memories(seed, num)
-            for level in levels:
-                variant = make(level)
-                for sim in FIXED_SIMILARITIES:
-                    score = fraction_retrieved(ctx, memories, variant, seed, sim)
-                    results[sweep][sim][level].append(score)
-    figure = Figure(figsize=(10, 3.8))
-    for i, (sweep, per_sim) in enumerate(results.items()):
-        levels = sweeps[sweep][0]
-        rows = [[v, *(fmt(per_sim[s][v]) for s in FIXED_SIMILARITIES)] for v in levels]
-        print(f"\n**{ctx.dataset}, N={num}, {sweep}** (fraction correctly retrieved)\n")
-        print(markdown_table([sweep, *FIXED_SIMILARITIES], rows))
-        ax = figure.add_subplot(1, 2, i + 1)
-        for sim in FIXED_SIMILARITIES:
-            _curve(ax, levels, [per_sim[sim][v] for v in levels], sim)
-        ax.set(xlabel=sweep, ylabel="fraction retrieved", ylim=(-0.05, 1.05))
-        ax.legend(fontsize=8)
-    figure.suptitle(f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}")
+    results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
+    figure = report_sweep(
+        results,
+        lambda p: f"**{ctx.dataset}, N={num}, {p}** (fraction correctly retrieved)",
+        lambda p: p,
+        lambda p: p,
+        f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}",
+    )
     return {"num_memories": num, "results": results, "figure": figure}
 
-
-# -- 3. separation ----------------------------------------------------------------------------
 
 #: label -> (separation name, options); dot similarity throughout
 SEPARATION_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -274,35 +311,18 @@ SEPARATION_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def separation(ctx: Context) -> dict[str, Any]:
     """Dot similarity with each separation function, vs number of stored patterns."""
-    sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
-    ctx.pool(ctx.seeds[0])
-    query_sets = {
-        "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
-        f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
-    }
-    labels = list(SEPARATION_SETTINGS)
-    results = {q: {label: {n: [] for n in sizes} for label in labels} for q in query_sets}
-    for seed in ctx.seeds:
-        for num in sizes:
-            memories = ctx.memories(seed, num)
-            for qname, variant in query_sets.items():
-                for label, (name, options) in SEPARATION_SETTINGS.items():
-                    score = fraction_retrieved(
-                        ctx, memories, variant, seed, "dot", separation=name, **options
-                    )
-                    results[qname][label][num].append(score)
-    figure = Figure(figsize=(10, 3.8))
-    for i, (qname, per_sep) in enumerate(results.items()):
-        rows = [[label, *(fmt(per_sep[label][n]) for n in sizes)] for label in labels]
-        print(f"\n**{ctx.dataset}, dot similarity, queries: {qname}** (fraction retrieved)\n")
-        print(markdown_table(["separation \\ N", *map(str, sizes)], rows))
-        ax = figure.add_subplot(1, 2, i + 1)
-        for label in labels:
-            _curve(ax, sizes, [per_sep[label][n] for n in sizes], label)
-        ax.set(xscale="log", xlabel="stored patterns N", ylabel="fraction retrieved")
-        ax.set(title=qname, ylim=(-0.05, 1.05))
-        ax.legend(fontsize=7)
-    figure.suptitle(f"Separation functions with dot similarity, {ctx.dataset}")
+    sizes, panels = _size_panels(ctx)
+    settings = {k: ("dot", sep, opts) for k, (sep, opts) in SEPARATION_SETTINGS.items()}
+    results = sweep(ctx, panels, settings)
+    figure = report_sweep(
+        results,
+        lambda q: f"**{ctx.dataset}, dot similarity, queries: {q}** (fraction retrieved)",
+        lambda q: "separation \\ N",
+        lambda q: "stored patterns N",
+        f"Separation functions with dot similarity, {ctx.dataset}",
+        by_level=False,
+        log_x=True,
+    )
     return {"sizes": sizes, "results": results, "figure": figure}
 
 
@@ -342,14 +362,20 @@ ADAPTIVE_BUDGETS = {
 QUICK_BUDGET = AdaptiveBudget(50, 10, 64, 4, 2)
 
 
-def _train_adaptive(
-    memories: Tensor, variant: Variant, budget: AdaptiveBudget, seed: int, **options: Any
-) -> tuple[AdaptiveSimilarity, float]:
-    """Train an adaptive similarity on fresh training corruptions; returns it and the seconds."""
-    similarity = AdaptiveSimilarity(memories.shape[1], **{**ADAPTIVE_INIT, **options})
+def fit_similarity(
+    similarity: torch.nn.Module,
+    memories: Tensor,
+    variant: Variant,
+    budget: AdaptiveBudget | PaperBudget,
+    seed: int,
+    lr: float,
+    beta: float = 1.0,
+    schedule: str = "constant",
+) -> float:
+    """Train ``similarity`` in place on fresh corruptions of ``memories`` (their own random
+    stream, never the test one: :func:`ahop.objectives.train_similarity`); the seconds."""
 
     def draw(generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        # training corruptions: their own stream, never the test stream
         pool_seed = int(torch.randint(2**62, (1,), generator=generator))
         return make_queries(memories, variant, budget.train_per_memory, pool_seed)
 
@@ -359,13 +385,24 @@ def _train_adaptive(
         memories,
         draw,
         steps=budget.steps,
-        lr=ADAPTIVE_LR,
-        beta=ADAPTIVE_BETA,
+        lr=lr,
+        beta=beta,
         batch_size=budget.batch,
         seed=stream_seed(seed, STREAMS["train"]),
         progress=False,
+        schedule=schedule,
     )
-    return similarity.eval(), time.perf_counter() - start
+    similarity.eval()
+    return time.perf_counter() - start
+
+
+def _train_adaptive(
+    memories: Tensor, variant: Variant, budget: AdaptiveBudget, seed: int, **options: Any
+) -> tuple[AdaptiveSimilarity, float]:
+    """Experiment 4's adaptive similarity, trained; returns it and the seconds."""
+    similarity = AdaptiveSimilarity(memories.shape[1], **{**ADAPTIVE_INIT, **options})
+    took = fit_similarity(similarity, memories, variant, budget, seed, ADAPTIVE_LR, ADAPTIVE_BETA)
+    return similarity, took
 
 
 @torch.no_grad()
@@ -496,6 +533,8 @@ PUBLISHED = {
     "synthetic": {0.4: (0.724, "U2-Hop", 0.521), 0.5: (0.360, "M-Hop / U2-Hop", 0.195)},
     "mnist": {0.6: (0.939, "U2-Hop", 0.878), 0.7: (0.849, "M-Hop", 0.661)},
 }
+PUBLISHED_HEADERS = ["data", "difficulty", "published A-Hop", "published best baseline"]
+PUBLISHED_HEADERS += ["ours A-Hop", "ours best baseline"]
 PUBLISHED_ERROR = {"synthetic": {0.4: (0.106, 0.176)}, "mnist": {0.7: (0.015, 0.068)}}
 PUBLISHED_ABLATIONS = {
     "sort / cumulative": {
@@ -603,40 +642,13 @@ def _mean_square_distance(patterns: Tensor) -> float:
     return float(torch.pdist(patterns).square().mean())
 
 
-def _fit(
-    similarity: torch.nn.Module,
-    memories: Tensor,
-    variant: Variant,
-    budget: PaperBudget,
-    seed: int,
-    beta: float = 1.0,
-) -> None:
-    def draw(generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        pool_seed = int(torch.randint(2**62, (1,), generator=generator))
-        return make_queries(memories, variant, budget.train_per_memory, pool_seed)
-
-    train_similarity(
-        similarity,
-        memories,
-        draw,
-        steps=budget.steps,
-        lr=budget.lr,
-        beta=beta,
-        batch_size=budget.batch,
-        seed=stream_seed(seed, STREAMS["train"]),
-        progress=False,
-        schedule="cosine",
-    )
-    similarity.eval()
-
-
 def _train_ahop(memories, variant, budget, seed, **options) -> tuple[AdaptiveSimilarity, float]:
     # data-driven start: beta * (<k,q> - ||k-q||²) with score gaps of order 1
     scale = 1.0 / _mean_square_distance(memories)
     similarity = AdaptiveSimilarity(memories.shape[1], beta_dis=scale, beta_dot=scale, **options)
-    start = time.perf_counter()
-    _fit(similarity, memories, variant, budget, seed)
-    return similarity, time.perf_counter() - start
+    return similarity, fit_similarity(
+        similarity, memories, variant, budget, seed, budget.lr, schedule="cosine"
+    )
 
 
 def _train_uhop(
@@ -651,9 +663,10 @@ def _train_uhop(
     u2hop = copy.deepcopy(uhop)
     with torch.no_grad():
         beta = 1.0 / _mean_square_distance(u2hop.phi(memories))
-    start = time.perf_counter()
-    _fit(u2hop, memories, variant, budget, seed, beta=beta)
-    return uhop.eval(), u2hop, stage_one, stage_one + time.perf_counter() - start
+    took = fit_similarity(
+        u2hop, memories, variant, budget, seed, budget.lr, beta=beta, schedule="cosine"
+    )
+    return uhop.eval(), u2hop, stage_one, stage_one + took
 
 
 def paper(ctx: Context) -> dict[str, Any]:
@@ -683,17 +696,17 @@ def paper(ctx: Context) -> dict[str, Any]:
             memories, shape = _paper_memories(ctx, dataset, seed, budget.memories)
             for level in levels[dataset]:
                 variant = build_variant("mixed", difficulty=level, image_shape=shape, combine="all")
-                val = make_queries(
-                    memories,
-                    variant,
-                    budget.val_per_memory,
-                    stream_seed(seed, STREAMS["val"], int(level * 100)),
-                )
-                test = make_queries(
-                    memories,
-                    variant,
-                    budget.test_per_memory,
-                    stream_seed(seed, STREAMS["test"], int(level * 100)),
+                val, test = (
+                    make_queries(
+                        memories,
+                        variant,
+                        count,
+                        stream_seed(seed, STREAMS[split], int(level * 100)),
+                    )
+                    for split, count in (
+                        ("val", budget.val_per_memory),
+                        ("test", budget.test_per_memory),
+                    )
                 )
                 row = results[dataset][level]
                 for label, sim, sep in PAPER_FIXED:
@@ -741,29 +754,11 @@ def paper(ctx: Context) -> dict[str, Any]:
             best = max(
                 PAPER_METHODS[:-1], key=lambda m: statistics.fmean(r["acc"] for r in ours[m])
             )
+            ours_best = f"{best} {_acc_err(ours[best])}"
             rows.append(
-                [
-                    dataset,
-                    level,
-                    pub,
-                    f"{base_name} {base}",
-                    _acc_err(ours[AHOP]),
-                    f"{best} {_acc_err(ours[best])}",
-                ]
+                [dataset, level, pub, f"{base_name} {base}", _acc_err(ours[AHOP]), ours_best]
             )
-    print(
-        markdown_table(
-            [
-                "data",
-                "difficulty",
-                "published A-Hop",
-                "published best baseline",
-                "ours A-Hop",
-                "ours best baseline",
-            ],
-            rows,
-        )
-    )
+    print(markdown_table(PUBLISHED_HEADERS, rows))
     for group, per_level in ablations.items():
         print(
             f"\n**ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)**\n"
@@ -839,9 +834,7 @@ def paper_figure(
 
 def _save_partial(ctx: Context, payload: dict[str, Any]) -> None:
     # a long run loses at most one (seed, difficulty) when interrupted
-    OUT.mkdir(parents=True, exist_ok=True)
-    tag = f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial.json"
-    (OUT / tag).write_text(json.dumps(payload, indent=1, default=str))
+    save_json(f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial", payload)
 
 
 def _acc_err(runs: list[dict[str, float]]) -> str:

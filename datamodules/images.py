@@ -174,6 +174,9 @@ class ImageDataModule(LightningDataModule):
     Image ids (:meth:`split_ids`) number the training split's images first, then the test split's.
     """
 
+    #: the validation share option (:class:`datamodules.cv.CrossValidatable`)
+    validation_option = "val_fraction"
+
     def __init__(
         self,
         dataset: str = "digits",

@@ -559,6 +559,9 @@ class MILDataModule(LightningDataModule):
             the training bags' statistics. Default: the test bags.
     """
 
+    #: the validation share option (:class:`datamodules.cv.CrossValidatable`)
+    validation_option = "val_fraction"
+
     def __init__(
         self,
         dataset: str = "auto",

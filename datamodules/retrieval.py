@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ahop.variants import VARIANTS, Variant, build_variant
+from datamodules.cv import check_split
 from datamodules.image_sources import IMAGE_SOURCES, load_images
 from datamodules.tensor_data import IndexedTensorDataset, _pass_through, make_loader
 
@@ -203,6 +204,10 @@ class RetrievalDataModule(LightningDataModule):
         dim: ``D``.
     """
 
+    #: no validation share to set: every split's queries are drawn from the same memories
+    #: (:class:`datamodules.cv.CrossValidatable`)
+    validation_option = None
+
     def __init__(
         self,
         dataset: str = "digits",
@@ -275,6 +280,18 @@ class RetrievalDataModule(LightningDataModule):
                 for stage in ("val", "test")
             },
         }
+
+    @property
+    def fold_count(self) -> int:
+        """One fold: the memories are fixed and every split queries all of them."""
+        return 1
+
+    def split_ids(self, split: str) -> list[str]:
+        """Ids ``<split>/<position>`` of the queries of ``split`` (train | val | test) after
+        ``setup``; each split's queries come from its own random stream, so no query is shared
+        (the memories they corrupt are, by design: retrieval recalls stored patterns)."""
+        check_split(split)
+        return [f"{split}/{i}" for i in range(len(self._dataset(split)))]
 
     def _require_setup(self) -> Tensor:
         if self.memories is None:

@@ -1,6 +1,6 @@
 """Stratified split helpers shared by the datamodules (outer k-fold, inner validation / inner k-fold).
 
-The evaluation engine (:mod:`ahop_cli.evaluate`) addresses every datamodule through the same init
+The evaluation engine (:mod:`ahop_cli.cv.engine`) addresses every datamodule through the same init
 options, which these helpers implement:
 
 - ``num_folds`` / ``fold`` / ``seed``: the **outer** split; ``fold`` selects the test fold of a

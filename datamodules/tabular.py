@@ -28,12 +28,13 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from datamodules.cv import check_split
 from datamodules.logs import report
-from datamodules.splits import check_split_options, validation_split
+from datamodules.splits import check_split_options, kfold_split, validation_split
 from datamodules.tabular_preprocessing import (
     CATEGORICAL_ENCODINGS,
     RowNamer,
@@ -265,12 +266,7 @@ def stratified_splits(
     n = len(labels)
     everything = np.arange(n)
     if num_folds is not None:
-        try:
-            folds = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
-            rest, test = list(folds.split(everything, labels))[fold]
-        except ValueError as error:
-            raise ValueError(f"cannot make {num_folds} stratified folds: {error}") from None
-        rest, test = np.sort(rest), np.sort(test)
+        rest, test = (part.numpy() for part in kfold_split(labels, num_folds, fold, seed))
     else:
         rest, test = _stratified_cut(everything, labels, round(test_size * n), seed, "test")
     train, val = _stratified_cut(rest, labels[rest], round(val_size * n), seed, "validation")
@@ -323,6 +319,9 @@ class TabularDataModule(L.LightningDataModule):
         predict_path: a CSV of new rows for ``predict`` (the feature columns; the target column
             may be absent).
     """
+
+    #: the validation share option (:class:`datamodules.cv.CrossValidatable`)
+    validation_option = "val_size"
 
     def __init__(
         self,
@@ -538,6 +537,24 @@ class TabularDataModule(L.LightningDataModule):
         """Names of the F encoded features (``num__age``, ``cat__gender_Female``, ...)."""
         self._ensure_ready()
         return self.preprocessor.encoded_feature_names
+
+    @property
+    def fold_count(self) -> int:
+        """Outer folds of a cross-validation (:class:`datamodules.cv.CrossValidatable`):
+        ``num_folds``, the predefined splits of a ``uci`` set, else 1 (one stratified random split
+        per seed; repeats draw new ones)."""
+        hp = self.hparams
+        if hp.num_folds:
+            return int(hp.num_folds)
+        if hp.source == "uci":
+            splits = load_table(hp.source, self.spec).splits
+            return len(splits) if splits else 1
+        return 1
+
+    def split_ids(self, split: str) -> list[int]:
+        """Row numbers (in the source table) of ``split`` (train | val | test) after ``setup``."""
+        check_split(split)
+        return [int(i) for i in self.split_indices.get(split, [])]
 
     @property
     def split_sizes(self) -> dict[str, int]:

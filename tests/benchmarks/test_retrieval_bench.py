@@ -17,7 +17,6 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     patch = pytest.MonkeyPatch()
     patch.setattr(common, "OUT", out)
-    patch.setattr(bench, "OUT", out)
     try:
         yield bench.main(["all", "--dataset", "digits", "--quick", "--seeds", "2"]), out
     finally:

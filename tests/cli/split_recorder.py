@@ -9,7 +9,7 @@ import os
 
 from lightning import Callback, LightningModule, Trainer
 
-from ahop_cli.evaluate import split_ids
+from datamodules.cv import require_cross_validatable
 
 
 class RecordSplits(Callback):
@@ -21,7 +21,10 @@ class RecordSplits(Callback):
             "fold": hp.get("fold"),
             "seed": hp.get("seed"),
             "inner_fold": hp.get("inner_fold") if hp.get("inner_folds") else None,
-            **{split: split_ids(trainer.datamodule, split) for split in splits},
+            **{
+                split: require_cross_validatable(trainer.datamodule).split_ids(split)
+                for split in splits
+            },
         }
         with open(os.environ["AHOP_TEST_SPLIT_LOG"], "a") as handle:
             handle.write(json.dumps(row) + "\n")

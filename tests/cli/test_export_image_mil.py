@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import export
-import train
+from ahop_cli import cli as ahop_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def short_fit(config: str, tmp_path: Path, *extra: str) -> Path:
     """Train one short epoch through train.py; return its last checkpoint."""
-    train.main(
+    ahop_cli.main(
         [
             "fit",
             "--config",

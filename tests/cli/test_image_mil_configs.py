@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import available_splits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_config_runs_fast_dev_run(
     dataset = request.node.callspec.id.removeprefix("mil-")
     if config == "mil.yaml" and dataset != "musk1":
         extra += ["--data.init_args.dataset", dataset]
-    cli = train.main(fast_args(config, tmp_path, *extra))
+    cli = ahop_cli.main(fast_args(config, tmp_path, *extra))
     metrics = cli.trainer.callback_metrics
     assert torch.isfinite(metrics["train/loss_epoch"]) and torch.isfinite(metrics["val/loss"])
     if config.startswith("mil"):
@@ -85,7 +85,7 @@ def test_mil_config_reads_a_users_own_bag_file(tmp_path: Path) -> None:
     path = tmp_path / "my_bags.csv"
     path.write_text("\n".join(rows) + "\n")
     extra = ["--data.init_args.dataset", "csv", "--data.init_args.path", str(path)]
-    cli = train.main(fast_args("mil.yaml", tmp_path, *extra))
+    cli = ahop_cli.main(fast_args("mil.yaml", tmp_path, *extra))
     assert cli.datamodule.num_features == bags.num_features
     assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
 
@@ -93,14 +93,14 @@ def test_mil_config_reads_a_users_own_bag_file(tmp_path: Path) -> None:
 def test_mil_default_falls_back_to_synthetic_bags(tmp_path: Path) -> None:
     empty = tmp_path / "no_files"
     empty.mkdir()
-    cli = train.main(fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(empty)))
+    cli = ahop_cli.main(fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(empty)))
     assert cli.datamodule.num_features == 16  # the synthetic set
 
 
 def test_mil_default_finds_musk1_in_shared_data(tmp_path: Path) -> None:
     if not (SHARED / "mil" / "musk1.csv").is_file():
         pytest.skip("needs ../shared/data/mil/musk1.csv")
-    cli = train.main(
+    cli = ahop_cli.main(
         fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(SHARED / "mil"))
     )
     assert cli.datamodule.num_features == 166
@@ -109,7 +109,7 @@ def test_mil_default_finds_musk1_in_shared_data(tmp_path: Path) -> None:
 def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
     """No CIFAR-10 here: parse the config and run its network on a random batch instead."""
     args = fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false")[1:]
-    cli = train.main(args, run=False)
+    cli = ahop_cli.main(args, run=False)
     assert cli.datamodule.augment and cli.datamodule.image_shape == (3, 32, 32)
     task = type(cli.model)(
         **{
@@ -127,7 +127,7 @@ def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
     not (ROOT / "data" / "cifar-10-batches-py").is_dir(), reason="needs CIFAR-10 in data/"
 )
 def test_cifar10_config_fast_dev_run(tmp_path: Path) -> None:
-    train.main(fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false"))
+    ahop_cli.main(fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false"))
 
 
 def _write_csv(path: Path, rows: list[str]) -> Path:
@@ -150,7 +150,7 @@ def test_cv_reports_bad_data_in_one_line(tmp_path: Path, monkeypatch) -> None:
     argv = ["ahop", "cv", "--config", str(CONFIGS / "mil.yaml"), "--trainer.logger", "false"]
     argv += ["--data.init_args.data_dir", str(tmp_path), "--data.init_args.dataset", "musk1"]
     argv += ["--output_dir", str(tmp_path / "cv")]
-    assert "NaN" in _one_line_error(monkeypatch, train.run_cli, argv)
+    assert "NaN" in _one_line_error(monkeypatch, ahop_cli.run_cli, argv)
 
 
 def test_cli_built_mil_datamodule_gives_other_folds(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_cli_built_mil_datamodule_gives_other_folds(tmp_path: Path) -> None:
     empty = tmp_path / "no_files"
     empty.mkdir()
     args = fast_args("mil.yaml", tmp_path, "--data.init_args.data_dir", str(empty))[1:]
-    cli = train.main(args, run=False)
+    cli = ahop_cli.main(args, run=False)
     other = cli.datamodule.with_fold(3)
     assert other.hparams.fold == 3 and other.hparams.dataset == cli.datamodule.hparams.dataset
     cli.datamodule.setup("fit")
@@ -175,6 +175,6 @@ def test_fit_with_csv_logger(tmp_path: Path) -> None:
     args[args.index("--trainer.fast_dev_run") + 1] = "false"  # fast_dev_run drops loggers
     limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
     limits += ["--trainer.limit_val_batches", "1"]
-    cli = train.main([*args, *limits, "--trainer.logger.save_dir", str(tmp_path / "csv")])
+    cli = ahop_cli.main([*args, *limits, "--trainer.logger.save_dir", str(tmp_path / "csv")])
     assert torch.isfinite(cli.trainer.callback_metrics["val/loss"])
     assert list((tmp_path / "csv").rglob("hparams.yaml"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import available_splits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def fast_args(config: str, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_offline_config_fast_dev_run(tmp_path: Path) -> None:
-    cli = train.main(fast_args("lshn.yaml", tmp_path))
+    cli = ahop_cli.main(fast_args("lshn.yaml", tmp_path))
     metrics = cli.trainer.callback_metrics
     assert torch.isfinite(metrics["train/loss_epoch"])
     assert torch.isfinite(metrics["val/half_mask/fraction_retrieved"])
@@ -50,7 +50,7 @@ def test_offline_config_fast_dev_run(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not HAS_MNIST, reason="needs MNIST IDX files in ../shared/data")
 def test_mnist_config_fast_dev_run(tmp_path: Path) -> None:
-    cli = train.main(
+    cli = ahop_cli.main(
         fast_args("lshn_mnist.yaml", tmp_path, "--data.init_args.data_dir", str(SHARED))
     )
     assert cli.model.hparams.dim == 784 and cli.model.criterion_threshold == 50.0
@@ -60,7 +60,7 @@ def test_mnist_config_fast_dev_run(tmp_path: Path) -> None:
 def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path) -> None:
     """Both configs parse (no data needed) and carry the official hyperparameters."""
     for config, dataset in (("lshn_mnist.yaml", "mnist"), ("lshn_cifar10.yaml", "cifar10")):
-        cli = train.main(fast_args(config, tmp_path)[1:], run=False)
+        cli = ahop_cli.main(fast_args(config, tmp_path)[1:], run=False)
         hp = cli.model.hparams
         assert cli.datamodule.hparams.dataset == dataset
         assert (hp.latent_dim, hp.schedule_period, hp.threshold) == (16, 500, 50.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import available_splits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,9 @@ def test_the_configs_are_all_here() -> None:
 
 
 def test_fit_default_config_ends_with_checkpoints(tmp_path: Path) -> None:
-    cli = train.main(_args("fit", "retrieval.yaml", tmp_path, "--trainer.max_epochs", "1", *SMALL))
+    cli = ahop_cli.main(
+        _args("fit", "retrieval.yaml", tmp_path, "--trainer.max_epochs", "1", *SMALL)
+    )
     names = {p.name for p in (tmp_path / "runs").rglob("*.ckpt")}
     assert "last.ckpt" in names and any(n.startswith("best-") for n in names)
     assert cli.trainer.checkpoint_callback.monitor == "val/acc"
@@ -70,14 +72,14 @@ def test_fit_default_config_ends_with_checkpoints(tmp_path: Path) -> None:
     last = next((tmp_path / "runs").rglob("last.ckpt"))
     state = torch.load(last, weights_only=True)["state_dict"]
     torch.testing.assert_close(state["memories"], cli.datamodule.memories)
-    tested = train.main(
+    tested = ahop_cli.main(
         _args("test", "retrieval.yaml", tmp_path, *SMALL, "--ckpt_path", str(last))
     ).trainer.callback_metrics
     assert 0.0 < float(tested["test/acc"]) <= 1.0
 
 
 def test_validate_fixed_config_prints_the_metrics(tmp_path: Path, capsys) -> None:
-    cli = train.main(_args("validate", "retrieval_fixed.yaml", tmp_path, *SMALL))
+    cli = ahop_cli.main(_args("validate", "retrieval_fixed.yaml", tmp_path, *SMALL))
     printed = capsys.readouterr().out
     for name in ("val/acc", "val/fraction_retrieved", "val/mse"):
         assert name in printed
@@ -86,10 +88,10 @@ def test_validate_fixed_config_prints_the_metrics(tmp_path: Path, capsys) -> Non
 
 def test_uhop_config_validates_after_stage_one_and_fits(tmp_path: Path, capsys) -> None:
     small = [*SMALL, "--model.init_args.similarity_kwargs.separation_epochs", "10"]
-    train.main(_args("validate", "retrieval_uhop.yaml", tmp_path, *small))
+    ahop_cli.main(_args("validate", "retrieval_uhop.yaml", tmp_path, *small))
     printed = capsys.readouterr().out
     assert "val/acc" in printed and "val/energy_step_1" in printed
-    cli = train.main(
+    cli = ahop_cli.main(
         _args("fit", "retrieval_uhop.yaml", tmp_path, "--trainer.max_epochs", "1", *small)
     )
     assert cli.model.similarity.is_linear
@@ -101,7 +103,7 @@ def test_uhop_config_validates_after_stage_one_and_fits(tmp_path: Path, capsys) 
 def test_every_config_parses(config: str, capsys) -> None:
     command = "validate" if config in VALIDATE_ONLY else "fit"
     with pytest.raises(SystemExit) as exit_info:
-        train.main([command, "--config", str(CONFIGS / config), "--print_config"])
+        ahop_cli.main([command, "--config", str(CONFIGS / config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "tasks.retrieval.RetrievalTask" in printed
@@ -117,6 +119,6 @@ def test_mnist_configs_run_one_batch(config: str, tmp_path: Path) -> None:
     command = "validate" if config in VALIDATE_ONLY else "fit"
     extra = ["--trainer.fast_dev_run", "true", "--data.init_args.data_dir", str(SHARED)]
     extra += ["--data.init_args.num_memories", "40", "--data.init_args.batch_size", "32"]
-    cli = train.main(_args(command, config, tmp_path, *extra))
+    cli = ahop_cli.main(_args(command, config, tmp_path, *extra))
     assert cli.datamodule.image_shape == (1, 28, 28)
     assert torch.isfinite(cli.trainer.callback_metrics["val/acc"])

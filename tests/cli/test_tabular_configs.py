@@ -17,7 +17,7 @@ import torch
 import yaml
 
 import export
-import train
+from ahop_cli import cli as ahop_cli
 from datamodules.tabular import TabularDataModule
 from datamodules.tabular_sources import DataUnavailableError, SourceSpec, load_table
 from tasks.tabular import TabularClassifier
@@ -44,7 +44,7 @@ def quiet_args(tmp_path: Path) -> list[str]:
 def test_openml_config_builds_without_touching_the_data(tmp_path: Path) -> None:
     config = yaml.safe_load((CONFIGS / "tabular_openml.yaml").read_text())
     assert config["data"]["init_args"]["source"] == "openml"
-    cli = train.main(
+    cli = ahop_cli.main(
         ["--config", str(CONFIGS / "tabular_openml.yaml"), *quiet_args(tmp_path)], run=False
     )
     assert isinstance(cli.datamodule, TabularDataModule)
@@ -79,7 +79,7 @@ def test_openml_config_offline_stops_with_one_line_error(tmp_path: Path, monkeyp
     monkeypatch.delenv("AHOP_DEBUG", raising=False)
     start = time.perf_counter()
     with pytest.raises(SystemExit) as exit_info:
-        train.run_cli()
+        ahop_cli.run_cli()
     assert time.perf_counter() - start < 30
     message = str(exit_info.value)
     assert message.startswith("error: OpenML data set 1590 is not in the local cache")
@@ -107,7 +107,7 @@ def test_offline_config_fast_dev_run(tmp_path: Path, stem: str) -> None:
         str(SHARED_TABULAR),
         *quiet_args(tmp_path),
     ]
-    cli = train.main(args)
+    cli = ahop_cli.main(args)
     assert cli.trainer.state.finished
     num_features, num_classes = OFFLINE_CONFIGS[stem]
     assert cli.model.hparams.num_features == num_features
@@ -141,7 +141,7 @@ def fast_dev_run(tmp_path: Path, *extra: str):
         *quiet_args(tmp_path),
         *extra,
     ]
-    return train.main(args)
+    return ahop_cli.main(args)
 
 
 def test_retrieval_task_fast_dev_run_fills_the_memory(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_retrieval_export_matches_module_on_raw_rows(
         "--model.init_args.feature_embedding",
         embedding,
     ]
-    cli = train.main(fit)
+    cli = ahop_cli.main(fit)
     if encoding == "embedding":
         assert cli.model.hparams.categorical_cardinalities == [4, 5]  # + the unknown code
     last = next((tmp_path / "run").rglob("last.ckpt"))
@@ -255,7 +255,7 @@ def test_retrieval_export_matches_module_on_raw_rows(
 
 def test_retrieval_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     def fit(root: Path, epochs: int, *extra: str) -> Path:
-        train.main(
+        ahop_cli.main(
             [
                 "fit",
                 "--config",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import export
-import train
+from ahop_cli import cli as ahop_cli
 from datamodules.tabular import TabularDataModule
 from tasks.tabular import TabularClassifier
 
@@ -48,7 +48,7 @@ def checkpoints(tmp_path: Path) -> list[Path]:
 
 
 def test_fit_writes_checkpoints_and_tensorboard(tmp_path: Path) -> None:
-    cli = train.main(fit_args(tmp_path))
+    cli = ahop_cli.main(fit_args(tmp_path))
     names = {p.name for p in checkpoints(tmp_path)}
     assert "last.ckpt" in names
     assert any(name.startswith("best-") for name in names)
@@ -86,7 +86,7 @@ def test_export_matches_module_on_raw_rows(tmp_path: Path, similarity: str, embe
 
     options = ("--model.init_args.similarity", similarity)
     options += ("--model.init_args.feature_embedding", embedding)
-    train.main(fit_args(tmp_path, *options, epochs=1))
+    ahop_cli.main(fit_args(tmp_path, *options, epochs=1))
     last = next(p for p in checkpoints(tmp_path) if p.name == "last.ckpt")
     out = tmp_path / "export"
     metadata = export.export(last, out)
@@ -115,8 +115,8 @@ def test_ddp_two_processes_matches_single_process(tmp_path: Path) -> None:
     """2-process CPU DDP validates the same rows as 1 process: identical synced metrics."""
     script = tmp_path / "run.py"
     script.write_text(
-        f"import json, os, sys\nsys.path.insert(0, {str(ROOT)!r})\nimport train\n"
-        "cli = train.main(sys.argv[1:])\n"
+        f"import json, os, sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom ahop_cli.cli import main\n"
+        "cli = main(sys.argv[1:])\n"
         "if cli.trainer.is_global_zero:\n"
         "    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}\n"
         "    open(os.environ['METRICS_OUT'], 'w').write(json.dumps(metrics))\n"
