@@ -93,13 +93,14 @@ def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
     args = fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false")[1:]
     cli = train.main(args, run=False)
     assert cli.datamodule.augment and cli.datamodule.image_shape == (3, 32, 32)
+    hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
     task = type(cli.model)(
         **{
-            **{k: v for k, v in cli.model.hparams.items() if not k.startswith("_")},
+            **hparams,
             "image_shape": cli.datamodule.image_shape,
             "num_classes": cli.datamodule.num_classes,
-            "embedding_dim": 24,  # the config's width, scaled down for a quick forward pass
-            "num_heads": 6,
+            # the config's width, scaled down for a quick forward pass
+            "network": {**hparams["network"], "embedding_dim": 24, "num_heads": 6},
         }
     )
     assert task(torch.randn(2, 3, 32, 32)).shape == (2, 10)

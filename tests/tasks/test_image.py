@@ -78,7 +78,7 @@ def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=32)
-    task = ImageClassifier(**TINY)
+    task = ImageClassifier(network=TINY)
     trainer = _trainer(tmp_path, fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
     assert tuple(task.hparams.image_shape) == (1, 8, 8) and task.hparams.num_classes == 10
@@ -109,7 +109,7 @@ def _tensorboard_tags(log_dir: Path) -> dict[str, set[str]]:
 
 def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
-    task = ImageClassifier(num_sample_images=6, **TINY)
+    task = ImageClassifier(num_sample_images=6, network=TINY)
     logger = TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False)
     trainer = _trainer(
         tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=logger
@@ -124,7 +124,7 @@ def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> No
 
 def test_no_figures_without_tensorboard(tmp_path: Path) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
-    task = ImageClassifier(**TINY)
+    task = ImageClassifier(network=TINY)
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(task, datamodule=datamodule)
     assert task.val_confusion.update_count == 0 and task._samples is None
@@ -160,3 +160,32 @@ def test_network_fits_a_batch_of_digits() -> None:
         optimizer.step()
     accuracy = (net.eval()(images).argmax(-1) == labels).float().mean()
     assert accuracy > 0.9
+
+
+def test_task_passes_network_options_and_rejects_unknown_ones() -> None:
+    task = ImageClassifier(
+        image_shape=(1, 8, 8), num_classes=10, network={**TINY, "pooling_quantity": 3}
+    )
+    assert task.network.head[1].in_features == 3 * TINY["embedding_dim"]
+    with pytest.raises(ValueError, match=r"no option\(s\) patch_sise; allowed: patch_size, stem"):
+        ImageClassifier(network={"patch_sise": 2})
+    with pytest.raises(ValueError, match="num_classes: set by the task from the data"):
+        ImageClassifier(network={"num_classes": 3})
+
+
+def test_cli_sets_one_network_option_and_rejects_unknown_ones(tmp_path: Path) -> None:
+    import train
+    from ahop_cli.cli import main
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "image.yaml")
+    cli = train.main(
+        ["--config", config, "--model.init_args.network.embedding_dim", "16"], run=False
+    )
+    network = cli.model.hparams.network
+    assert network["embedding_dim"] == 16 and network["patch_size"] == 2  # the rest kept
+    with pytest.raises((ValueError, SystemExit), match="patch_sise"):
+        main(
+            ["--config", config, "--model.init_args.network.patch_sise", "3"],
+            run=False,
+            exit_on_error=False,
+        )
