@@ -37,6 +37,7 @@ from ahop_cli.checkpoints import SPECIAL_CKPT_PATHS, default_checkpoint_callback
 from ahop_cli.errors import one_line_errors
 from ahop_cli.paths import check_writable_dir, resolve_config
 from ahop_cli.predictions import PredictionWriter
+from tasks.links import link_data_sizes
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
@@ -151,6 +152,7 @@ class AhopCLI(LightningCLI):
         return {k: v | {"weights_only"} for k, v in LightningCLI.subcommands().items()}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        link_data_sizes(parser)  # the datamodule's sizes -> the task's init arguments
         parser.add_argument(
             "--best_k",
             type=int,

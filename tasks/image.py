@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
@@ -22,6 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ahop.image_models import HopfieldImageClassifier
 from tasks.base import ClassificationTask, default_optimizer
 from tasks.networks import network_options, options_type
+from tasks.tensorboard import TensorBoardImages
 
 #: the network's arguments the task sets from the data (not options of ``network``)
 NETWORK_SET_BY_TASK = ("image_shape", "num_classes")
@@ -84,15 +84,15 @@ def confusion_matrix_figure(matrix: Tensor, class_names: Sequence[str]) -> Figur
 # --------------------------------------------------------------------------- task
 
 
-class ImageClassifier(ClassificationTask):
+class ImageClassifier(TensorBoardImages, ClassificationTask):
     """Images ``(B, C, H, W)`` -> class logits via :class:`~ahop.image_models.HopfieldImageClassifier`.
 
-    ``image_shape`` and ``num_classes`` default to the datamodule's (read at ``setup``).
+    ``image_shape`` and ``num_classes`` are the data's sizes: the command line takes them from the
+    datamodule (:mod:`tasks.links`); in Python pass ``**data_sizes(datamodule)``.
 
     Args:
-        image_shape: ``(C, H, W)`` (``None``: the datamodule's); ``H`` and ``W`` multiples of
-            the network's ``patch_size``.
-        num_classes: classes ``K`` (``None``: the datamodule's).
+        image_shape: ``(C, H, W)``; ``H`` and ``W`` multiples of the network's ``patch_size``.
+        num_classes: classes ``K``.
         network: the options of :class:`~ahop.image_models.HopfieldImageClassifier` other than
             the sizes (its docstring lists them), e.g. ``{patch_size: 2, similarity:
             adaptive}``; an option left out takes the network's default, an unknown one is an
@@ -143,17 +143,9 @@ class ImageClassifier(ClassificationTask):
 
     # -- TensorBoard figures -------------------------------------------------------------------
 
-    def _tensorboard(self) -> Any | None:
-        """The TensorBoard ``SummaryWriter`` when the logger is TensorBoard, else ``None``."""
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
-
     def _logging_figures(self) -> bool:
         hp = self.hparams
-        wanted = hp.num_sample_images > 0 or hp.log_confusion_matrix
-        return wanted and not self.trainer.sanity_checking and self._tensorboard() is not None
+        return self.logging_images(hp.num_sample_images > 0 or hp.log_confusion_matrix)
 
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         loss, (probs, target) = super().shared_step(batch, stage)
@@ -174,7 +166,7 @@ class ImageClassifier(ClassificationTask):
         super().on_validation_epoch_end()
         if not self._logging_figures():
             return
-        writer = self._tensorboard()
+        writer = self.tensorboard()
         datamodule = getattr(self.trainer, "datamodule", None)
         names = list(getattr(datamodule, "class_names", None) or range(self.num_classes))
         names = [str(name) for name in names]

@@ -45,13 +45,13 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 from torchvision.utils import make_grid
 
+from ahop.checks import check_int, check_positive_ints
 from ahop.lshn import (
     ATTRACTORS,
     EVAL_NOISE_SIGMAS,
@@ -72,6 +72,7 @@ from ahop.lshn import (
 )
 from tasks.base import BaseTask
 from tasks.retrieval import UHN_PIXELS, UHN_THRESHOLD
+from tasks.tensorboard import TensorBoardImages
 
 #: metrics logged per cue
 CUE_METRICS = ("fraction_retrieved", "mse", "mae", "ssim", "bit_accuracy")
@@ -102,7 +103,7 @@ def _ssim_kernel(image_shape: tuple[int, int, int]) -> int | None:
     return side if side % 2 == 1 else side - 1
 
 
-class LSHNTask(BaseTask):
+class LSHNTask(TensorBoardImages, BaseTask):
     """Train and evaluate an :class:`ahop.lshn.LSHN` on a set of stored images.
 
     Args:
@@ -129,9 +130,9 @@ class LSHNTask(BaseTask):
         threshold: UHN criterion threshold (``None``: 50 * D / 784, see the module doc).
         eval_seed: seed of the evaluation cues (the same every epoch).
         num_trajectory_images: half-mask cues in the TensorBoard trajectory grid (0 = none).
-        dim: D, flattened image size (``None``: the datamodule's).
-        num_memories: P, stored images (``None``: the datamodule's).
-        image_shape: (C, H, W) of an image (from the datamodule when ``None``).
+        dim: D, flattened image size (on the command line: the datamodule's).
+        num_memories: P, stored images (on the command line: the datamodule's).
+        image_shape: (C, H, W) of an image (on the command line: the datamodule's).
         optimizer: a ``params -> Optimizer`` callable; default AdamW (lr 1e-4, betas (0.9,
             0.95), weight decay 1e-2).
         lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
@@ -172,10 +173,7 @@ class LSHNTask(BaseTask):
         ATTRACTORS.get(attractor)  # ValueError naming the allowed attractors
         if not (isinstance(eval_dt, (int, float)) and eval_dt > 0):
             raise ValueError(f"eval_dt must be a number > 0, got {eval_dt!r}")
-        if not (isinstance(eval_max_steps, int) and eval_max_steps >= 1):
-            raise ValueError(f"eval_max_steps must be an integer >= 1, got {eval_max_steps!r}")
-        if not (isinstance(sanity_max_steps, int) and sanity_max_steps >= 1):
-            raise ValueError(f"sanity_max_steps must be an integer >= 1, got {sanity_max_steps!r}")
+        check_positive_ints(eval_max_steps=eval_max_steps, sanity_max_steps=sanity_max_steps)
         if not (isinstance(eval_tol, (int, float)) and eval_tol >= 0):
             raise ValueError(f"eval_tol must be a number >= 0, got {eval_tol!r}")
         if any(not (isinstance(s, (int, float)) and s >= 0) for s in noise_sigmas):
@@ -184,10 +182,7 @@ class LSHNTask(BaseTask):
             raise ValueError(f"noise_sigmas must be distinct, got {noise_sigmas!r}")
         if threshold is not None and not threshold > 0:
             raise ValueError(f"threshold must be > 0 (or null for 50 * D / 784), got {threshold}")
-        if not (isinstance(num_trajectory_images, int) and num_trajectory_images >= 0):
-            raise ValueError(
-                f"num_trajectory_images must be an integer >= 0, got {num_trajectory_images!r}"
-            )
+        check_int(num_trajectory_images, "num_trajectory_images", minimum=0)
         if image_shape is not None and len(image_shape) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
         self._trajectory_cues: tuple[Tensor, Tensor] | None = None
@@ -260,8 +255,6 @@ class LSHNTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if self.hparams.image_shape is None and getattr(datamodule, "image_shape", None):
-            self.hparams["image_shape"] = tuple(datamodule.image_shape)
         super().setup(stage)
         memories = getattr(datamodule, "memories", None)
         if memories is not None and not self._memories_loaded:
@@ -420,18 +413,8 @@ class LSHNTask(BaseTask):
 
     # -- TensorBoard: trajectory grid and energy curve -----------------------------------------
 
-    def _tensorboard(self) -> Any | None:
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
-
     def _logging_images(self) -> bool:
-        return (
-            self.hparams.num_trajectory_images > 0
-            and not self.trainer.sanity_checking
-            and self._tensorboard() is not None
-        )
+        return self.logging_images(self.hparams.num_trajectory_images > 0)
 
     @torch.no_grad()
     def trajectory(self, cues: Tensor) -> tuple[list[int], Tensor, Tensor]:
@@ -471,7 +454,7 @@ class LSHNTask(BaseTask):
         if zoom > 1:
             tiles = torch.nn.functional.interpolate(tiles, scale_factor=zoom, mode="nearest")
         grid = make_grid(tiles, nrow=len(columns), pad_value=0.5)
-        board = self._tensorboard()
+        board = self.tensorboard()
         board.add_image("val/trajectory", grid, self.global_step)
         board.add_figure("val/energy", energy_figure(steps, energy.cpu()), self.global_step)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import train
 from datamodules.image_sources import available_splits
@@ -57,14 +58,18 @@ def test_mnist_config_fast_dev_run(tmp_path: Path) -> None:
     assert torch.isfinite(cli.trainer.callback_metrics["val/half_mask/mse"])
 
 
-def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path) -> None:
-    """Both configs parse (no data needed) and carry the official hyperparameters."""
+def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path, capsys) -> None:
+    """Both configs parse (no data needed: --print_config stops before the datamodule, whose
+    sizes the task is built with) and carry the official hyperparameters."""
     for config, dataset in (("lshn_mnist.yaml", "mnist"), ("lshn_cifar10.yaml", "cifar10")):
-        cli = train.main(fast_args(config, tmp_path)[1:], run=False)
-        hp = cli.model.hparams
-        assert cli.datamodule.hparams.dataset == dataset
-        assert (hp.latent_dim, hp.schedule_period, hp.threshold) == (16, 500, 50.0)
-        optimizer = cli.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
-        group = optimizer.param_groups[0]
-        assert isinstance(optimizer, torch.optim.AdamW)
-        assert (group["lr"], group["betas"], group["weight_decay"]) == (1e-4, (0.9, 0.95), 1e-2)
+        with pytest.raises(SystemExit) as done:
+            train.main([*fast_args(config, tmp_path), "--print_config"])
+        assert not done.value.code
+        printed = yaml.safe_load(capsys.readouterr().out)
+        hp = printed["model"]["init_args"]
+        assert printed["data"]["init_args"]["dataset"] == dataset
+        assert (hp["latent_dim"], hp["schedule_period"], hp["threshold"]) == (16, 500, 50.0)
+        optimizer = hp["optimizer"]
+        group = optimizer["init_args"]
+        assert optimizer["class_path"] == "torch.optim.AdamW"
+        assert (group["lr"], group["betas"], group["weight_decay"]) == (1e-4, [0.9, 0.95], 1e-2)

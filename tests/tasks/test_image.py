@@ -15,6 +15,7 @@ from ahop.image_models import HopfieldImageClassifier
 from datamodules.image_sources import load_images
 from datamodules.images import ImageDataModule
 from tasks.image import ImageClassifier, confusion_matrix_figure, image_grid_figure
+from tasks.links import data_sizes
 
 TINY = {"embedding_dim": 16, "num_heads": 2, "num_layers": 1, "patch_size": 2}
 
@@ -79,7 +80,7 @@ def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=32)
-    task = ImageClassifier(network=TINY)
+    task = ImageClassifier(**data_sizes(datamodule), network=TINY)
     trainer = _trainer(tmp_path, fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
     assert tuple(task.hparams.image_shape) == (1, 8, 8) and task.hparams.num_classes == 10
@@ -110,7 +111,7 @@ def _tensorboard_tags(log_dir: Path) -> dict[str, set[str]]:
 
 def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
-    task = ImageClassifier(num_sample_images=6, network=TINY)
+    task = ImageClassifier(**data_sizes(datamodule), num_sample_images=6, network=TINY)
     logger = TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False)
     trainer = _trainer(
         tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=logger
@@ -125,7 +126,7 @@ def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> No
 
 def test_no_figures_without_tensorboard(tmp_path: Path) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
-    task = ImageClassifier(network=TINY)
+    task = ImageClassifier(**data_sizes(datamodule), network=TINY)
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(task, datamodule=datamodule)
     assert task.val_confusion.update_count == 0 and task._samples is None
@@ -184,6 +185,7 @@ def test_cli_sets_one_network_option_and_rejects_unknown_ones(tmp_path: Path) ->
     )
     network = cli.model.hparams.network
     assert network["embedding_dim"] == 16 and network["patch_size"] == 2  # the rest kept
+    assert cli.model.network.head[1].in_features == 16
     with pytest.raises(argparse.ArgumentError, match="patch_sise"):
         main(
             ["--config", config, "--model.init_args.network.patch_sise", "3"],

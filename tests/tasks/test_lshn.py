@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ahop.lshn import scale_to_pm1
 from datamodules.retrieval import RetrievalDataModule
+from tasks.links import data_sizes
 from tasks.lshn import CUE_METRICS, LSHNTask, energy_figure
 
 FAST = {"latent_dim": 16, "eval_max_steps": 30, "noise_sigmas": (0.1, 0.5)}
@@ -52,7 +53,9 @@ def _trainer(tmp_path: Path, logger: object = False, **kwargs: object) -> L.Trai
 def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(tmp_path: Path) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
+    task = LSHNTask(
+        **data_sizes(datamodule), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
+    )
     logger = TensorBoardLogger(str(tmp_path), name="lshn", default_hp_metric=False)
     trainer = _trainer(tmp_path, logger=logger, max_epochs=2)
     trainer.fit(task, datamodule)
@@ -97,7 +100,9 @@ def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
             pass
 
     torch.manual_seed(0)
-    task = NoSymmetrize(**FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
+    task = NoSymmetrize(
+        **data_sizes(_data()), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
+    )
     _trainer(tmp_path, limit_val_batches=0).fit(task, _data())
     w = task.model.attractor.weight_hh
     assert (w - w.t()).abs().max() > 1e-6
@@ -106,7 +111,7 @@ def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
 def test_hebbian_attractor_uses_clean_latents(tmp_path: Path) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**FAST, attractor="hebbian")
+    task = LSHNTask(**data_sizes(datamodule), **FAST, attractor="hebbian")
     trainer = _trainer(tmp_path)
     trainer.fit(task, datamodule)
     names = {name for name, _ in task.named_parameters()}
@@ -122,7 +127,9 @@ def test_hebbian_attractor_uses_clean_latents(tmp_path: Path) -> None:
 def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
+    task = LSHNTask(
+        **data_sizes(datamodule), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
+    )
     trainer = _trainer(tmp_path, limit_val_batches=0)
     trainer.fit(task, datamodule)
     path = tmp_path / "lshn.ckpt"
@@ -188,7 +195,7 @@ def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path) -> None:
         eval_queries_per_memory=1,
         batch_size=8,
     )
-    task = LSHNTask(**FAST)
+    task = LSHNTask(**data_sizes(datamodule), **FAST)
     trainer = _trainer(tmp_path)
     trainer.fit(task, datamodule)
     metrics = trainer.callback_metrics

@@ -11,6 +11,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from ahop.mil_models import HopfieldMILNetwork
 from datamodules.mil import MILDataModule, make_synthetic_bags
+from tasks.links import data_sizes
 from tasks.mil import MILClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +101,9 @@ def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 def test_task_fast_dev_run_and_probabilities(tmp_path: Path) -> None:
     datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=4)
-    task = MILClassifier(embedding_dim=16, num_heads=2, similarity="adaptive")
+    task = MILClassifier(
+        **data_sizes(datamodule), embedding_dim=16, num_heads=2, similarity="adaptive"
+    )
     assert (task.monitor, task.monitor_mode) == ("val/loss", "min")
     trainer = _trainer(tmp_path, fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
@@ -151,7 +154,7 @@ def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=32)
-    task = MILClassifier(embedding_dim=8, num_heads=2)
+    task = MILClassifier(**data_sizes(datamodule), embedding_dim=8, num_heads=2)
     ema = EMAWeightAveraging(decay=0.5)
     _trainer(tmp_path, max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
     averaged = dict(ema._average_model.module.named_parameters())

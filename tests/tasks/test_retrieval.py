@@ -15,6 +15,7 @@ from ahop.objectives import fraction_correctly_retrieved
 from ahop.separation import build_separation
 from ahop.similarity import build_similarity
 from datamodules.retrieval import RetrievalDataModule
+from tasks.links import data_sizes
 from tasks.retrieval import RetrievalTask
 
 
@@ -55,7 +56,9 @@ def test_fixed_similarity_retrieves_uncorrupted_queries(
     tmp_path: Path, similarity: str, separation: str
 ) -> None:
     datamodule = _data(variant="identity")
-    task = RetrievalTask(similarity=similarity, separation=separation, beta=1000.0)
+    task = RetrievalTask(
+        **data_sizes(datamodule), similarity=similarity, separation=separation, beta=1000.0
+    )
     metrics = _validate(tmp_path, task, datamodule)
     assert metrics["val/acc"] == 1.0 and metrics["val/fraction_retrieved"] == 1.0
     assert metrics["val/mse"] < 1e-6
@@ -66,7 +69,13 @@ def test_fixed_similarity_retrieves_uncorrupted_queries(
 def test_metrics_match_a_direct_computation(tmp_path: Path) -> None:
     """Noisy queries, batches of unequal size: the logged means equal the per-query means."""
     datamodule = _data(variant="mixed", variant_kwargs={"difficulty": 0.7}, batch_size=23)
-    task = RetrievalTask(similarity="euclidean", separation="softmax", beta=2.0, threshold=3.0)
+    task = RetrievalTask(
+        **data_sizes(datamodule),
+        similarity="euclidean",
+        separation="softmax",
+        beta=2.0,
+        threshold=3.0,
+    )
     metrics = _validate(tmp_path, task, datamodule)
     queries, sources = datamodule._datasets["val"].tensors
     memories = datamodule.memories
@@ -93,7 +102,7 @@ def test_default_threshold_scales_with_the_image_size() -> None:
 
 
 def test_fit_with_a_fixed_similarity_says_nothing_to_fit(tmp_path: Path) -> None:
-    task = RetrievalTask(similarity="manhattan")
+    task = RetrievalTask(**data_sizes(_data()), similarity="manhattan")
     with pytest.raises(ValueError, match=r"nothing to fit.*validate"):
         _trainer(tmp_path, max_epochs=1).fit(task, datamodule=_data())
 
@@ -106,6 +115,7 @@ def test_adaptive_training_beats_the_untrained_similarity(tmp_path: Path) -> Non
         num_memories=100, queries_per_memory=8, batch_size=128, variant_kwargs={"difficulty": 0.5}
     )
     task = RetrievalTask(
+        **data_sizes(datamodule),
         similarity_kwargs={"beta_dis": 0.1, "beta_dot": 0.1},
         num_sample_images=0,
         optimizer=lambda params: torch.optim.Adam(params, lr=0.05),
@@ -122,7 +132,9 @@ def test_adaptive_training_beats_the_untrained_similarity(tmp_path: Path) -> Non
 
 def test_checkpoint_keeps_the_memories_and_reproduces_outputs(tmp_path: Path) -> None:
     datamodule = _data()
-    task = RetrievalTask(similarity_kwargs={"beta_dis": 0.1, "beta_dot": 0.1})
+    task = RetrievalTask(
+        **data_sizes(datamodule), similarity_kwargs={"beta_dis": 0.1, "beta_dot": 0.1}
+    )
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2)
     trainer.fit(task, datamodule=datamodule)
     trainer.save_checkpoint(tmp_path / "task.ckpt")
@@ -142,7 +154,7 @@ def test_checkpoint_keeps_the_memories_and_reproduces_outputs(tmp_path: Path) ->
 
 def test_other_memories_are_refused(tmp_path: Path) -> None:
     datamodule = _data()
-    task = RetrievalTask(similarity="manhattan")
+    task = RetrievalTask(**data_sizes(datamodule), similarity="manhattan")
     _validate(tmp_path, task, datamodule)
     # same sizes, other stored digits: the query labels would point at the wrong patterns
     with pytest.raises(ValueError, match=r"memories \(50, 64\) differ from the datamodule"):
@@ -159,7 +171,7 @@ def test_other_memories_are_refused(tmp_path: Path) -> None:
 
 
 def test_loaded_checkpoint_refuses_a_datamodule_with_other_memories(tmp_path: Path) -> None:
-    task = RetrievalTask(similarity="dot")
+    task = RetrievalTask(**data_sizes(_data()), similarity="dot")
     trainer = _trainer(tmp_path)
     trainer.validate(task, datamodule=_data(), verbose=False)
     trainer.save_checkpoint(tmp_path / "dot.ckpt")
@@ -167,7 +179,7 @@ def test_loaded_checkpoint_refuses_a_datamodule_with_other_memories(tmp_path: Pa
     with pytest.raises(ValueError, match=r"memories .* differ from the datamodule"):
         _validate(tmp_path, loaded, _data(memory_seed=3))
     # ckpt_path route: setup copies the data's memories, the restore brings the old ones back
-    fresh = RetrievalTask(similarity="dot")
+    fresh = RetrievalTask(**data_sizes(_data()), similarity="dot")
     with pytest.raises(ValueError, match=r"memories .* differ from the datamodule"):
         _trainer(tmp_path).validate(
             fresh, datamodule=_data(memory_seed=3), ckpt_path=tmp_path / "dot.ckpt"
@@ -178,7 +190,11 @@ def test_tensorboard_gets_the_retrieval_grid_and_metrics(tmp_path: Path) -> None
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False)
-    task = RetrievalTask(num_sample_images=5, similarity_kwargs={"beta_dis": 0.1, "beta_dot": 0.1})
+    task = RetrievalTask(
+        **data_sizes(_data()),
+        num_sample_images=5,
+        similarity_kwargs={"beta_dis": 0.1, "beta_dot": 0.1},
+    )
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, logger=logger)
     trainer.fit(task, datamodule=_data())
     tags: dict[str, set[str]] = {"images": set(), "scalars": set()}
@@ -210,7 +226,9 @@ def test_tensorboard_gets_the_retrieval_grid_and_metrics(tmp_path: Path) -> None
 @pytest.mark.parametrize("similarity", ["dot", "manhattan"])
 def test_multi_step_retrieval(tmp_path: Path, similarity: str) -> None:
     datamodule = _data(variant="noise", variant_kwargs={"sigma": 0.3})
-    task = RetrievalTask(similarity=similarity, separation="softmax", beta=0.5, steps=3)
+    task = RetrievalTask(
+        **data_sizes(datamodule), similarity=similarity, separation="softmax", beta=0.5, steps=3
+    )
     metrics = _validate(tmp_path, task, datamodule)
     queries, sources = datamodule._datasets["val"].tensors
     expected = retrieve(
@@ -227,14 +245,16 @@ def test_multi_step_retrieval(tmp_path: Path, similarity: str) -> None:
     # the metrics judge the final step: its weights and its output
     accuracy = float((expected.weights.argmax(-1) == sources).float().mean())
     assert metrics["val/acc"] == pytest.approx(accuracy, abs=1e-6)
-    one_step = RetrievalTask(similarity=similarity, separation="softmax", beta=0.5, steps=1)
+    one_step = RetrievalTask(
+        **data_sizes(datamodule), similarity=similarity, separation="softmax", beta=0.5, steps=1
+    )
     one_step_mse = _validate(tmp_path, one_step, datamodule)["val/mse"]
     assert metrics["val/mse"] != pytest.approx(one_step_mse)
 
 
 def test_energy_of_every_step_is_logged_and_descends(tmp_path: Path) -> None:
     datamodule = _data(variant="noise", variant_kwargs={"sigma": 0.3})
-    task = RetrievalTask(similarity="dot", beta=2.0, steps=3)
+    task = RetrievalTask(**data_sizes(datamodule), similarity="dot", beta=2.0, steps=3)
     metrics = _validate(tmp_path, task, datamodule)
     queries, _ = datamodule._datasets["val"].tensors
     expected = retrieve(
@@ -245,14 +265,20 @@ def test_energy_of_every_step_is_logged_and_descends(tmp_path: Path) -> None:
     assert (logged.diff() <= 0).all()  # dot + softmax: CCCP
     # no energy for the normalised polynomial: nothing logged, unless it is asked for
     quiet = _validate(
-        tmp_path, RetrievalTask(similarity="dot", separation="polynomial"), datamodule
+        tmp_path,
+        RetrievalTask(**data_sizes(datamodule), similarity="dot", separation="polynomial"),
+        datamodule,
     )
     assert not any(name.startswith("val/energy") for name in quiet)
     with pytest.raises(ValueError, match="has no energy"):
         RetrievalTask(
             similarity="dot", separation="polynomial", log_energy=True, dim=3, num_memories=2
         )
-    off = _validate(tmp_path, RetrievalTask(similarity="dot", log_energy=False), datamodule)
+    off = _validate(
+        tmp_path,
+        RetrievalTask(**data_sizes(datamodule), similarity="dot", log_energy=False),
+        datamodule,
+    )
     assert "val/energy_step_0" not in off
 
 
@@ -261,7 +287,7 @@ def test_uhop_stage_one_at_setup_then_fit_and_checkpoint(tmp_path: Path) -> None
     feature map on variants; a checkpoint brings the trained map back."""
     datamodule = _data(variant_kwargs={"difficulty": 0.5})
     kwargs = {"similarity": "uhop", "beta": 0.5, "similarity_kwargs": {"separation_epochs": 30}}
-    task = RetrievalTask(num_sample_images=0, **kwargs)
+    task = RetrievalTask(**data_sizes(datamodule), num_sample_images=0, **kwargs)
     _validate(tmp_path, task, datamodule)
     initial = build_similarity("uhop", dim=64).features.weight
     stage_one = task.similarity.features.weight.detach().clone()
