@@ -17,9 +17,14 @@ HARMLESS_WARNINGS = (
     ".*could not find the monitored key.*",
     ".*Total length of .* across ranks is zero.*",
     ".*smaller than the logging interval.*",
-    ".*LeafSpec.*is deprecated.*",
-    ".*Checkpoint directory.*exists and is not empty.*",
+    ".*You called `self.log.*",
+    ".*litlogger.*",
     "LightningCLI's args parameter.*",
+    ".*treespec.*",
+    ".*LeafSpec.*is deprecated.*",
+    ".*The dirpath has changed.*",
+    ".*Checkpoint directory.*exists and is not empty.*",
+    ".*WeightAveraging callback with a model that overrides the configure_model.*",
 )
 
 
