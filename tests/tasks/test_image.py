@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -67,21 +66,10 @@ def test_network_rejects_wrong_image_shape() -> None:
         net(torch.zeros(2, 3, 8, 8))
 
 
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    defaults = {
-        "default_root_dir": tmp_path,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": False,
-        "enable_checkpointing": False,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path) -> None:
+def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path, make_trainer) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=32)
     task = ImageClassifier(**data_sizes(datamodule), network=TINY)
-    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer = make_trainer(fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
     assert tuple(task.hparams.image_shape) == (1, 8, 8) and task.hparams.num_classes == 10
     trainer.test(task, datamodule=datamodule)
@@ -109,13 +97,11 @@ def _tensorboard_tags(log_dir: Path) -> dict[str, set[str]]:
     return tags
 
 
-def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> None:
+def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path, make_trainer) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
     task = ImageClassifier(**data_sizes(datamodule), num_sample_images=6, network=TINY)
     logger = TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False)
-    trainer = _trainer(
-        tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=logger
-    )
+    trainer = make_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=logger)
     trainer.fit(task, datamodule=datamodule)
     tags = _tensorboard_tags(tmp_path / "tb")
     assert {"val/samples", "val/confusion_matrix"} <= tags["images"]
@@ -124,10 +110,10 @@ def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> No
     assert task.val_confusion.update_count == 0
 
 
-def test_no_figures_without_tensorboard(tmp_path: Path) -> None:
+def test_no_figures_without_tensorboard(tmp_path: Path, make_trainer) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
     task = ImageClassifier(**data_sizes(datamodule), network=TINY)
-    trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    trainer = make_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(task, datamodule=datamodule)
     assert task.val_confusion.update_count == 0 and task._samples is None
 

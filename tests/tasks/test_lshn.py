@@ -3,9 +3,9 @@ Hebbian option, TensorBoard trajectory / energy, checkpoint reload and argument 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -15,15 +15,16 @@ from datamodules.retrieval import RetrievalDataModule
 from tasks.links import data_sizes
 from tasks.lshn import CUE_METRICS, LSHNTask, energy_figure
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def make_trainer(make_trainer):
+    """The shared quiet Trainer, for one epoch and without the sanity check by default."""
+    return functools.partial(make_trainer, max_epochs=1, num_sanity_val_steps=0)
+
+
 FAST = {"latent_dim": 16, "eval_max_steps": 30, "noise_sigmas": (0.1, 0.5)}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _data(num_memories: int = 12, steps_per_epoch: int = 3) -> RetrievalDataModule:
@@ -37,27 +38,16 @@ def _data(num_memories: int = 12, steps_per_epoch: int = 3) -> RetrievalDataModu
     )
 
 
-def _trainer(tmp_path: Path, logger: object = False, **kwargs: object) -> L.Trainer:
-    defaults = {
-        "default_root_dir": tmp_path,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": logger,
-        "enable_checkpointing": False,
-        "max_epochs": 1,
-        "num_sanity_val_steps": 0,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(tmp_path: Path) -> None:
+def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(
+    tmp_path: Path, make_trainer
+) -> None:
     torch.manual_seed(0)
     datamodule = _data()
     task = LSHNTask(
         **data_sizes(datamodule), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
     )
     logger = TensorBoardLogger(str(tmp_path), name="lshn", default_hp_metric=False)
-    trainer = _trainer(tmp_path, logger=logger, max_epochs=2)
+    trainer = make_trainer(logger=logger, max_epochs=2)
     trainer.fit(task, datamodule)
 
     assert trainer.global_step == 6  # 12 memories * 3 / batch 12 = 3 steps per epoch
@@ -92,7 +82,7 @@ def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(tmp_path:
     assert (grid.width, grid.height) == (10 * 34 + 2, 8 * 34 + 2)
 
 
-def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
+def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path, make_trainer) -> None:
     """Without the hook, AdamW's update of W_hh is not symmetric (the test above can fail)."""
 
     class NoSymmetrize(LSHNTask):
@@ -103,16 +93,16 @@ def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
     task = NoSymmetrize(
         **data_sizes(_data()), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
     )
-    _trainer(tmp_path, limit_val_batches=0).fit(task, _data())
+    make_trainer(limit_val_batches=0).fit(task, _data())
     w = task.model.attractor.weight_hh
     assert (w - w.t()).abs().max() > 1e-6
 
 
-def test_hebbian_attractor_uses_clean_latents(tmp_path: Path) -> None:
+def test_hebbian_attractor_uses_clean_latents(tmp_path: Path, make_trainer) -> None:
     torch.manual_seed(0)
     datamodule = _data()
     task = LSHNTask(**data_sizes(datamodule), **FAST, attractor="hebbian")
-    trainer = _trainer(tmp_path)
+    trainer = make_trainer()
     trainer.fit(task, datamodule)
     names = {name for name, _ in task.named_parameters()}
     assert "model.attractor.weight_hh" not in names  # a buffer, never trained
@@ -124,13 +114,13 @@ def test_hebbian_attractor_uses_clean_latents(tmp_path: Path) -> None:
     assert torch.isfinite(trainer.callback_metrics["val/half_mask/fraction_retrieved"])
 
 
-def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path) -> None:
+def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path, make_trainer) -> None:
     torch.manual_seed(0)
     datamodule = _data()
     task = LSHNTask(
         **data_sizes(datamodule), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
     )
-    trainer = _trainer(tmp_path, limit_val_batches=0)
+    trainer = make_trainer(limit_val_batches=0)
     trainer.fit(task, datamodule)
     path = tmp_path / "lshn.ckpt"
     trainer.save_checkpoint(path)
@@ -140,13 +130,13 @@ def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path) -> None:
     queries = datamodule.memories[:4] * 0.8
     torch.testing.assert_close(loaded(queries), task(queries), rtol=0, atol=0)
     # evaluating the reloaded task on the same data works; on other stored images it refuses
-    metrics = _trainer(tmp_path).validate(loaded, datamodule, verbose=False)[0]
+    metrics = make_trainer().validate(loaded, datamodule, verbose=False)[0]
     assert "val/half_mask/mse" in metrics
     other = RetrievalDataModule(
         dataset="digits", num_memories=12, memory_seed=1, variant="identity", batch_size=12
     )
     with pytest.raises(ValueError, match="differ from the datamodule"):
-        _trainer(tmp_path).validate(LSHNTask.load_from_checkpoint(path), other, verbose=False)
+        make_trainer().validate(LSHNTask.load_from_checkpoint(path), other, verbose=False)
 
 
 def test_energy_figure_has_one_line_per_cue() -> None:
@@ -183,7 +173,7 @@ def test_memories_must_fit(tmp_path: Path) -> None:
         task.set_memories(torch.full((2, 4), 2.0))
 
 
-def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path) -> None:
+def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path, make_trainer) -> None:
     """1 x D vectors (dataset uniform) are no images: every metric but SSIM is logged."""
     torch.manual_seed(0)
     datamodule = RetrievalDataModule(
@@ -196,7 +186,7 @@ def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path) -> None:
         batch_size=8,
     )
     task = LSHNTask(**data_sizes(datamodule), **FAST)
-    trainer = _trainer(tmp_path)
+    trainer = make_trainer()
     trainer.fit(task, datamodule)
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["val/query/mse"])
