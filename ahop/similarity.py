@@ -91,7 +91,7 @@ class Similarity(nn.Module):
 
         Nothing for most similarities; U-Hop (:class:`ahop.uhop.UHopSimilarity`) runs its stage I
         here (the separation loss over the memories). :func:`ahop.functional.retrieve` and
-        :func:`ahop.energy.energy` call it when they build the similarity from a name.
+        :func:`ahop.energy.uhn_energy` call it when they build the similarity from a name.
         """
 
     def score(self, keys: Tensor, queries: Tensor) -> Tensor:
