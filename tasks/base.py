@@ -173,7 +173,7 @@ class BaseTask(LightningModule):
             on_step=stage == "train",
             on_epoch=True,
             prog_bar=True,
-            sync_dist=stage != "train",
+            sync_dist=True,  # under DDP every stage's loss is the mean over the processes
             batch_size=batch_size,
         )
         if metric_inputs is not None and f"{stage}_metrics" in self.stage_metrics:

@@ -317,6 +317,7 @@ class LSHNTask(TensorBoardImages, BaseTask):
             {f"train/{name}": value for name, value in parts.items()},
             on_step=True,
             on_epoch=False,
+            sync_dist=True,
             batch_size=len(clean),
         )
         return loss, None
