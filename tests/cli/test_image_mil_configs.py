@@ -110,7 +110,12 @@ def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
     not (ROOT / "data" / "cifar-10-batches-py").is_dir(), reason="needs CIFAR-10 in data/"
 )
 def test_cifar10_config_fast_dev_run(tmp_path: Path) -> None:
-    train.main(fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false"))
+    cli = train.main(
+        fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false")
+    )
+    metrics = cli.trainer.callback_metrics
+    assert cli.model.hparams.image_shape == (3, 32, 32) and cli.model.hparams.num_classes == 10
+    assert torch.isfinite(metrics["train/loss_epoch"]) and torch.isfinite(metrics["val/loss"])
 
 
 def _write_csv(path: Path, rows: list[str]) -> Path:
