@@ -60,8 +60,6 @@ from ahop.lshn import (
     RETRIEVE_DT,
     RETRIEVE_MAX_STEPS,
     RETRIEVE_TOL,
-    TRAIN_DT,
-    TRAIN_UNROLL_STEPS,
     fraction_correctly_retrieved,
     half_mask,
     latent_bit_accuracy,
@@ -71,8 +69,14 @@ from ahop.lshn import (
     training_cues,
 )
 from tasks.base import BaseTask
+from tasks.networks import network_options, options_type
 from tasks.retrieval import UHN_PIXELS, UHN_THRESHOLD
 from tasks.tensorboard import TensorBoardImages
+
+#: LSHN's argument the task sets from the data (``dim``), not an option of ``network``
+NETWORK_SET_BY_TASK = ("input_dim",)
+#: the type of ``LSHNTask(network=...)``: every other option of :class:`ahop.lshn.LSHN`
+LSHNOptions = options_type(LSHN, NETWORK_SET_BY_TASK)
 
 #: metrics logged per cue
 CUE_METRICS = ("fraction_retrieved", "mse", "mae", "ssim", "bit_accuracy")
@@ -107,20 +111,12 @@ class LSHNTask(TensorBoardImages, BaseTask):
     """Train and evaluate an :class:`ahop.lshn.LSHN` on a set of stored images.
 
     Args:
-        latent_dim: N, latent / attractor size (official 128; paper up to 1024).
-        hidden_dim: encoder / decoder width (``None``: ``floor(sqrt(D N))``).
-        attractor: ``learned`` (official) or ``hebbian`` (W_hh = Z^T Z / (P N) of the current
-            clean latents Z, refreshed before every step and evaluation).
-        train_steps: attractor updates unrolled in the training loss (official: 11).
-        train_dt: step size of those updates (official: 1.0).
-        reconstruction_weight: weight of the two reconstruction terms (official: 5).
-        schedule: binarisation-weight schedule: ``official`` (doubling every
-            ``schedule_period`` steps up to ``binarization_max``), ``linear`` or ``constant``.
-        binarization_max: the largest binarisation weight.
-        schedule_period: steps per doubling (``official``) of the binarisation weight.
-        warmup_fraction: share of training over which ``linear`` ramps the weight up.
-        cue_reconstruction: ``autoencode`` (official: decode(encode(cue)) vs cue) or
-            ``retrieve`` (decode the unrolled attractor state vs the clean image).
+        network: the options of :class:`ahop.lshn.LSHN` other than ``input_dim`` (= ``dim``; its
+            docstring lists them), e.g. ``{latent_dim: 128, attractor: hebbian, schedule_period:
+            500}``: ``latent_dim`` N (official 128), ``attractor`` (``learned`` / ``hebbian``),
+            the unrolled training steps and their ``dt``, the loss weights and the binarisation
+            schedule. An option left out takes LSHN's default (the official recipe), an unknown
+            one is an error. On the command line: ``--model.init_args.network.latent_dim 256``.
         eval_dt: step size of the retrieval dynamics at evaluation (0.1).
         eval_max_steps: most attractor updates per cue at evaluation (1000).
         eval_tol: a cue stops once ``max |dv| < eval_tol`` (1e-5).
@@ -144,17 +140,7 @@ class LSHNTask(TensorBoardImages, BaseTask):
 
     def __init__(
         self,
-        latent_dim: int = 128,
-        hidden_dim: int | None = None,
-        attractor: str = "learned",
-        train_steps: int = TRAIN_UNROLL_STEPS,
-        train_dt: float = TRAIN_DT,
-        reconstruction_weight: float = 5.0,
-        schedule: str = "official",
-        binarization_max: float = 20.0,
-        schedule_period: int = 500,
-        warmup_fraction: float = 0.25,
-        cue_reconstruction: str = "autoencode",
+        network: LSHNOptions | None = None,
         eval_dt: float = RETRIEVE_DT,
         eval_max_steps: int = RETRIEVE_MAX_STEPS,
         eval_tol: float = RETRIEVE_TOL,
@@ -170,7 +156,9 @@ class LSHNTask(TensorBoardImages, BaseTask):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
-        ATTRACTORS.get(attractor)  # ValueError naming the allowed attractors
+        options = network_options(LSHN, network, NETWORK_SET_BY_TASK)
+        if "attractor" in options:  # before any data is loaded: the allowed names
+            ATTRACTORS.get(options["attractor"])
         if not (isinstance(eval_dt, (int, float)) and eval_dt > 0):
             raise ValueError(f"eval_dt must be a number > 0, got {eval_dt!r}")
         check_positive_ints(eval_max_steps=eval_max_steps, sanity_max_steps=sanity_max_steps)
@@ -209,20 +197,7 @@ class LSHNTask(TensorBoardImages, BaseTask):
         hp = self.hparams
         if math.prod(self.image_shape) != hp.dim:
             raise ValueError(f"image_shape {self.image_shape} does not match dim={hp.dim}")
-        self.model = LSHN(
-            hp.dim,
-            hp.latent_dim,
-            hidden_dim=hp.hidden_dim,
-            attractor=hp.attractor,
-            train_steps=hp.train_steps,
-            train_dt=hp.train_dt,
-            reconstruction_weight=hp.reconstruction_weight,
-            schedule=hp.schedule,
-            binarization_max=hp.binarization_max,
-            schedule_period=hp.schedule_period,
-            warmup_fraction=hp.warmup_fraction,
-            cue_reconstruction=hp.cue_reconstruction,
-        )
+        self.model = LSHN(hp.dim, **network_options(LSHN, hp.network, NETWORK_SET_BY_TASK))
         # stored images in [0, 1] (the datamodule's units); saved with the checkpoint
         self.register_buffer("memories", torch.zeros(hp.num_memories, hp.dim))
 

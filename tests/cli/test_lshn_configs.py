@@ -16,7 +16,7 @@ CONFIGS = ROOT / "configs"
 SHARED = ROOT.parent / "shared" / "data"
 HAS_MNIST = SHARED.is_dir() and bool(available_splits("mnist", SHARED))
 # fast_dev_run with short retrieval (the configs use up to 1000 attractor steps)
-QUICK = ["--model.init_args.eval_max_steps", "20", "--model.init_args.latent_dim", "16"]
+QUICK = ["--model.init_args.eval_max_steps", "20", "--model.init_args.network.latent_dim", "16"]
 
 
 def fast_args(config: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -68,7 +68,12 @@ def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path, capsys) ->
         printed = yaml.safe_load(capsys.readouterr().out)
         hp = printed["model"]["init_args"]
         assert printed["data"]["init_args"]["dataset"] == dataset
-        assert (hp["latent_dim"], hp["schedule_period"], hp["threshold"]) == (16, 500, 50.0)
+        network = hp["network"]
+        assert (network["latent_dim"], network["schedule_period"], hp["threshold"]) == (
+            16,
+            500,
+            50.0,
+        )
         optimizer = hp["optimizer"]
         group = optimizer["init_args"]
         assert optimizer["class_path"] == "torch.optim.AdamW"

@@ -64,7 +64,7 @@ CASES = [
         lambda p: RetrievalDataModule(
             num_memories=8, batch_size=8, variant="identity", eval_queries_per_memory=1
         ),
-        {"latent_dim": 8, "eval_max_steps": 5, "num_trajectory_images": 0},
+        {"network": {"latent_dim": 8}, "eval_max_steps": 5, "num_trajectory_images": 0},
     ),
 ]
 

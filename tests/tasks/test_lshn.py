@@ -24,7 +24,7 @@ def make_trainer(make_trainer):
     return functools.partial(make_trainer, max_epochs=1, num_sanity_val_steps=0)
 
 
-FAST = {"latent_dim": 16, "eval_max_steps": 30, "noise_sigmas": (0.1, 0.5)}
+FAST = {"network": {"latent_dim": 16}, "eval_max_steps": 30, "noise_sigmas": (0.1, 0.5)}
 
 
 def _data(num_memories: int = 12, steps_per_epoch: int = 3) -> RetrievalDataModule:
@@ -101,7 +101,9 @@ def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path, make_train
 def test_hebbian_attractor_uses_clean_latents(tmp_path: Path, make_trainer) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**data_sizes(datamodule), **FAST, attractor="hebbian")
+    task = LSHNTask(
+        **data_sizes(datamodule), **{**FAST, "network": {"latent_dim": 16, "attractor": "hebbian"}}
+    )
     trainer = make_trainer()
     trainer.fit(task, datamodule)
     names = {name for name, _ in task.named_parameters()}
@@ -147,7 +149,7 @@ def test_energy_figure_has_one_line_per_cue() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"attractor": "dense"}, "allowed values: hebbian, learned"),
+        ({"network": {"attractor": "dense"}}, "allowed values: hebbian, learned"),
         ({"eval_dt": 0.0}, "eval_dt"),
         ({"eval_max_steps": 0}, "eval_max_steps"),
         ({"eval_tol": -1.0}, "eval_tol"),
@@ -156,7 +158,15 @@ def test_energy_figure_has_one_line_per_cue() -> None:
         ({"threshold": 0.0}, "threshold"),
         ({"num_trajectory_images": -1}, "num_trajectory_images"),
         ({"image_shape": (8, 8)}, r"\(C, H, W\)"),
-        ({"schedule": "cosine", "dim": 4, "num_memories": 2, "image_shape": (1, 2, 2)}, "schedule"),
+        (
+            {
+                "network": {"schedule": "cosine"},
+                "dim": 4,
+                "num_memories": 2,
+                "image_shape": (1, 2, 2),
+            },
+            "schedule",
+        ),
         ({"dim": 5, "num_memories": 2, "image_shape": (1, 2, 2)}, "does not match dim"),
     ],
 )
@@ -166,7 +176,7 @@ def test_bad_arguments_raise_clear_errors(kwargs: dict, match: str) -> None:
 
 
 def test_memories_must_fit(tmp_path: Path) -> None:
-    task = LSHNTask(latent_dim=8, dim=4, num_memories=2, image_shape=(1, 2, 2))
+    task = LSHNTask(network={"latent_dim": 8}, dim=4, num_memories=2, image_shape=(1, 2, 2))
     with pytest.raises(ValueError, match="do not fit"):
         task.set_memories(torch.zeros(3, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
@@ -191,3 +201,15 @@ def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path, make_trainer
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["val/query/mse"])
     assert "val/query/ssim" not in metrics
+
+
+def test_network_options_reach_the_lshn_and_unknown_ones_are_refused() -> None:
+    sizes = {"dim": 4, "num_memories": 2, "image_shape": (1, 2, 2)}
+    task = LSHNTask(network={"latent_dim": 6, "hidden_dim": 5, "train_steps": 3}, **sizes)
+    assert task.model.latent_dim == 6 and task.model.train_steps == 3
+    with pytest.raises(
+        ValueError, match=r"LSHN has no option\(s\) latent_size; allowed: latent_dim"
+    ):
+        LSHNTask(network={"latent_size": 6}, **sizes)
+    with pytest.raises(ValueError, match="input_dim: set by the task from the data"):
+        LSHNTask(network={"input_dim": 4}, **sizes)
