@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ahop.checks import check_int
 from ahop.registry import Registry
 from ahop.sorting import sort_rows_, sort_rows_with_order
 
@@ -433,8 +434,7 @@ class AdaptiveSimilarity(Similarity):
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"AdaptiveSimilarity needs a positive integer dim, got {dim!r}")
+        check_int(dim, "dim")
         bases = tuple(bases)
         unknown = [b for b in bases if b not in ADAPTIVE_BASES]
         if not bases or unknown or len(set(bases)) != len(bases):

@@ -30,7 +30,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ahop.checks import check_positive_ints
+from ahop.checks import check_int, check_positive_ints
 from ahop.variants import VARIANTS, Variant, build_variant
 from datamodules.image_sources import IMAGE_SOURCES, load_images
 from datamodules.tensor_data import IndexedTensorDataset, _pass_through, make_loader
@@ -101,8 +101,7 @@ def make_queries(
 ) -> tuple[Tensor, Tensor]:
     """``per_memory`` variants of every memory: queries ``(N * per_memory, D)`` and their
     sources ``(N * per_memory,)`` (``0..N-1`` repeated), drawn with a generator seeded ``seed``."""
-    if not isinstance(per_memory, int) or per_memory < 1:
-        raise ValueError(f"queries per memory must be an integer >= 1, got {per_memory!r}")
+    check_int(per_memory, "queries per memory")
     sources = torch.arange(len(memories)).repeat(per_memory)
     generator = torch.Generator(device=memories.device).manual_seed(seed)
     return variant(memories[sources], generator), sources
