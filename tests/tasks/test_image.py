@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ahop.image_models import HopfieldImageClassifier
+from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import load_images
 from datamodules.images import ImageDataModule
 from tasks.image import ImageClassifier, confusion_matrix_figure, image_grid_figure
