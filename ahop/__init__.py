@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 from ahop.candidates import top_candidates
 from ahop.classical import CAPACITY_THEORY, BinaryHopfield
 from ahop.classifiers import TABULAR_NETWORKS, TabularHopfieldClassifier
-from ahop.energy import ENERGY_FORMS, LAGRANGIANS, energy, lagrangian
+from ahop.energy import ENERGY_FORMS, LAGRANGIANS, lagrangian, uhn_energy
 from ahop.feature_embeddings import FEATURE_EMBEDDINGS
 from ahop.functional import Retrieval, associate, retrieve
 from ahop.layers import Hopfield, HopfieldLayer, HopfieldPooling
@@ -68,7 +68,6 @@ __all__ = [
     "build_separation",
     "build_similarity",
     "build_variant",
-    "energy",
     "lagrangian",
     "latent_bit_accuracy",
     "make_optimizer",
@@ -77,4 +76,5 @@ __all__ = [
     "scale_to_unit",
     "separation_loss",
     "top_candidates",
+    "uhn_energy",
 ]

@@ -55,6 +55,9 @@ class is registered with in :data:`ahop.separation.SEPARATIONS`.
 
 from __future__ import annotations
 
+import sys
+import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -267,7 +270,7 @@ def network_energy(
     return energy_from_scores(similarity, separation, state, scores, mask)
 
 
-def energy(
+def uhn_energy(
     queries: Tensor,
     keys: Tensor,
     similarity: str | nn.Module = "dot",
@@ -304,6 +307,10 @@ def energy(
     return network_energy(similarity, separation, queries, keys, mask)
 
 
+#: the name :func:`uhn_energy` had before (``ahop.energy.energy``)
+energy = uhn_energy
+
+
 def energy_gradient(
     similarity: nn.Module,
     separation: nn.Module,
@@ -338,3 +345,21 @@ def energy_gradient(
     if not need_graph:
         values, scores = values.detach(), scores.detach()
     return values, grad.to(state.dtype), scores
+
+
+class _EnergyModule(types.ModuleType):
+    """This module, callable as the function it used to be shadowed by: ``ahop.energy(...)``
+    (from ``from ahop import energy``) still computes :func:`uhn_energy`, with a
+    ``DeprecationWarning``; ``ahop.energy`` itself is the module."""
+
+    def __call__(self, *args: object, **kwargs: object) -> Tensor:
+        warnings.warn(
+            "calling the module ahop.energy is deprecated: call ahop.uhn_energy (or "
+            "ahop.energy.uhn_energy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return uhn_energy(*args, **kwargs)  # type: ignore[arg-type]
+
+
+sys.modules[__name__].__class__ = _EnergyModule

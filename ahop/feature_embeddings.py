@@ -27,7 +27,7 @@ import torch
 from rtdl_num_embeddings import PeriodicEmbeddings, PiecewiseLinearEmbeddings, compute_bins
 from torch import Tensor, nn
 
-from ahop.checks import check_positive_ints
+from ahop.checks import check_int, check_positive_ints
 from ahop.registry import Registry
 
 FEATURE_EMBEDDINGS: Registry[nn.Module] = Registry("feature embedding")
@@ -60,8 +60,7 @@ def check_layout(
     Raises:
         ValueError: naming the size that does not fit.
     """
-    if not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"num_features must be an integer >= 1, got {num_features!r}")
+    check_int(num_features, "num_features")
     cards = list(categorical_cardinalities)
     if num_numeric is None:
         num_numeric = num_features - len(cards)

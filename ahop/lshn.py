@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ahop.checks import check_int
 from ahop.objectives import REDUCTIONS
 from ahop.objectives import fraction_correctly_retrieved as unit_fraction_correctly_retrieved
 from ahop.registry import Registry
@@ -62,11 +63,6 @@ OPTIMIZER_DEFAULTS: dict[str, object] = {"lr": 1e-4, "betas": (0.9, 0.95), "weig
 # --------------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_positive_int(value: int, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_dt(dt: float) -> None:
@@ -223,7 +219,7 @@ class LatentAttractor(nn.Module):
 
     def __init__(self, latent_dim: int, attractor: str = "learned") -> None:
         super().__init__()
-        _check_positive_int(latent_dim, "latent_dim")
+        check_int(latent_dim, "latent_dim")
         hold_weight_hh = ATTRACTORS.get(attractor)
         self.latent_dim = latent_dim
         self.attractor = attractor
@@ -264,7 +260,7 @@ class LatentAttractor(nn.Module):
             Final state (B, N), or the trajectory (steps + 1, B, N).
         """
         _check_batch(cue_latent, self.latent_dim, "cue_latent")
-        _check_positive_int(steps, "steps", minimum=0)
+        check_int(steps, "steps", minimum=0)
         _check_dt(dt)
         v = cue_latent if v0 is None else v0
         if v0 is not None:
@@ -300,7 +296,7 @@ class LatentAttractor(nn.Module):
         """
         _check_batch(cue_latent, self.latent_dim, "cue_latent")
         _check_dt(dt)
-        _check_positive_int(max_steps, "max_steps")
+        check_int(max_steps, "max_steps")
         if not (isinstance(tol, (int, float)) and tol >= 0):
             raise ValueError(f"tol must be a number >= 0, got {tol!r}")
         v = torch.clamp(cue_latent, -1.0, 1.0).clone()
@@ -392,7 +388,7 @@ def attractor_loss(
     Returns:
         ``(loss, final_state)``: scalar loss and the last state (B, N).
     """
-    _check_positive_int(steps, "steps")
+    check_int(steps, "steps")
     if target_latent.shape != cue_latent.shape:
         raise ValueError(
             f"target_latent shape {tuple(target_latent.shape)} must match cue_latent "
@@ -462,9 +458,9 @@ def loss_weights(
     ``"constant"`` (``binarization_max``; scale 1).
     """
     fn = SCHEDULES.get(schedule)
-    _check_positive_int(step, "step", minimum=0)
-    _check_positive_int(total_steps, "total_steps")
-    _check_positive_int(period, "period")
+    check_int(step, "step", minimum=0)
+    check_int(total_steps, "total_steps")
+    check_int(period, "period")
     if not binarization_max >= 0:
         raise ValueError(f"binarization_max must be >= 0, got {binarization_max!r}")
     if not 0 <= warmup_fraction <= 1:
@@ -559,12 +555,12 @@ class LSHN(nn.Module):
         cue_reconstruction: str = "autoencode",
     ) -> None:
         super().__init__()
-        _check_positive_int(input_dim, "input_dim")
-        _check_positive_int(latent_dim, "latent_dim")
+        check_int(input_dim, "input_dim")
+        check_int(latent_dim, "latent_dim")
         if hidden_dim is None:
             hidden_dim = math.isqrt(input_dim * latent_dim)
-        _check_positive_int(hidden_dim, "hidden_dim")
-        _check_positive_int(train_steps, "train_steps")
+        check_int(hidden_dim, "hidden_dim")
+        check_int(train_steps, "train_steps")
         _check_dt(train_dt)
         if not reconstruction_weight >= 0:
             raise ValueError(f"reconstruction_weight must be >= 0, got {reconstruction_weight!r}")
@@ -760,11 +756,11 @@ def fit(
     Returns:
         The optimizer (its state lets a later call continue where this one stopped).
     """
-    _check_positive_int(steps, "steps", minimum=0)
-    _check_positive_int(start_step, "start_step", minimum=0)
+    check_int(steps, "steps", minimum=0)
+    check_int(start_step, "start_step", minimum=0)
     _check_batch(clean, model.input_dim, "clean")
     total = start_step + steps if total_steps is None else total_steps
-    _check_positive_int(total, "total_steps")
+    check_int(total, "total_steps")
     optimizer = make_optimizer(model) if optimizer is None else optimizer
     model.train()
     for step in range(start_step, start_step + steps):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ahop.checks import check_positive_ints
+from ahop.checks import check_int, check_positive_ints
 from ahop.registry import Registry
 
 #: ``make_queries(generator) -> (queries (B, d), sources (B,))``: fresh variants of stored patterns
@@ -173,8 +173,7 @@ def train_similarity(
             f"{type(similarity).__name__} has no trainable parameters; only learned similarities "
             "(e.g. 'adaptive') can be trained"
         )
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    check_int(steps, "steps", minimum=0)
     check_positive_ints(batch_size=batch_size)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(params, lr=lr)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ahop.checks import check_int
 from ahop.registry import Registry
 from ahop.sorting import sort_rows_, sort_rows_with_order
 
@@ -91,7 +92,7 @@ class Similarity(nn.Module):
 
         Nothing for most similarities; U-Hop (:class:`ahop.uhop.UHopSimilarity`) runs its stage I
         here (the separation loss over the memories). :func:`ahop.functional.retrieve` and
-        :func:`ahop.energy.energy` call it when they build the similarity from a name.
+        :func:`ahop.energy.uhn_energy` call it when they build the similarity from a name.
         """
 
     def score(self, keys: Tensor, queries: Tensor) -> Tensor:
@@ -433,8 +434,7 @@ class AdaptiveSimilarity(Similarity):
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"AdaptiveSimilarity needs a positive integer dim, got {dim!r}")
+        check_int(dim, "dim")
         bases = tuple(bases)
         unknown = [b for b in bases if b not in ADAPTIVE_BASES]
         if not bases or unknown or len(set(bases)) != len(bases):

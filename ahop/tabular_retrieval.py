@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ahop.candidates import CANDIDATE_SIMILARITIES, DEFAULT_FAISS_MIN_MEMORIES, top_candidates
-from ahop.checks import check_positive_ints
+from ahop.checks import check_int, check_positive_ints
 from ahop.feature_embeddings import build_feature_embedding
 from ahop.separation import build_separation
 from ahop.similarity import build_similarity
@@ -183,8 +183,7 @@ class TabularRetrievalClassifier(nn.Module):
         faiss_min_memories: int = DEFAULT_FAISS_MIN_MEMORIES,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_int(num_classes, "num_classes", minimum=2)
         check_positive_ints(
             embedding_dim=embedding_dim,
             context_size=context_size,
@@ -195,8 +194,7 @@ class TabularRetrievalClassifier(nn.Module):
             ("encoder_blocks", encoder_blocks),
             ("predictor_blocks", predictor_blocks),
         ):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            check_int(value, name, minimum=0)
         for name, value in (("dropout", dropout), ("context_dropout", context_dropout)):
             if not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")

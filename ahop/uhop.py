@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ahop.checks import check_positive_ints
+from ahop.checks import check_int, check_positive_ints
 from ahop.registry import Registry
 from ahop.similarity import SIMILARITIES, Similarity, _score_dtype
 
@@ -130,10 +130,7 @@ class UHopSimilarity(Similarity):
         check_positive_ints(dim=dim, hidden=hidden)
         feature_dim = dim if feature_dim is None else feature_dim
         check_positive_ints(feature_dim=feature_dim)
-        if not isinstance(separation_epochs, int) or separation_epochs < 0:
-            raise ValueError(
-                f"separation_epochs must be an integer >= 0, got {separation_epochs!r}"
-            )
+        check_int(separation_epochs, "separation_epochs", minimum=0)
         if not separation_lr > 0 or not separation_t > 0:
             raise ValueError(
                 f"separation_lr and separation_t must be > 0, got {separation_lr}, {separation_t}"

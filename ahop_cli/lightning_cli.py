@@ -41,6 +41,7 @@ from ahop_cli.config_edit import import_class, to_yaml
 from ahop_cli.paths import check_writable_dir, resolve_config
 from ahop_cli.predictions import PredictionWriter
 from tasks.lightning_compat import SubcommandHooksCLI
+from tasks.links import link_data_sizes
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
@@ -166,6 +167,7 @@ class AhopCLI(SubcommandHooksCLI):
         return {k: v | {"weights_only"} for k, v in LightningCLI.subcommands().items()}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        link_data_sizes(parser)  # the datamodule's sizes -> the task's init arguments
         parser.add_argument(
             "--best_k",
             type=int,

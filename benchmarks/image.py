@@ -71,7 +71,7 @@ def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str,
     args = [
         "--config",
         str(ROOT / config),
-        "--model.init_args.similarity",
+        "--model.init_args.network.similarity",
         similarity,
         "--trainer.max_epochs",
         str(epochs),

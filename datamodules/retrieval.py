@@ -30,6 +30,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ahop.checks import check_int, check_positive_ints
 from ahop.variants import VARIANTS, Variant, build_variant
 from datamodules.cv import check_split
 from datamodules.image_sources import IMAGE_SOURCES, load_images
@@ -101,8 +102,7 @@ def make_queries(
 ) -> tuple[Tensor, Tensor]:
     """``per_memory`` variants of every memory: queries ``(N * per_memory, D)`` and their
     sources ``(N * per_memory,)`` (``0..N-1`` repeated), drawn with a generator seeded ``seed``."""
-    if not isinstance(per_memory, int) or per_memory < 1:
-        raise ValueError(f"queries per memory must be an integer >= 1, got {per_memory!r}")
+    check_int(per_memory, "queries per memory")
     sources = torch.arange(len(memories)).repeat(per_memory)
     generator = torch.Generator(device=memories.device).manual_seed(seed)
     return variant(memories[sources], generator), sources
@@ -197,11 +197,11 @@ class RetrievalDataModule(LightningDataModule):
         download: let torchvision download a missing image dataset (needs internet; done once,
             on rank 0, in ``prepare_data``).
 
-    Attributes (after ``setup``):
-        memories: ``(N, D)`` float32 in ``[0, 1]``.
+    Attributes:
+        memories: ``(N, D)`` float32 in ``[0, 1]`` (after ``setup``).
         image_shape: ``(C, H, W)`` of one pattern (``(1, s, s)`` or ``(1, 1, D)`` for synthetic).
         num_memories: ``N``.
-        dim: ``D``.
+        dim: ``D``. These three sizes load the memories when read before ``setup``.
     """
 
     #: no validation share to set: every split's queries are drawn from the same memories
@@ -232,20 +232,16 @@ class RetrievalDataModule(LightningDataModule):
                 f"{', '.join(MEMORY_SOURCES)}"
             )
         VARIANTS.get(variant)  # ValueError listing the variants for an unknown name
-        for name, value in (
-            ("num_memories", num_memories),
-            ("queries_per_memory", queries_per_memory),
-            ("eval_queries_per_memory", eval_queries_per_memory),
-            ("batch_size", batch_size),
-            ("synthetic_dim", synthetic_dim),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_positive_ints(
+            num_memories=num_memories,
+            queries_per_memory=queries_per_memory,
+            eval_queries_per_memory=eval_queries_per_memory,
+            batch_size=batch_size,
+            synthetic_dim=synthetic_dim,
+        )
         self.save_hyperparameters()
         self.memories: Tensor | None = None
-        self.image_shape: tuple[int, ...] | None = None
-        self.dim: int | None = None
-        self.num_memories: int | None = None
+        self._image_shape: tuple[int, ...] | None = None
         self._datasets: dict[str, Dataset] = {}
 
     # -- data -----------------------------------------------------------------------------------
@@ -263,8 +259,7 @@ class RetrievalDataModule(LightningDataModule):
         generator = torch.Generator().manual_seed(hp.memory_seed)
         memories, image_shape = MEMORY_SOURCES[hp.dataset](hp.num_memories, generator, dict(hp))
         self.memories = memories.float().contiguous()
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.num_memories, self.dim = self.memories.shape
+        self._image_shape = tuple(int(s) for s in image_shape)
         variant = self.build_variant(hp.variant, hp.variant_kwargs)
         self._datasets = {
             "train": EpochVariantDataset(self.memories, variant, hp.queries_per_memory, hp.seed),
@@ -293,6 +288,30 @@ class RetrievalDataModule(LightningDataModule):
         check_split(split)
         return [f"{split}/{i}" for i in range(len(self._dataset(split)))]
 
+    # -- sizes (what LightningCLI links to the task: tasks/links.py) -----------------------------
+    def _ensure_ready(self) -> Tensor:
+        """The memories, loaded now (``prepare_data`` + ``setup``) if they are not yet."""
+        if self.memories is None:
+            self.prepare_data()
+            self.setup()
+        return self._require_setup()
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one pattern (loads the memories if they are not yet)."""
+        self._ensure_ready()
+        return self._image_shape
+
+    @property
+    def num_memories(self) -> int:
+        """``N``, the stored patterns (loads the memories if they are not yet)."""
+        return int(self._ensure_ready().shape[0])
+
+    @property
+    def dim(self) -> int:
+        """``D``, the size of a pattern (loads the memories if they are not yet)."""
+        return int(self._ensure_ready().shape[1])
+
     def _require_setup(self) -> Tensor:
         if self.memories is None:
             raise RuntimeError("call setup() first: the memories are loaded there")
@@ -311,7 +330,7 @@ class RetrievalDataModule(LightningDataModule):
                 f"{', '.join(sorted(accepted)) or 'none'}"
             )
         if "image_shape" in accepted:
-            kwargs.setdefault("image_shape", self.image_shape)
+            kwargs.setdefault("image_shape", self._image_shape)
         return build_variant(variant, **kwargs)
 
     def queries_for(

@@ -497,8 +497,16 @@ class TabularDataModule(L.LightningDataModule):
 
     # -- sizes and names -----------------------------------------------------------------------
     def _ensure_ready(self) -> None:
-        # Lets a task read num_features / num_classes / ... before fit runs setup.
+        # Lets a task read num_features / num_classes / ... before fit runs setup. Rows of
+        # predict_path are scored by a checkpoint's preprocessor, restored after setup: its sizes
+        # are the checkpoint's, so none are read from the training data here (AttributeError:
+        # the command line then keeps the checkpoint's, see tasks/links.py)
         if self.preprocessor is None:
+            if self.hparams.predict_path is not None:
+                raise AttributeError(
+                    "with predict_path, the data's sizes are those of the checkpoint's "
+                    "preprocessor (--ckpt_path), known once it is restored"
+                )
             self.prepare_data()
             self.setup("fit")
 

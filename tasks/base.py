@@ -15,6 +15,13 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection, MinMetric
 from torchmetrics.classification import AUROC, Accuracy, F1Score
 
+from tasks.lightning_compat import (
+    flatten_params,
+    sanitize_params,
+    skip_datamodule_hparams_logging,
+    tensorboard_file_writer,
+)
+
 STAGES = ("train", "val", "test")
 
 
@@ -57,11 +64,10 @@ def write_tensorboard_hparams(
     Only the metric *names* are declared: Lightning's ``log_hyperparams(params, metrics)`` also
     writes each metric's value at step 0, which put a NaN first point in ``val/<metric>_best``.
     """
-    from lightning.fabric.utilities.logger import _flatten_dict
     from torch.utils.tensorboard.summary import hparams
 
-    flat = logger._sanitize_params(_flatten_dict(params))
-    writer = logger.experiment._get_file_writer()
+    flat = sanitize_params(flatten_params(params))
+    writer = tensorboard_file_writer(logger)
     for summary in hparams(flat, dict.fromkeys(metrics, 0.0)):
         writer.add_summary(summary)
 
@@ -83,8 +89,9 @@ class BaseTask(LightningModule):
     #: the metric checkpoints and early stopping watch, and whether larger is better
     monitor: str = "val/acc"
     monitor_mode: str = "max"
-    #: hyperparameters that, when left ``None``, are read from the datamodule's attribute of the
-    #: same name at ``setup`` (sizes known only once the data are loaded, e.g. ``num_features``)
+    #: init arguments the networks cannot be built without: sizes of the data (e.g.
+    #: ``num_features``), which the command line takes from the datamodule's attribute of the same
+    #: name (:mod:`tasks.links`); in Python pass ``**tasks.links.data_sizes(datamodule)``
     data_sizes: tuple[str, ...] = ()
 
     def __init__(
@@ -99,10 +106,16 @@ class BaseTask(LightningModule):
 
     def save_task_hyperparameters(self) -> None:
         """Save the subclass's init arguments (not the optimizer callables) and build the
-        networks at once if every data size is known (always true when loading a checkpoint)."""
+        networks; a missing data size is a ``ValueError`` naming it."""
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"], logger=False)
-        if all(self.hparams.get(name) is not None for name in self.data_sizes):
-            self.build()
+        missing = [name for name in self.data_sizes if self.hparams.get(name) is None]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} needs {', '.join(missing)} (sizes of the data): the "
+                "command line takes them from the datamodule, or from the checkpoint of "
+                "--ckpt_path; in Python pass **tasks.links.data_sizes(datamodule)"
+            )
+        self.build()
 
     def build(self) -> None:
         """Create networks, losses and metrics."""
@@ -116,18 +129,7 @@ class BaseTask(LightningModule):
         if datamodule is not None:
             # on_train_start logs the data's hyperparameters next to the model's (nested), so
             # Lightning must not log them a second time, flat
-            datamodule._log_hyperparams = False
-        if self.built:
-            return
-        for name in self.data_sizes:
-            if self.hparams.get(name) is None:
-                if datamodule is None or getattr(datamodule, name, None) is None:
-                    raise ValueError(
-                        f"{type(self).__name__} needs {name}: set model.init_args.{name} or use "
-                        f"a datamodule that provides it"
-                    )
-                self.hparams[name] = getattr(datamodule, name)
-        self.build()
+            skip_datamodule_hparams_logging(datamodule)
 
     # -- wiring done by subclasses -------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class BaseTask(LightningModule):
             on_step=stage == "train",
             on_epoch=True,
             prog_bar=True,
-            sync_dist=stage != "train",
+            sync_dist=True,  # under DDP every stage's loss is the mean over the processes
             batch_size=batch_size,
         )
         if metric_inputs is not None and f"{stage}_metrics" in self.stage_metrics:

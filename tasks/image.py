@@ -14,13 +14,19 @@ from typing import Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ahop.image_models import HopfieldImageClassifier
 from tasks.base import ClassificationTask, default_optimizer
+from tasks.networks import network_options, options_type
+from tasks.tensorboard import TensorBoardImages
+
+#: the network's arguments the task sets from the data (not options of ``network``)
+NETWORK_SET_BY_TASK = ("image_shape", "num_classes")
+#: the type of ``ImageClassifier(network=...)``: every other option of the network
+ImageNetworkOptions = options_type(HopfieldImageClassifier, NETWORK_SET_BY_TASK)
 
 # --------------------------------------------------------------------------- figures
 
@@ -78,29 +84,19 @@ def confusion_matrix_figure(matrix: Tensor, class_names: Sequence[str]) -> Figur
 # --------------------------------------------------------------------------- task
 
 
-class ImageClassifier(ClassificationTask):
+class ImageClassifier(TensorBoardImages, ClassificationTask):
     """Images ``(B, C, H, W)`` -> class logits via :class:`~ahop.image_models.HopfieldImageClassifier`.
 
-    ``image_shape`` and ``num_classes`` default to the datamodule's (read at ``setup``).
+    ``image_shape`` and ``num_classes`` are the data's sizes: the command line takes them from the
+    datamodule (:mod:`tasks.links`); in Python pass ``**data_sizes(datamodule)``.
 
     Args:
-        image_shape: ``(C, H, W)`` (``None``: the datamodule's); ``H`` and ``W`` multiples of
-            ``patch_size``.
-        num_classes: classes ``K`` (``None``: the datamodule's).
-        patch_size: side of the square patches that become tokens.
-        stem: ``patch`` (a strided conv, as in ViT) or ``conv`` (two 3x3 convs first).
-        embedding_dim: token size ``D`` (divisible by ``num_heads``).
-        num_heads: association heads of every Hopfield layer.
-        num_layers: Hopfield encoder layers (0 = pool the embedded patches directly).
-        mlp_ratio: MLP hidden size of the encoder layers as a multiple of ``D``.
-        pooling_quantity: learned state patterns of the pooling head.
-        similarity: how queries are compared with the stored patterns: ``dot``, ``cosine``,
-            ``euclidean``, ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
-        separation: how similarities become association weights: ``softmax``, ``max``,
-            ``polynomial``, ``topk``, ``sparsemax``, ``entmax``.
-        scaling: inverse temperature of the separation (``None``: 1 / sqrt(association size)).
-        similarity_kwargs: options of the similarity (e.g. ``{beta_dis: 0.1}`` for ``adaptive``).
-        dropout: dropout in the encoder and before the classifier.
+        image_shape: ``(C, H, W)``; ``H`` and ``W`` multiples of the network's ``patch_size``.
+        num_classes: classes ``K``.
+        network: the options of :class:`~ahop.image_models.HopfieldImageClassifier` other than
+            the sizes (its docstring lists them), e.g. ``{patch_size: 2, similarity:
+            adaptive}``; an option left out takes the network's default, an unknown one is an
+            error. On the command line: ``--model.init_args.network.similarity adaptive``.
         num_sample_images: validation images shown in TensorBoard per epoch (0 = none).
         log_confusion_matrix: write the validation confusion matrix to TensorBoard per epoch.
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
@@ -115,18 +111,7 @@ class ImageClassifier(ClassificationTask):
         self,
         image_shape: tuple[int, int, int] | None = None,
         num_classes: int | None = None,
-        patch_size: int = 4,
-        stem: str = "patch",
-        embedding_dim: int = 64,
-        num_heads: int = 4,
-        num_layers: int = 2,
-        mlp_ratio: float = 2.0,
-        pooling_quantity: int = 1,
-        similarity: str = "dot",
-        separation: str = "softmax",
-        scaling: float | None = None,
-        dropout: float = 0.0,
-        similarity_kwargs: dict[str, Any] | None = None,
+        network: ImageNetworkOptions | None = None,
         num_sample_images: int = 16,
         log_confusion_matrix: bool = True,
         optimizer: OptimizerCallable = default_optimizer,
@@ -135,6 +120,7 @@ class ImageClassifier(ClassificationTask):
         super().__init__(optimizer, lr_scheduler)
         if num_sample_images < 0:
             raise ValueError(f"num_sample_images must be >= 0, got {num_sample_images}")
+        network_options(HopfieldImageClassifier, network, NETWORK_SET_BY_TASK)
         self._samples: tuple[Tensor, Tensor, Tensor] | None = None
         self.save_task_hyperparameters()
 
@@ -144,18 +130,7 @@ class ImageClassifier(ClassificationTask):
         self.network = HopfieldImageClassifier(
             image_shape=tuple(hp.image_shape),
             num_classes=hp.num_classes,
-            patch_size=hp.patch_size,
-            stem=hp.stem,
-            embedding_dim=hp.embedding_dim,
-            num_heads=hp.num_heads,
-            num_layers=hp.num_layers,
-            mlp_ratio=hp.mlp_ratio,
-            pooling_quantity=hp.pooling_quantity,
-            similarity=hp.similarity,
-            separation=hp.separation,
-            scaling=hp.scaling,
-            dropout=hp.dropout,
-            similarity_kwargs=hp.similarity_kwargs,
+            **network_options(HopfieldImageClassifier, hp.network, NETWORK_SET_BY_TASK),
         )
 
     def setup_metrics(self) -> None:
@@ -168,17 +143,9 @@ class ImageClassifier(ClassificationTask):
 
     # -- TensorBoard figures -------------------------------------------------------------------
 
-    def _tensorboard(self) -> Any | None:
-        """The TensorBoard ``SummaryWriter`` when the logger is TensorBoard, else ``None``."""
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
-
     def _logging_figures(self) -> bool:
         hp = self.hparams
-        wanted = hp.num_sample_images > 0 or hp.log_confusion_matrix
-        return wanted and not self.trainer.sanity_checking and self._tensorboard() is not None
+        return self.logging_images(hp.num_sample_images > 0 or hp.log_confusion_matrix)
 
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         loss, (probs, target) = super().shared_step(batch, stage)
@@ -199,7 +166,7 @@ class ImageClassifier(ClassificationTask):
         super().on_validation_epoch_end()
         if not self._logging_figures():
             return
-        writer = self._tensorboard()
+        writer = self.tensorboard()
         datamodule = getattr(self.trainer, "datamodule", None)
         names = list(getattr(datamodule, "class_names", None) or range(self.num_classes))
         names = [str(name) for name in names]

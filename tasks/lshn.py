@@ -45,13 +45,13 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 from torchvision.utils import make_grid
 
+from ahop.checks import check_int, check_positive_ints
 from ahop.lshn import (
     ATTRACTORS,
     EVAL_NOISE_SIGMAS,
@@ -60,8 +60,6 @@ from ahop.lshn import (
     RETRIEVE_DT,
     RETRIEVE_MAX_STEPS,
     RETRIEVE_TOL,
-    TRAIN_DT,
-    TRAIN_UNROLL_STEPS,
     fraction_correctly_retrieved,
     half_mask,
     latent_bit_accuracy,
@@ -71,7 +69,14 @@ from ahop.lshn import (
     training_cues,
 )
 from tasks.base import BaseTask
+from tasks.networks import network_options, options_type
 from tasks.retrieval import UHN_PIXELS, UHN_THRESHOLD
+from tasks.tensorboard import TensorBoardImages
+
+#: LSHN's argument the task sets from the data (``dim``), not an option of ``network``
+NETWORK_SET_BY_TASK = ("input_dim",)
+#: the type of ``LSHNTask(network=...)``: every other option of :class:`ahop.lshn.LSHN`
+LSHNOptions = options_type(LSHN, NETWORK_SET_BY_TASK)
 
 #: metrics logged per cue
 CUE_METRICS = ("fraction_retrieved", "mse", "mae", "ssim", "bit_accuracy")
@@ -102,24 +107,16 @@ def _ssim_kernel(image_shape: tuple[int, int, int]) -> int | None:
     return side if side % 2 == 1 else side - 1
 
 
-class LSHNTask(BaseTask):
+class LSHNTask(TensorBoardImages, BaseTask):
     """Train and evaluate an :class:`ahop.lshn.LSHN` on a set of stored images.
 
     Args:
-        latent_dim: N, latent / attractor size (official 128; paper up to 1024).
-        hidden_dim: encoder / decoder width (``None``: ``floor(sqrt(D N))``).
-        attractor: ``learned`` (official) or ``hebbian`` (W_hh = Z^T Z / (P N) of the current
-            clean latents Z, refreshed before every step and evaluation).
-        train_steps: attractor updates unrolled in the training loss (official: 11).
-        train_dt: step size of those updates (official: 1.0).
-        reconstruction_weight: weight of the two reconstruction terms (official: 5).
-        schedule: binarisation-weight schedule: ``official`` (doubling every
-            ``schedule_period`` steps up to ``binarization_max``), ``linear`` or ``constant``.
-        binarization_max: the largest binarisation weight.
-        schedule_period: steps per doubling (``official``) of the binarisation weight.
-        warmup_fraction: share of training over which ``linear`` ramps the weight up.
-        cue_reconstruction: ``autoencode`` (official: decode(encode(cue)) vs cue) or
-            ``retrieve`` (decode the unrolled attractor state vs the clean image).
+        network: the options of :class:`ahop.lshn.LSHN` other than ``input_dim`` (= ``dim``; its
+            docstring lists them), e.g. ``{latent_dim: 128, attractor: hebbian, schedule_period:
+            500}``: ``latent_dim`` N (official 128), ``attractor`` (``learned`` / ``hebbian``),
+            the unrolled training steps and their ``dt``, the loss weights and the binarisation
+            schedule. An option left out takes LSHN's default (the official recipe), an unknown
+            one is an error. On the command line: ``--model.init_args.network.latent_dim 256``.
         eval_dt: step size of the retrieval dynamics at evaluation (0.1).
         eval_max_steps: most attractor updates per cue at evaluation (1000).
         eval_tol: a cue stops once ``max |dv| < eval_tol`` (1e-5).
@@ -129,9 +126,9 @@ class LSHNTask(BaseTask):
         threshold: UHN criterion threshold (``None``: 50 * D / 784, see the module doc).
         eval_seed: seed of the evaluation cues (the same every epoch).
         num_trajectory_images: half-mask cues in the TensorBoard trajectory grid (0 = none).
-        dim: D, flattened image size (``None``: the datamodule's).
-        num_memories: P, stored images (``None``: the datamodule's).
-        image_shape: (C, H, W) of an image (from the datamodule when ``None``).
+        dim: D, flattened image size (on the command line: the datamodule's).
+        num_memories: P, stored images (on the command line: the datamodule's).
+        image_shape: (C, H, W) of an image (on the command line: the datamodule's).
         optimizer: a ``params -> Optimizer`` callable; default AdamW (lr 1e-4, betas (0.9,
             0.95), weight decay 1e-2).
         lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``.
@@ -143,17 +140,7 @@ class LSHNTask(BaseTask):
 
     def __init__(
         self,
-        latent_dim: int = 128,
-        hidden_dim: int | None = None,
-        attractor: str = "learned",
-        train_steps: int = TRAIN_UNROLL_STEPS,
-        train_dt: float = TRAIN_DT,
-        reconstruction_weight: float = 5.0,
-        schedule: str = "official",
-        binarization_max: float = 20.0,
-        schedule_period: int = 500,
-        warmup_fraction: float = 0.25,
-        cue_reconstruction: str = "autoencode",
+        network: LSHNOptions | None = None,
         eval_dt: float = RETRIEVE_DT,
         eval_max_steps: int = RETRIEVE_MAX_STEPS,
         eval_tol: float = RETRIEVE_TOL,
@@ -169,13 +156,12 @@ class LSHNTask(BaseTask):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
-        ATTRACTORS.get(attractor)  # ValueError naming the allowed attractors
+        options = network_options(LSHN, network, NETWORK_SET_BY_TASK)
+        if "attractor" in options:  # before any data is loaded: the allowed names
+            ATTRACTORS.get(options["attractor"])
         if not (isinstance(eval_dt, (int, float)) and eval_dt > 0):
             raise ValueError(f"eval_dt must be a number > 0, got {eval_dt!r}")
-        if not (isinstance(eval_max_steps, int) and eval_max_steps >= 1):
-            raise ValueError(f"eval_max_steps must be an integer >= 1, got {eval_max_steps!r}")
-        if not (isinstance(sanity_max_steps, int) and sanity_max_steps >= 1):
-            raise ValueError(f"sanity_max_steps must be an integer >= 1, got {sanity_max_steps!r}")
+        check_positive_ints(eval_max_steps=eval_max_steps, sanity_max_steps=sanity_max_steps)
         if not (isinstance(eval_tol, (int, float)) and eval_tol >= 0):
             raise ValueError(f"eval_tol must be a number >= 0, got {eval_tol!r}")
         if any(not (isinstance(s, (int, float)) and s >= 0) for s in noise_sigmas):
@@ -184,10 +170,7 @@ class LSHNTask(BaseTask):
             raise ValueError(f"noise_sigmas must be distinct, got {noise_sigmas!r}")
         if threshold is not None and not threshold > 0:
             raise ValueError(f"threshold must be > 0 (or null for 50 * D / 784), got {threshold}")
-        if not (isinstance(num_trajectory_images, int) and num_trajectory_images >= 0):
-            raise ValueError(
-                f"num_trajectory_images must be an integer >= 0, got {num_trajectory_images!r}"
-            )
+        check_int(num_trajectory_images, "num_trajectory_images", minimum=0)
         if image_shape is not None and len(image_shape) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
         self._trajectory_cues: tuple[Tensor, Tensor] | None = None
@@ -214,20 +197,7 @@ class LSHNTask(BaseTask):
         hp = self.hparams
         if math.prod(self.image_shape) != hp.dim:
             raise ValueError(f"image_shape {self.image_shape} does not match dim={hp.dim}")
-        self.model = LSHN(
-            hp.dim,
-            hp.latent_dim,
-            hidden_dim=hp.hidden_dim,
-            attractor=hp.attractor,
-            train_steps=hp.train_steps,
-            train_dt=hp.train_dt,
-            reconstruction_weight=hp.reconstruction_weight,
-            schedule=hp.schedule,
-            binarization_max=hp.binarization_max,
-            schedule_period=hp.schedule_period,
-            warmup_fraction=hp.warmup_fraction,
-            cue_reconstruction=hp.cue_reconstruction,
-        )
+        self.model = LSHN(hp.dim, **network_options(LSHN, hp.network, NETWORK_SET_BY_TASK))
         # stored images in [0, 1] (the datamodule's units); saved with the checkpoint
         self.register_buffer("memories", torch.zeros(hp.num_memories, hp.dim))
 
@@ -260,8 +230,6 @@ class LSHNTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if self.hparams.image_shape is None and getattr(datamodule, "image_shape", None):
-            self.hparams["image_shape"] = tuple(datamodule.image_shape)
         super().setup(stage)
         memories = getattr(datamodule, "memories", None)
         if memories is not None and not self._memories_loaded:
@@ -324,6 +292,7 @@ class LSHNTask(BaseTask):
             {f"train/{name}": value for name, value in parts.items()},
             on_step=True,
             on_epoch=False,
+            sync_dist=True,
             batch_size=len(clean),
         )
         return loss, None
@@ -420,18 +389,8 @@ class LSHNTask(BaseTask):
 
     # -- TensorBoard: trajectory grid and energy curve -----------------------------------------
 
-    def _tensorboard(self) -> Any | None:
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
-
     def _logging_images(self) -> bool:
-        return (
-            self.hparams.num_trajectory_images > 0
-            and not self.trainer.sanity_checking
-            and self._tensorboard() is not None
-        )
+        return self.logging_images(self.hparams.num_trajectory_images > 0)
 
     @torch.no_grad()
     def trajectory(self, cues: Tensor) -> tuple[list[int], Tensor, Tensor]:
@@ -471,7 +430,7 @@ class LSHNTask(BaseTask):
         if zoom > 1:
             tiles = torch.nn.functional.interpolate(tiles, scale_factor=zoom, mode="nearest")
         grid = make_grid(tiles, nrow=len(columns), pad_value=0.5)
-        board = self._tensorboard()
+        board = self.tensorboard()
         board.add_image("val/trajectory", grid, self.global_step)
         board.add_figure("val/energy", energy_figure(steps, energy.cpu()), self.global_step)
 

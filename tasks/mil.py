@@ -31,10 +31,11 @@ NETWORK_SET_BY_TASK = ("num_features",)
 class MILClassifier(BaseTask):
     """Bags -> positive-bag logit via a bag network of :data:`~ahop.mil_models.MIL_NETWORKS`.
 
-    ``num_features`` defaults to the datamodule's (linked by the CLI, else read at ``setup``).
+    ``num_features`` is the datamodule's: the command line links it; in Python pass
+    ``**tasks.links.data_sizes(datamodule)``.
 
     Args:
-        num_features: instance features (``None``: from the datamodule).
+        num_features: instance features (required; see above).
         pooling: the bag network: ``hopfield`` (:class:`~ahop.mil_models.HopfieldMILNetwork`),
             ``attention`` (:class:`~ahop.mil_models.AttentionMILNetwork`, gated attention MIL,
             Ilse et al. 2018) or ``mean`` (:class:`~ahop.mil_models.MeanMILNetwork`); the last

@@ -35,11 +35,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchvision.utils import make_grid
 
+from ahop.checks import check_positive_ints
 from ahop.energy import check_energy, energy_from_scores, network_energy
 from ahop.functional import retrieve
 from ahop.objectives import (
@@ -51,6 +51,7 @@ from ahop.registry import Registry
 from ahop.separation import SEPARATIONS, build_separation
 from ahop.similarity import SIMILARITIES, build_similarity
 from tasks.base import BaseTask, default_optimizer
+from tasks.tensorboard import TensorBoardImages
 
 #: UHN's threshold on the summed squared error, set for 28x28 images
 UHN_THRESHOLD, UHN_PIXELS = 50.0, 28 * 28
@@ -138,7 +139,7 @@ class RetrievalMSE(RetrievalMean):
 # --------------------------------------------------------------------------- task
 
 
-class RetrievalTask(BaseTask):
+class RetrievalTask(TensorBoardImages, BaseTask):
     """Retrieve stored patterns from corrupted queries; optionally learn the A-Hop similarity.
 
     Args:
@@ -153,10 +154,10 @@ class RetrievalTask(BaseTask):
             for 28x28 images) scaled by ``dim / 784`` (about 4.1 for 8x8 digits; UHN used 50
             for 32x32x3 CIFAR-10 too, so set 50 explicitly to compare with it).
         num_sample_images: query / retrieved / source triples in the TensorBoard grid (0 = none).
-        dim: pattern dimension ``D`` (``None``: the datamodule's).
-        num_memories: number of stored patterns ``N`` (``None``: the datamodule's).
-        image_shape: ``(C, H, W)`` of a pattern, for the image grid (from the datamodule when
-            ``None``; patterns are shown as 1-pixel-high strips without it).
+        dim: pattern dimension ``D`` (on the command line: the datamodule's).
+        num_memories: number of stored patterns ``N`` (on the command line: the datamodule's).
+        image_shape: ``(C, H, W)`` of a pattern, for the image grid (on the command line: the
+            datamodule's; patterns are shown as 1-pixel-high strips without it).
         log_energy: log the energy per retrieval step in validation / test; ``None`` = when the
             separation has one (polynomial with normalisation has none), ``True`` = require it.
         optimizer: a ``params -> Optimizer`` callable for the adaptive similarity's parameters
@@ -195,8 +196,7 @@ class RetrievalTask(BaseTask):
             _check_options(registry, name, options)
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        check_positive_ints(steps=steps)
         if num_sample_images < 0:
             raise ValueError(f"num_sample_images must be >= 0, got {num_sample_images}")
         self._samples: tuple[Tensor, Tensor, Tensor] | None = None
@@ -246,8 +246,6 @@ class RetrievalTask(BaseTask):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if self.hparams.image_shape is None and getattr(datamodule, "image_shape", None):
-            self.hparams["image_shape"] = tuple(datamodule.image_shape)
         super().setup(stage)
         memories = getattr(datamodule, "memories", None)
         # memories already held (a loaded checkpoint, an earlier run) are kept, so that
@@ -369,18 +367,8 @@ class RetrievalTask(BaseTask):
 
     # -- TensorBoard image grid ---------------------------------------------------------------
 
-    def _tensorboard(self) -> Any | None:
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
-
     def _logging_images(self) -> bool:
-        return (
-            self.hparams.num_sample_images > 0
-            and not self.trainer.sanity_checking
-            and self._tensorboard() is not None
-        )
+        return self.logging_images(self.hparams.num_sample_images > 0)
 
     def on_validation_epoch_start(self) -> None:
         self._samples = None
@@ -392,5 +380,5 @@ class RetrievalTask(BaseTask):
         shape = tuple(self.hparams.image_shape or (1, 1, self.hparams.dim))
         rows = torch.cat(self._samples).detach().float().cpu().clamp(0, 1)
         grid = make_grid(rows.view(-1, *shape), nrow=len(self._samples[0]), pad_value=0.5)
-        self._tensorboard().add_image("val/retrieval", grid, self.global_step)
+        self.tensorboard().add_image("val/retrieval", grid, self.global_step)
         self._samples = None

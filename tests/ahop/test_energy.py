@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ahop import Hopfield, HopfieldLayer, HopfieldPooling, energy, lagrangian
+from ahop import Hopfield, HopfieldLayer, HopfieldPooling, lagrangian
+from ahop import uhn_energy as energy
 from ahop.energy import LAGRANGIANS, network_energy
 from ahop.functional import retrieve
 from ahop.separation import SEPARATIONS, build_separation
@@ -249,3 +250,21 @@ def test_hopfield_layers_report_energies_of_every_update_step() -> None:
     assert pooling.get_energies(x).shape == (2, 2, 1, 3)
     with pytest.raises(ValueError, match="update_steps_dt"):
         Hopfield.plain(update_steps_dt=-1.0)
+
+
+def test_ahop_energy_is_the_module_and_the_function_has_its_own_name() -> None:
+    """``ahop.energy`` is the module (it was shadowed by its function); the function is
+    ``ahop.uhn_energy`` (also ``ahop.energy.uhn_energy`` and ``ahop.energy.energy``); calling
+    the module, as ``from ahop import energy; energy(...)`` did, still works but warns."""
+    import types
+
+    import ahop
+    import ahop.energy as energy_module
+
+    assert isinstance(ahop.energy, types.ModuleType) and ahop.energy is energy_module
+    assert ahop.uhn_energy is energy_module.uhn_energy is energy_module.energy
+    assert "uhn_energy" in ahop.__all__ and "energy" not in ahop.__all__
+    queries, keys = torch.randn(3, 4), torch.randn(5, 4)
+    with pytest.warns(DeprecationWarning, match="call ahop.uhn_energy"):
+        old = ahop.energy(queries, keys, beta=0.5)
+    torch.testing.assert_close(old, ahop.uhn_energy(queries, keys, beta=0.5))

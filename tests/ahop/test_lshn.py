@@ -27,14 +27,7 @@ from ahop.lshn import (
     training_cues,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: threading only adds overhead on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_patterns(p: int, n: int, seed: int = 0) -> torch.Tensor:

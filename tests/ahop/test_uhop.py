@@ -13,13 +13,7 @@ from ahop.functional import retrieve
 from ahop.similarity import SIMILARITIES, build_similarity
 from ahop.variants import GaussianNoise
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

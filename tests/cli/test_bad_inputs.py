@@ -328,9 +328,9 @@ CASES = [
     _p("retrieval-too-many-memories", lambda t, f: run("validate", "retrieval_fixed.yaml", t, "--data.init_args.num_memories", "100000"), "num_memories=100000 exceeds the"),
     _p("retrieval-nothing-to-fit", lambda t, f: run("fit", "retrieval_fixed.yaml", t), "nothing to fit"),
     _p("retrieval-cifar10-missing", lambda t, f: run("validate", "retrieval_cifar10.yaml", t, "--data.init_args.data_dir", str(t)), "cifar10 train split not found"),
-    _p("lshn-unknown-attractor", lambda t, f: run("fit", "lshn.yaml", t, "--model.init_args.attractor", "dense"), "allowed values: hebbian, learned"),
+    _p("lshn-unknown-attractor", lambda t, f: run("fit", "lshn.yaml", t, "--model.init_args.network.attractor", "dense"), "allowed values: hebbian, learned"),
     _p("lshn-eval-max-steps-zero", lambda t, f: run("fit", "lshn.yaml", t, "--model.init_args.eval_max_steps", "0"), "eval_max_steps must be an integer >= 1"),
-    _p("lshn-unknown-schedule", lambda t, f: run("fit", "lshn.yaml", t, "--model.init_args.schedule", "cosine"), "allowed values"),
+    _p("lshn-unknown-schedule", lambda t, f: run("fit", "lshn.yaml", t, "--model.init_args.network.schedule", "cosine"), "allowed values"),
     _p("lshn-sanity-steps-zero", lambda t, f: run("fit", "lshn.yaml", t, "--model.init_args.sanity_max_steps", "0"), "sanity_max_steps must be an integer >= 1"),
     # --- MIL bags
     _p("mat-truncated", lambda t, f: fit(t, "--data.init_args.dataset", "elephant", "--data.init_args.data_dir", str(mat_file(t, "truncated")), config="mil.yaml"), "elephant.mat is not a readable MATLAB .mat file"),

@@ -318,7 +318,12 @@ def test_cv_on_an_image_config_with_inner_cv(tmp_path: Path) -> None:
     args = ["--config", str(ROOT / "configs" / "image.yaml"), "--trainer.max_epochs", "1"]
     args += ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
     args += ["--trainer.limit_test_batches", "1", "--data.init_args.num_folds", "3"]
-    args += ["--model.init_args.embedding_dim", "16", "--model.init_args.num_layers", "1"]
+    args += [
+        "--model.init_args.network.embedding_dim",
+        "16",
+        "--model.init_args.network.num_layers",
+        "1",
+    ]
     args += ["--model.init_args.num_sample_images", "0", "--trainer.logger", "false"]
     result = evaluate(args, Protocol(inner_folds=2), output_dir=tmp_path, max_folds=1, log=None)
     (fold,) = result.folds

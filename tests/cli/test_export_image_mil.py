@@ -39,7 +39,7 @@ def short_fit(config: str, tmp_path: Path, *extra: str) -> Path:
 
 def test_image_export_matches_task(tmp_path: Path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
-    last = short_fit("image.yaml", tmp_path, "--model.init_args.similarity", "manhattan")
+    last = short_fit("image.yaml", tmp_path, "--model.init_args.network.similarity", "manhattan")
     metadata = export.export(last, tmp_path / "export")
     assert metadata["inputs"] == [
         {"name": "inputs", "shape": ["batch", 1, 8, 8], "dtype": "float32"}

@@ -111,13 +111,14 @@ def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
     args = fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false")[1:]
     cli = ahop_cli.main(args, run=False)
     assert cli.datamodule.augment and cli.datamodule.image_shape == (3, 32, 32)
+    hparams = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
     task = type(cli.model)(
         **{
-            **{k: v for k, v in cli.model.hparams.items() if not k.startswith("_")},
+            **hparams,
             "image_shape": cli.datamodule.image_shape,
             "num_classes": cli.datamodule.num_classes,
-            "embedding_dim": 24,  # the config's width, scaled down for a quick forward pass
-            "num_heads": 6,
+            # the config's width, scaled down for a quick forward pass
+            "network": {**hparams["network"], "embedding_dim": 24, "num_heads": 6},
         }
     )
     assert task(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -127,7 +128,12 @@ def test_cifar10_config_builds_its_model(tmp_path: Path) -> None:
     not (ROOT / "data" / "cifar-10-batches-py").is_dir(), reason="needs CIFAR-10 in data/"
 )
 def test_cifar10_config_fast_dev_run(tmp_path: Path) -> None:
-    ahop_cli.main(fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false"))
+    cli = ahop_cli.main(
+        fast_args("image_cifar10.yaml", tmp_path, "--data.init_args.download", "false")
+    )
+    metrics = cli.trainer.callback_metrics
+    assert cli.model.hparams.image_shape == (3, 32, 32) and cli.model.hparams.num_classes == 10
+    assert torch.isfinite(metrics["train/loss_epoch"]) and torch.isfinite(metrics["val/loss"])
 
 
 def _write_csv(path: Path, rows: list[str]) -> Path:

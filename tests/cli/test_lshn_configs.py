@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import available_splits
@@ -15,7 +16,7 @@ CONFIGS = ROOT / "configs"
 SHARED = ROOT.parent / "shared" / "data"
 HAS_MNIST = SHARED.is_dir() and bool(available_splits("mnist", SHARED))
 # fast_dev_run with short retrieval (the configs use up to 1000 attractor steps)
-QUICK = ["--model.init_args.eval_max_steps", "20", "--model.init_args.latent_dim", "16"]
+QUICK = ["--model.init_args.eval_max_steps", "20", "--model.init_args.network.latent_dim", "16"]
 
 
 def fast_args(config: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -57,14 +58,23 @@ def test_mnist_config_fast_dev_run(tmp_path: Path) -> None:
     assert torch.isfinite(cli.trainer.callback_metrics["val/half_mask/mse"])
 
 
-def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path) -> None:
-    """Both configs parse (no data needed) and carry the official hyperparameters."""
+def test_official_recipe_in_mnist_and_cifar10_configs(tmp_path: Path, capsys) -> None:
+    """Both configs parse (no data needed: --print_config stops before the datamodule, whose
+    sizes the task is built with) and carry the official hyperparameters."""
     for config, dataset in (("lshn_mnist.yaml", "mnist"), ("lshn_cifar10.yaml", "cifar10")):
-        cli = ahop_cli.main(fast_args(config, tmp_path)[1:], run=False)
-        hp = cli.model.hparams
-        assert cli.datamodule.hparams.dataset == dataset
-        assert (hp.latent_dim, hp.schedule_period, hp.threshold) == (16, 500, 50.0)
-        optimizer = cli.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
-        group = optimizer.param_groups[0]
-        assert isinstance(optimizer, torch.optim.AdamW)
-        assert (group["lr"], group["betas"], group["weight_decay"]) == (1e-4, (0.9, 0.95), 1e-2)
+        with pytest.raises(SystemExit) as done:
+            ahop_cli.main([*fast_args(config, tmp_path), "--print_config"])
+        assert not done.value.code
+        printed = yaml.safe_load(capsys.readouterr().out)
+        hp = printed["model"]["init_args"]
+        assert printed["data"]["init_args"]["dataset"] == dataset
+        network = hp["network"]
+        assert (network["latent_dim"], network["schedule_period"], hp["threshold"]) == (
+            16,
+            500,
+            50.0,
+        )
+        optimizer = hp["optimizer"]
+        group = optimizer["init_args"]
+        assert optimizer["class_path"] == "torch.optim.AdamW"
+        assert (group["lr"], group["betas"], group["weight_decay"]) == (1e-4, [0.9, 0.95], 1e-2)

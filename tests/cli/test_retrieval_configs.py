@@ -11,6 +11,8 @@ import torch
 from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import available_splits
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 SHARED = ROOT.parent / "shared" / "data"
@@ -22,14 +24,6 @@ RETRIEVAL_CONFIGS = sorted(p.name for p in CONFIGS.glob("retrieval*.yaml"))
 VALIDATE_ONLY = {"retrieval_fixed.yaml", "retrieval_capacity.yaml", "retrieval_cifar10.yaml"}
 #: a small, quick version of the offline data (the configs use 200 memories)
 SMALL = ["--data.init_args.num_memories", "30", "--data.init_args.queries_per_memory", "2"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _args(command: str, config: str, tmp_path: Path, *extra: str) -> list[str]:

@@ -157,4 +157,10 @@ def test_runs_under_lightning_trainer(tmp_path: Path) -> None:
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(_LinearClassifier(), datamodule=ImageDataModule(batch_size=16))
+    model = _LinearClassifier()
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer.fit(model, datamodule=ImageDataModule(batch_size=16))
+    # two training batches (16 digits each) moved the weights; the validation loss is finite
+    assert trainer.global_step == 2
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert torch.isfinite(trainer.callback_metrics["val_loss"])

@@ -348,4 +348,9 @@ def test_runs_under_lightning_trainer(tmp_path: Path) -> None:
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(_MeanPool(dm.num_features), datamodule=dm)
+    model = _MeanPool(dm.num_features)
+    before = model.head.weight.detach().clone()
+    trainer.fit(model, datamodule=dm)
+    # two padded training batches went through the masked mean: the head learned from them
+    assert trainer.global_step == 2 and not torch.equal(model.head.weight, before)
+    assert torch.isfinite(model.head.weight).all()

@@ -3,17 +3,19 @@ figures, and that the classifier learns digits."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ahop.image_models import HopfieldImageClassifier
+from ahop_cli import cli as ahop_cli
 from datamodules.image_sources import load_images
 from datamodules.images import ImageDataModule
 from tasks.image import ImageClassifier, confusion_matrix_figure, image_grid_figure
+from tasks.links import data_sizes
 
 TINY = {"embedding_dim": 16, "num_heads": 2, "num_layers": 1, "patch_size": 2}
 
@@ -65,21 +67,10 @@ def test_network_rejects_wrong_image_shape() -> None:
         net(torch.zeros(2, 3, 8, 8))
 
 
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    defaults = {
-        "default_root_dir": tmp_path,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": False,
-        "enable_checkpointing": False,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path) -> None:
+def test_task_fast_dev_run_reads_sizes_and_predicts(tmp_path: Path, make_trainer) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=32)
-    task = ImageClassifier(**TINY)
-    trainer = _trainer(tmp_path, fast_dev_run=True)
+    task = ImageClassifier(**data_sizes(datamodule), network=TINY)
+    trainer = make_trainer(fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
     assert tuple(task.hparams.image_shape) == (1, 8, 8) and task.hparams.num_classes == 10
     trainer.test(task, datamodule=datamodule)
@@ -107,13 +98,11 @@ def _tensorboard_tags(log_dir: Path) -> dict[str, set[str]]:
     return tags
 
 
-def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> None:
+def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path, make_trainer) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
-    task = ImageClassifier(num_sample_images=6, **TINY)
+    task = ImageClassifier(**data_sizes(datamodule), num_sample_images=6, network=TINY)
     logger = TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False)
-    trainer = _trainer(
-        tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=logger
-    )
+    trainer = make_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=logger)
     trainer.fit(task, datamodule=datamodule)
     tags = _tensorboard_tags(tmp_path / "tb")
     assert {"val/samples", "val/confusion_matrix"} <= tags["images"]
@@ -122,10 +111,10 @@ def test_tensorboard_gets_sample_grid_and_confusion_matrix(tmp_path: Path) -> No
     assert task.val_confusion.update_count == 0
 
 
-def test_no_figures_without_tensorboard(tmp_path: Path) -> None:
+def test_no_figures_without_tensorboard(tmp_path: Path, make_trainer) -> None:
     datamodule = ImageDataModule(dataset="digits", batch_size=64)
-    task = ImageClassifier(**TINY)
-    trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    task = ImageClassifier(**data_sizes(datamodule), network=TINY)
+    trainer = make_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(task, datamodule=datamodule)
     assert task.val_confusion.update_count == 0 and task._samples is None
 
@@ -160,3 +149,32 @@ def test_network_fits_a_batch_of_digits() -> None:
         optimizer.step()
     accuracy = (net.eval()(images).argmax(-1) == labels).float().mean()
     assert accuracy > 0.9
+
+
+def test_task_passes_network_options_and_rejects_unknown_ones() -> None:
+    task = ImageClassifier(
+        image_shape=(1, 8, 8), num_classes=10, network={**TINY, "pooling_quantity": 3}
+    )
+    assert task.network.head[1].in_features == 3 * TINY["embedding_dim"]
+    with pytest.raises(ValueError, match=r"no option\(s\) patch_sise; allowed: patch_size, stem"):
+        ImageClassifier(network={"patch_sise": 2})
+    with pytest.raises(ValueError, match="num_classes: set by the task from the data"):
+        ImageClassifier(network={"num_classes": 3})
+
+
+def test_cli_sets_one_network_option_and_rejects_unknown_ones(tmp_path: Path) -> None:
+    from ahop_cli.cli import main
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "image.yaml")
+    cli = ahop_cli.main(
+        ["--config", config, "--model.init_args.network.embedding_dim", "16"], run=False
+    )
+    network = cli.model.hparams.network
+    assert network["embedding_dim"] == 16 and network["patch_size"] == 2  # the rest kept
+    assert cli.model.network.head[1].in_features == 16
+    with pytest.raises(argparse.ArgumentError, match="patch_sise"):
+        main(
+            ["--config", config, "--model.init_args.network.patch_sise", "3"],
+            run=False,
+            exit_on_error=False,
+        )

@@ -3,26 +3,28 @@ Hebbian option, TensorBoard trajectory / energy, checkpoint reload and argument 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ahop.lshn import scale_to_pm1
 from datamodules.retrieval import RetrievalDataModule
+from tasks.links import data_sizes
 from tasks.lshn import CUE_METRICS, LSHNTask, energy_figure
 
-FAST = {"latent_dim": 16, "eval_max_steps": 30, "noise_sigmas": (0.1, 0.5)}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture
+def make_trainer(make_trainer):
+    """The shared quiet Trainer, for one epoch and without the sanity check by default."""
+    return functools.partial(make_trainer, max_epochs=1, num_sanity_val_steps=0)
+
+
+FAST = {"network": {"latent_dim": 16}, "eval_max_steps": 30, "noise_sigmas": (0.1, 0.5)}
 
 
 def _data(num_memories: int = 12, steps_per_epoch: int = 3) -> RetrievalDataModule:
@@ -36,25 +38,16 @@ def _data(num_memories: int = 12, steps_per_epoch: int = 3) -> RetrievalDataModu
     )
 
 
-def _trainer(tmp_path: Path, logger: object = False, **kwargs: object) -> L.Trainer:
-    defaults = {
-        "default_root_dir": tmp_path,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": logger,
-        "enable_checkpointing": False,
-        "max_epochs": 1,
-        "num_sanity_val_steps": 0,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(tmp_path: Path) -> None:
+def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(
+    tmp_path: Path, make_trainer
+) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
+    task = LSHNTask(
+        **data_sizes(datamodule), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
+    )
     logger = TensorBoardLogger(str(tmp_path), name="lshn", default_hp_metric=False)
-    trainer = _trainer(tmp_path, logger=logger, max_epochs=2)
+    trainer = make_trainer(logger=logger, max_epochs=2)
     trainer.fit(task, datamodule)
 
     assert trainer.global_step == 6  # 12 memories * 3 / batch 12 = 3 steps per epoch
@@ -89,7 +82,7 @@ def test_fit_trains_full_batch_keeps_w_hh_symmetric_and_logs_every_cue(tmp_path:
     assert (grid.width, grid.height) == (10 * 34 + 2, 8 * 34 + 2)
 
 
-def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
+def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path, make_trainer) -> None:
     """Without the hook, AdamW's update of W_hh is not symmetric (the test above can fail)."""
 
     class NoSymmetrize(LSHNTask):
@@ -97,17 +90,21 @@ def test_symmetrize_hook_is_what_keeps_w_hh_symmetric(tmp_path: Path) -> None:
             pass
 
     torch.manual_seed(0)
-    task = NoSymmetrize(**FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
-    _trainer(tmp_path, limit_val_batches=0).fit(task, _data())
+    task = NoSymmetrize(
+        **data_sizes(_data()), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
+    )
+    make_trainer(limit_val_batches=0).fit(task, _data())
     w = task.model.attractor.weight_hh
     assert (w - w.t()).abs().max() > 1e-6
 
 
-def test_hebbian_attractor_uses_clean_latents(tmp_path: Path) -> None:
+def test_hebbian_attractor_uses_clean_latents(tmp_path: Path, make_trainer) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**FAST, attractor="hebbian")
-    trainer = _trainer(tmp_path)
+    task = LSHNTask(
+        **data_sizes(datamodule), **{**FAST, "network": {"latent_dim": 16, "attractor": "hebbian"}}
+    )
+    trainer = make_trainer()
     trainer.fit(task, datamodule)
     names = {name for name, _ in task.named_parameters()}
     assert "model.attractor.weight_hh" not in names  # a buffer, never trained
@@ -119,11 +116,13 @@ def test_hebbian_attractor_uses_clean_latents(tmp_path: Path) -> None:
     assert torch.isfinite(trainer.callback_metrics["val/half_mask/fraction_retrieved"])
 
 
-def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path) -> None:
+def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path, make_trainer) -> None:
     torch.manual_seed(0)
     datamodule = _data()
-    task = LSHNTask(**FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
-    trainer = _trainer(tmp_path, limit_val_batches=0)
+    task = LSHNTask(
+        **data_sizes(datamodule), **FAST, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2)
+    )
+    trainer = make_trainer(limit_val_batches=0)
     trainer.fit(task, datamodule)
     path = tmp_path / "lshn.ckpt"
     trainer.save_checkpoint(path)
@@ -133,13 +132,13 @@ def test_checkpoint_reload_gives_the_same_retrieval(tmp_path: Path) -> None:
     queries = datamodule.memories[:4] * 0.8
     torch.testing.assert_close(loaded(queries), task(queries), rtol=0, atol=0)
     # evaluating the reloaded task on the same data works; on other stored images it refuses
-    metrics = _trainer(tmp_path).validate(loaded, datamodule, verbose=False)[0]
+    metrics = make_trainer().validate(loaded, datamodule, verbose=False)[0]
     assert "val/half_mask/mse" in metrics
     other = RetrievalDataModule(
         dataset="digits", num_memories=12, memory_seed=1, variant="identity", batch_size=12
     )
     with pytest.raises(ValueError, match="differ from the datamodule"):
-        _trainer(tmp_path).validate(LSHNTask.load_from_checkpoint(path), other, verbose=False)
+        make_trainer().validate(LSHNTask.load_from_checkpoint(path), other, verbose=False)
 
 
 def test_energy_figure_has_one_line_per_cue() -> None:
@@ -150,7 +149,7 @@ def test_energy_figure_has_one_line_per_cue() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"attractor": "dense"}, "allowed values: hebbian, learned"),
+        ({"network": {"attractor": "dense"}}, "allowed values: hebbian, learned"),
         ({"eval_dt": 0.0}, "eval_dt"),
         ({"eval_max_steps": 0}, "eval_max_steps"),
         ({"eval_tol": -1.0}, "eval_tol"),
@@ -159,7 +158,15 @@ def test_energy_figure_has_one_line_per_cue() -> None:
         ({"threshold": 0.0}, "threshold"),
         ({"num_trajectory_images": -1}, "num_trajectory_images"),
         ({"image_shape": (8, 8)}, r"\(C, H, W\)"),
-        ({"schedule": "cosine", "dim": 4, "num_memories": 2, "image_shape": (1, 2, 2)}, "schedule"),
+        (
+            {
+                "network": {"schedule": "cosine"},
+                "dim": 4,
+                "num_memories": 2,
+                "image_shape": (1, 2, 2),
+            },
+            "schedule",
+        ),
         ({"dim": 5, "num_memories": 2, "image_shape": (1, 2, 2)}, "does not match dim"),
     ],
 )
@@ -169,14 +176,14 @@ def test_bad_arguments_raise_clear_errors(kwargs: dict, match: str) -> None:
 
 
 def test_memories_must_fit(tmp_path: Path) -> None:
-    task = LSHNTask(latent_dim=8, dim=4, num_memories=2, image_shape=(1, 2, 2))
+    task = LSHNTask(network={"latent_dim": 8}, dim=4, num_memories=2, image_shape=(1, 2, 2))
     with pytest.raises(ValueError, match="do not fit"):
         task.set_memories(torch.zeros(3, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         task.set_memories(torch.full((2, 4), 2.0))
 
 
-def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path) -> None:
+def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path, make_trainer) -> None:
     """1 x D vectors (dataset uniform) are no images: every metric but SSIM is logged."""
     torch.manual_seed(0)
     datamodule = RetrievalDataModule(
@@ -188,9 +195,21 @@ def test_flat_synthetic_patterns_train_without_ssim(tmp_path: Path) -> None:
         eval_queries_per_memory=1,
         batch_size=8,
     )
-    task = LSHNTask(**FAST)
-    trainer = _trainer(tmp_path)
+    task = LSHNTask(**data_sizes(datamodule), **FAST)
+    trainer = make_trainer()
     trainer.fit(task, datamodule)
     metrics = trainer.callback_metrics
     assert torch.isfinite(metrics["val/query/mse"])
     assert "val/query/ssim" not in metrics
+
+
+def test_network_options_reach_the_lshn_and_unknown_ones_are_refused() -> None:
+    sizes = {"dim": 4, "num_memories": 2, "image_shape": (1, 2, 2)}
+    task = LSHNTask(network={"latent_dim": 6, "hidden_dim": 5, "train_steps": 3}, **sizes)
+    assert task.model.latent_dim == 6 and task.model.train_steps == 3
+    with pytest.raises(
+        ValueError, match=r"LSHN has no option\(s\) latent_size; allowed: latent_dim"
+    ):
+        LSHNTask(network={"latent_size": 6}, **sizes)
+    with pytest.raises(ValueError, match="input_dim: set by the task from the data"):
+        LSHNTask(network={"input_dim": 4}, **sizes)

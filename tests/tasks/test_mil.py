@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from torchmetrics.classification import BinaryAUROC
 
 from ahop.mil_models import MIL_NETWORKS, AttentionMILNetwork, HopfieldMILNetwork, MeanMILNetwork
 from datamodules.mil import MILDataModule, make_synthetic_bags
+from tasks.links import data_sizes
 from tasks.mil import MILClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,22 +87,14 @@ def test_instance_dropout_only_in_training_and_keeps_an_instance() -> None:
         HopfieldMILNetwork(4, embedding_dim=8, num_heads=2, instance_dropout=1.0)
 
 
-def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    defaults = {
-        "default_root_dir": tmp_path,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "logger": False,
-        "enable_checkpointing": False,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
-
-
-def test_task_fast_dev_run_and_probabilities(tmp_path: Path) -> None:
+def test_task_fast_dev_run_and_probabilities(tmp_path: Path, make_trainer) -> None:
     datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=4)
-    task = MILClassifier(network={"embedding_dim": 16, "num_heads": 2, "similarity": "adaptive"})
+    task = MILClassifier(
+        **data_sizes(datamodule),
+        network={"embedding_dim": 16, "num_heads": 2, "similarity": "adaptive"},
+    )
     assert (task.monitor, task.monitor_mode) == ("val/loss", "min")
-    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer = make_trainer(fast_dev_run=True)
     trainer.fit(task, datamodule=datamodule)
     assert task.hparams.num_features == 16
     (metrics,) = trainer.test(task, datamodule=datamodule, verbose=False)
@@ -150,14 +142,14 @@ def test_synthetic_bags_are_the_runner_default_without_files(tmp_path: Path) -> 
     assert len(datamodule.load()) == len(make_synthetic_bags())
 
 
-def test_weight_averaging_sees_the_network(tmp_path: Path) -> None:
+def test_weight_averaging_sees_the_network(tmp_path: Path, make_trainer) -> None:
     """EMAWeightAveraging builds its copy before the task's setup: configure_model builds first."""
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     datamodule = MILDataModule(dataset="synthetic", data_dir=str(tmp_path), batch_size=32)
-    task = MILClassifier(network={"embedding_dim": 8, "num_heads": 2})
+    task = MILClassifier(**data_sizes(datamodule), network={"embedding_dim": 8, "num_heads": 2})
     ema = EMAWeightAveraging(decay=0.5)
-    _trainer(tmp_path, max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
+    make_trainer(max_epochs=2, callbacks=[ema]).fit(task, datamodule=datamodule)
     averaged = dict(ema._average_model.module.named_parameters())
     assert averaged and set(averaged) == set(dict(task.named_parameters()))
     for name, param in task.named_parameters():  # the averaged weights are the final ones
