@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ahop.classifiers import TABULAR_NETWORKS
 from tasks.base import ClassificationTask, default_optimizer
+from tasks.progress import progress_bar_for
 
 #: the task's options that configure the network, each passed on when set (``None``: the
 #: network's own default); an option the chosen network does not take is an error
@@ -209,7 +210,18 @@ class TabularClassifier(ClassificationTask):
 
     def on_train_epoch_start(self) -> None:
         if self.holds_memory:
+            self.network.reset_refresh_log()
             self.network.refresh_memory()
+
+    def progress_metrics(self) -> dict[str, str]:
+        """What the progress bar (:class:`tasks.progress.RowsProgressBar`) adds: the memory
+        refreshes of this epoch and their seconds, ``{"refresh": "2x 0.41s"}`` (retrieval with
+        the ``epoch`` / ``frozen`` refresh; empty otherwise)."""
+        net = self.network
+        if not self.holds_memory or net.memory_refresh not in ("epoch", "frozen"):
+            return {}
+        count, seconds = net.refresh_log
+        return {"refresh": f"{int(count)}x {seconds:.2f}s"}
 
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         features, target = batch
@@ -229,15 +241,17 @@ class TabularClassifier(ClassificationTask):
             self.log(self.best_name, self.best_tracker.compute(), sync_dist=True)
 
     def configure_callbacks(self) -> list[Callback]:
+        bar = progress_bar_for(self._trainer)  # rows / s, ETA and the memory refresh
         patience = self.hparams.early_stopping_patience
         if patience is None:
-            return []
+            return bar
         # strict=False: a run that stops before its first validation has nothing to judge (the
         # monitor is the task's own metric, so it cannot be misspelt)
         return [
+            *bar,
             EarlyStopping(
                 monitor=self.monitor, mode=self.monitor_mode, patience=patience, strict=False
-            )
+            ),
         ]
 
     # -- export ---------------------------------------------------------------------------------
