@@ -297,9 +297,10 @@ def best_validation_score(fold: Any) -> float:
     path = fold.selection.get("checkpoint") or ""
     if not path or not Path(path).is_file():
         return float("nan")
-    for key, state in read_checkpoint(path).get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
-            return float(state["best_model_score"])
+    for state in read_checkpoint(path).get("callbacks", {}).values():
+        score = state.get("current_score") if isinstance(state, dict) else None
+        if score is not None and state.get("monitor"):  # the checkpoint callback that kept it
+            return float(score)
     return float("nan")
 
 
@@ -591,11 +592,14 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def tune(
-    splits: Sequence[Split], models: Sequence[str], grid: list[tuple[str, ...]]
+    splits: Sequence[Split],
+    models: Sequence[str],
+    grid: list[tuple[str, ...]],
+    common: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Validation score of every grid point and Hopfield model through the CV engine (the best
     checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is
-    read, printed or saved here)."""
+    read, printed or saved here). ``common``: overrides of every point (not in its label)."""
     results = []
     for point in grid:
         setting = " ".join(p.removeprefix("--").removeprefix("model.init_args.") for p in point)
@@ -605,7 +609,7 @@ def tune(
             for model in models:
                 rows += [
                     {**asdict(r), "test_acc": float("nan"), "setting": setting}
-                    for r in evaluate_hopfield(list(group), model, point)[0]
+                    for r in evaluate_hopfield(list(group), model, (*common, *point))[0]
                 ]
         frame = pd.DataFrame(rows)
         results.append(frame)
@@ -726,8 +730,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     hopfield = [m for m in models if m not in BASELINES]
     baselines = [m for m in models if m in BASELINES]
     if args.tune:
-        grid = [(*overrides, *point) for point in parse_grid(args.grid)]
-        frames = [tune(splits, hopfield, grid)] if hopfield else []
+        grid = parse_grid(args.grid)
+        frames = [tune(splits, hopfield, grid, overrides)] if hopfield else []
         if baselines:  # once, on the validation rows only
             rows = [asdict(r) for s in splits for r in run_baselines(s, baselines, ("val",))]
             frames.append(pd.DataFrame(rows).assign(setting="(baseline)"))

@@ -53,6 +53,8 @@ def synthetic_table(
 ) -> pd.DataFrame:
     """``rows`` rows of ``numeric`` Gaussian and ``categorical`` text columns (4..12 categories)
     and a binary ``label`` that depends non-linearly on both (about 10 % label noise)."""
+    if numeric < 4 or categorical < 0:
+        raise ValueError(f"need >= 4 numeric and >= 0 text columns, got {numeric}, {categorical}")
     generator = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {f"x{i}": generator.normal(size=rows).astype(np.float32) for i in range(numeric)}
@@ -180,9 +182,9 @@ def table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         cells = [
-            f"{r['rows']} ({r['train_rows']})",
-            str(r["batch_size"]),
-            str(r["epochs"]),
+            f"{int(r['rows'])} ({int(r['train_rows'])})",
+            str(int(r["batch_size"])),
+            str(int(r["epochs"])),
             f"{r['epoch_s']:.2f}",
             f"{r['us_per_row']:.0f}",
             f"{r['peak_mib']:.0f}",
