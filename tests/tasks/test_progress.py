@@ -32,6 +32,7 @@ def test_rate_metrics_give_rows_per_second_and_the_epochs_eta() -> None:
 def test_only_lightnings_default_bar_is_replaced() -> None:
     assert progress_bar_for(None) == []
     assert progress_bar_for(L.Trainer(enable_progress_bar=False, logger=False)) == []
+
     class OwnBar(TQDMProgressBar):
         pass
 
