@@ -32,6 +32,8 @@ NETWORK_OPTIONS = (
     # retrieval
     "context_size",
     "candidate_similarity",
+    "candidate_search",
+    "ivf_min_memories",
     "update_steps",
     "encoder_blocks",
     "predictor_blocks",
@@ -98,6 +100,9 @@ class TabularClassifier(ClassificationTask):
         context_size: retrieval: memories each row retrieves from (picked by the candidate search).
         candidate_similarity: retrieval: the cheap ranking of the candidate search
             (``euclidean`` or ``dot``).
+        candidate_search: retrieval: ``auto`` (exact below ``ivf_min_memories`` training rows, a
+            faiss IVF index, approximate, from there on), ``exact`` or ``ivf``.
+        ivf_min_memories: retrieval: see ``candidate_search`` (default 10,000).
         update_steps: retrieval: Hopfield update steps over the context.
         encoder_blocks: retrieval: residual MLP blocks before the retrieval.
         predictor_blocks: retrieval: residual MLP blocks after the retrieval.
@@ -137,6 +142,8 @@ class TabularClassifier(ClassificationTask):
         num_layers: int | None = None,
         context_size: int | None = None,
         candidate_similarity: str | None = None,
+        candidate_search: str | None = None,
+        ivf_min_memories: int | None = None,
         update_steps: int | None = None,
         encoder_blocks: int | None = None,
         predictor_blocks: int | None = None,
