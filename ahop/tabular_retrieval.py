@@ -59,6 +59,7 @@ from ahop.candidates import (
     DEFAULT_IVF_MIN_MEMORIES,
     DEFAULT_IVF_PROBES,
     CandidateIndex,
+    top_candidates,
 )
 from ahop.checks import check_positive_ints
 from ahop.feature_embeddings import build_feature_embedding
@@ -112,12 +113,15 @@ class _PooledReluDifference(torch.autograd.Function):
         active, rows, weights = ctx.saved_tensors
         need_queries, need_table, _, need_weights = ctx.needs_input_grad
         grad_weights = (active @ grad.unsqueeze(-1)).squeeze(-1) if need_weights else None
-        # dL/d(q - t) = w * g where the ReLU is active (a new buffer: the saved one may be needed
-        # by another backward pass with retain_graph)
-        pair = torch.mul(active.gt(0), weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
-        grad_queries = pair.sum(-2) if need_queries else None
-        grad_table = None
+        # dL/d(q - t) = w * g where the ReLU is active; the 0/1 mask is sign(active) (active >= 0),
+        # a new buffer: the saved one may be needed by another backward pass with retain_graph
+        mask = torch.sign(active)
+        grad_queries = grad_table = None
+        if need_queries:  # sum_i w_i mask_i * g as one batched product
+            weights_row = weights.unsqueeze(-2).to(mask.dtype)
+            grad_queries = (weights_row @ mask).squeeze(-2).mul_(grad)
         if need_table:
+            pair = mask.mul_(weights.unsqueeze(-1)).mul_(grad.unsqueeze(-2))
             grad_table = pair.new_zeros(ctx.table_rows, pair.shape[-1])
             grad_table.index_add_(0, rows.flatten(), pair.reshape(-1, pair.shape[-1]), alpha=-1)
         return grad_queries, grad_table, None, grad_weights
@@ -524,6 +528,8 @@ class TabularRetrievalClassifier(nn.Module):
     def _search(self, query: Tensor, keys: Tensor, count: int, exclude: Tensor | None) -> Tensor:
         if count == keys.shape[0] and exclude is None:  # every memory is a candidate
             return torch.arange(count, device=keys.device).expand(query.shape[0], count)
+        if torch.compiler.is_compiling():  # exported graphs: the exact search, no cached state
+            return top_candidates(query, keys, count, self.candidate_similarity, exclude=exclude)
         return self.candidate_index(keys).search(query, count, exclude)
 
     def candidate_index(self, keys: Tensor) -> CandidateIndex:
