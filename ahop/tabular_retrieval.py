@@ -5,7 +5,7 @@ value) carries its label (a learned label embedding) and its encoding relative t
 ``label_embedding(y_i) + T(k_q - k_i)`` as in TabR (Gorishniy et al. 2024). Retrieval is one (or
 more) Hopfield update step(s) ``x <- x + separation(similarity(K_context, k_q)) @ V_context``
 over a *context* of the ``context_size`` best memories, which a cheap candidate search
-(:func:`ahop.candidates.top_candidates`, squared L2 or dot, torch or faiss) picks first, so an
+(:class:`ahop.candidates.CandidateIndex`, squared L2 or dot, exact or faiss IVF) picks first, so an
 expensive similarity (``adaptive``) scores ``context_size`` memories per query instead of all of
 them. The classifier sees the row's encoding plus what it retrieved.
 
