@@ -213,6 +213,8 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     axes[1].set_ylim(bottom=0)
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(list(frame["train_rows"]), [f"{int(r):,}" for r in frame["train_rows"]])
+        ax.minorticks_off()
         ax.set_xlabel("training rows")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
