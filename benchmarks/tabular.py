@@ -13,7 +13,8 @@ Models:
 
 * ``retrieval-<similarity>``: :class:`tasks.tabular.TabularClassifier` with the default network
   (retrieval from the training rows), evaluated by ``ahop cv``'s engine
-  (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``): each split is trained exactly as
+  (:func:`engine_evaluate`, the one place that calls :func:`ahop_cli.evaluate.evaluate`; selection
+  ``validation``): each split is trained exactly as
   ``ahop fit --config <config>`` trains it and its best checkpoint (the task's model-selection
   rule: lowest ``val/loss``, early stopping on it) is tested once. ``<similarity>``: dot,
   euclidean, adaptive, manhattan, ...
@@ -26,7 +27,6 @@ Commands::
 
     python benchmarks/tabular.py --quick                       # a few sets, 1 split each
     python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
-    python benchmarks/tabular.py --cost --uci --csv --digits --save benchmarks/out/cost.csv
     python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
     python benchmarks/tabular.py --csv-path my.csv --target label --drop-columns id
     # validation-only tuning: each grid point is a set of CLI overrides; test rows never scored
@@ -35,9 +35,10 @@ Commands::
 
 Prints markdown tables: test accuracy per set (mean ± std over splits), mean accuracy and mean rank
 over the UCI sets and over the mid-size sets, win / tie / loss against hist-gb, the published
-numbers for shrutime / blastchar; ``--cost``: the Hopfield models' seconds per epoch and peak
-memory on the first split of each set (a fixed number of epochs). The baselines are checked to
-be tested on the rows the evaluation engine tested. ``--tune`` scores validation rows only.
+numbers for shrutime / blastchar, median fit seconds. The baselines are checked to be tested on
+the rows the evaluation engine tested. ``--tune`` reads validation scores only (the best
+checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is read).
+Seconds per epoch and peak memory against the rows: ``benchmarks/tabular_speed.py``.
 """
 
 from __future__ import annotations
