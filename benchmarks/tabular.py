@@ -13,7 +13,8 @@ Models:
 
 * ``retrieval-<similarity>``: :class:`tasks.tabular.TabularClassifier` with the default network
   (retrieval from the training rows), evaluated by ``ahop cv``'s engine
-  (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``): each split is trained exactly as
+  (:func:`engine_evaluate`, the one place that calls :func:`ahop_cli.evaluate.evaluate`; selection
+  ``validation``): each split is trained exactly as
   ``ahop fit --config <config>`` trains it and its best checkpoint (the task's model-selection
   rule: lowest ``val/loss``, early stopping on it) is tested once. ``<similarity>``: dot,
   euclidean, adaptive, manhattan, ...
@@ -26,7 +27,6 @@ Commands::
 
     python benchmarks/tabular.py --quick                       # a few sets, 1 split each
     python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
-    python benchmarks/tabular.py --cost --uci --csv --digits --save benchmarks/out/cost.csv
     python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
     python benchmarks/tabular.py --csv-path my.csv --target label --drop-columns id
     # validation-only tuning: each grid point is a set of CLI overrides; test rows never scored
@@ -35,9 +35,10 @@ Commands::
 
 Prints markdown tables: test accuracy per set (mean ± std over splits), mean accuracy and mean rank
 over the UCI sets and over the mid-size sets, win / tie / loss against hist-gb, the published
-numbers for shrutime / blastchar; ``--cost``: the Hopfield models' seconds per epoch and peak
-memory on the first split of each set (a fixed number of epochs). The baselines are checked to
-be tested on the rows the evaluation engine tested. ``--tune`` scores validation rows only.
+numbers for shrutime / blastchar, median fit seconds. The baselines are checked to be tested on
+the rows the evaluation engine tested. ``--tune`` reads validation scores only (the best
+checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is read).
+Seconds per epoch and peak memory against the rows: ``benchmarks/tabular_speed.py``.
 """
 
 from __future__ import annotations
@@ -61,15 +62,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/tabular.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import train  # noqa: E402
+from ahop_cli.checkpoints import read_checkpoint  # noqa: E402
 from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
 
@@ -224,96 +224,7 @@ def available_baselines() -> list[str]:
     return [n for n, (package, _) in BASELINES.items() if importlib.util.find_spec(package)]
 
 
-# ----------------------------------------------------------------------------- measuring
-class EpochTimer(Callback):
-    """Wall time of each training epoch (the training batches only, not validation)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.times.append(time.perf_counter() - self.start)
-
-
-class ValidationTrace(Callback):
-    """Class probabilities of the validation rows after every epoch (for :func:`selection_study`)."""
-
-    def __init__(self, features: torch.Tensor) -> None:
-        self.features, self.probabilities = features, []
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        training = module.training
-        module.eval()
-        with torch.no_grad():
-            self.probabilities.append(module(self.features.to(module.device)).softmax(-1).cpu())
-        module.train(training)
-
-
-#: model-selection rules: per-epoch (loss, accuracy) arrays of one half of the validation rows ->
-#: the chosen epoch
-SELECTION_RULES: dict[str, Callable[[np.ndarray, np.ndarray], int]] = {
-    "min_loss": lambda loss, acc: int(np.argmin(loss)),
-    "max_acc": lambda loss, acc: int(np.argmax(acc)),
-    "max_acc_then_loss": lambda loss, acc: int(np.lexsort((loss, -acc))[0]),
-    "last": lambda loss, acc: len(loss) - 1,
-}
-
-
-def selection_study(
-    probabilities: Sequence[torch.Tensor], labels: torch.Tensor, repeats: int = 20, seed: int = 0
-) -> dict[str, float]:
-    """Accuracy each :data:`SELECTION_RULES` rule gets on rows it did not select on: the
-    validation rows are split in random halves; the epoch chosen on one half is scored on the
-    other (both ways, ``repeats`` times). Uses validation rows only."""
-    probs = torch.stack(list(probabilities)).double()  # (epochs, rows, classes)
-    correct = (probs.argmax(-1) == labels).double().numpy()
-    nll = -torch.log(probs[:, torch.arange(len(labels)), labels].clamp_min(1e-12)).numpy()
-    generator = np.random.default_rng(seed)
-    scores = {name: [] for name in SELECTION_RULES}
-    for _ in range(repeats):
-        order = generator.permutation(len(labels))
-        halves = (order[: len(order) // 2], order[len(order) // 2 :])
-        for pick, score in (halves, halves[::-1]):
-            for name, rule in SELECTION_RULES.items():
-                epoch = rule(nll[:, pick].mean(1), correct[:, pick].mean(1))
-                scores[name].append(correct[epoch, score].mean())
-    return {f"sel_{name}": float(np.mean(v)) for name, v in scores.items()}
-
-
-class PeakMemory:
-    """Peak resident memory (MiB) added while the ``with`` block runs (Linux: resets VmHWM)."""
-
-    def __enter__(self) -> PeakMemory:
-        self.supported = Path("/proc/self/clear_refs").exists()
-        self.peak_mib = float("nan")
-        if self.supported:
-            try:
-                Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                self.supported = False
-        self.base = self._status("VmRSS")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.supported:
-            self.peak_mib = (self._status("VmHWM") - self.base) / 1024
-
-    @staticmethod
-    def _status(key: str) -> float:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    return float(line.split()[1])  # kB
-        except OSError:
-            pass
-        return float("nan")
-
-
+# ----------------------------------------------------------------------------- results
 @dataclass
 class Result:
     """One model on one split."""
@@ -352,7 +263,8 @@ def model_overrides(model: str) -> tuple[str, ...]:
 
 
 def build_cli(split: Split, overrides: Sequence[str], root: str, seed: int) -> Any:
-    """The LightningCLI of ``split`` (its config + data overrides + ``overrides``), not run."""
+    """The LightningCLI of ``split`` (its config + data overrides + ``overrides``), not run: the
+    baselines read its datamodule (the same preprocessed tensors the Hopfield models see)."""
     args = [
         "--config",
         str(split.config),
@@ -367,54 +279,37 @@ def build_cli(split: Split, overrides: Sequence[str], root: str, seed: int) -> A
     return train.main(args, run=False)
 
 
-def fit_hopfield(
-    split: Split,
-    model: str,
-    scored: Sequence[str],
-    extra: Sequence[str] = (),
-    study_selection: bool = False,
-) -> dict[str, Any]:
-    """Train like ``ahop fit`` and score the checkpoint the CLI keeps on the ``scored`` splits
-    (``study_selection``: also the :func:`selection_study` of the validation rows)."""
-    with tempfile.TemporaryDirectory(prefix="ahop-bench-") as root:
-        cli = build_cli(split, (*model_overrides(model), *extra), root, split.index)
-        timer = EpochTimer()
-        cli.trainer.callbacks.append(timer)
-        if study_selection:
-            cli.datamodule.setup("fit")
-            trace = ValidationTrace(cli.datamodule.tensors("val")[0])
-            cli.trainer.callbacks.append(trace)
-        start = time.perf_counter()
-        with PeakMemory() as memory:
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        fit_s = time.perf_counter() - start
-        checkpoint = cli.trainer.checkpoint_callback
-        best = type(cli.model).load_from_checkpoint(checkpoint.best_model_path, weights_only=True)
-        best.eval()
-        scores = {}
-        with torch.no_grad():
-            for part in scored:
-                x, y = cli.datamodule.tensors(part)
-                scores[f"{part}_acc"] = accuracy(best(x).argmax(-1), y)
-        best_epoch = torch.load(checkpoint.best_model_path, weights_only=True)["epoch"]
-        if study_selection:
-            scores.update(selection_study(trace.probabilities, cli.datamodule.tensors("val")[1]))
-    return {
-        **scores,
-        "fit_s": fit_s,
-        "epoch_s": float(np.median(timer.times)) if timer.times else float("nan"),
-        "epochs": len(timer.times),
-        "best_epoch": int(best_epoch),
-        "peak_mib": memory.peak_mib,
-    }
+# ----------------------------------------------------------------------------- the CV engine
+# Every Hopfield fit of this benchmark goes through `ahop cv`'s engine, and only through the two
+# functions below (re-point them here when the engine's public API moves).
+def engine_evaluate(
+    args: Sequence[str], repeats: int, seed: int | None, max_folds: int | None
+) -> Any:
+    """``ahop cv`` (selection ``validation``: the config's early stopping, the best checkpoint by
+    the task's ``val/selection``, tested once) of the ``ahop fit`` arguments ``args``; returns the
+    engine's ``Evaluation``."""
+    protocol = Protocol(repeats=repeats, seed=seed, selection="validation")
+    return evaluate(list(args), protocol, output_dir=OUT_DIR / "cv", max_folds=max_folds, log=None)
+
+
+def best_validation_score(fold: Any) -> float:
+    """The monitored validation score (``val/selection`` = val/acc - 1e-4 val/loss: the validation
+    accuracy within 0.001) of an engine fold's best checkpoint: validation rows only."""
+    path = fold.selection.get("checkpoint") or ""
+    if not path or not Path(path).is_file():
+        return float("nan")
+    for state in read_checkpoint(path).get("callbacks", {}).values():
+        score = state.get("current_score") if isinstance(state, dict) else None
+        if score is not None and state.get("monitor"):  # the checkpoint callback that kept it
+            return float(score)
+    return float("nan")
 
 
 def evaluate_hopfield(
     splits: Sequence[Split], model: str, extra: Sequence[str] = ()
 ) -> tuple[list[Result], dict[int, list[int]]]:
     """The accuracy of a Hopfield model on the splits of one data set through ``ahop cv``
-    (:func:`ahop_cli.evaluate.evaluate`, selection ``validation``: the config's early stopping and
-    best-``val/loss`` checkpoint, tested once). Returns the results and each split's test rows.
+    (:func:`engine_evaluate`). Returns the results and each split's test rows.
 
     UCI sets: the first ``len(splits)`` predefined folds (one repeat); stratified sets: one repeat
     per seed (``seed``, ``seed + 1``, ...).
@@ -431,51 +326,35 @@ def evaluate_hopfield(
         for o in first.overrides
         if not o.startswith(("--data.init_args.fold=", "--data.init_args.seed="))
     ]
-    protocol = Protocol(
-        repeats=1 if uci else len(ids), seed=None if uci else ids[0], selection="validation"
-    )
     args = ["--config", str(first.config), *data, *model_overrides(model), *extra]
     args.append("--trainer.logger=false")
-    evaluation = evaluate(
-        args, protocol, output_dir=OUT_DIR / "cv", max_folds=len(ids) if uci else None, log=None
+    evaluation = engine_evaluate(
+        args,
+        repeats=1 if uci else len(ids),
+        seed=None if uci else ids[0],
+        max_folds=len(ids) if uci else None,
     )
     results, test_rows = [], {}
     for fold in evaluation.folds:
         index = fold.fold if uci else fold.seed
         test_rows[index] = [int(i) for i in fold.test_ids]
+        epochs = fold.epochs or 0
         results.append(
             Result(
                 first.dataset,
                 index,
                 model,
-                val_acc=float("nan"),
+                val_acc=best_validation_score(fold),
                 test_acc=fold.metrics["test/acc"],
                 fit_s=fold.seconds,
-                best_epoch=(fold.epochs or 0) - 1,
+                best_epoch=epochs - 1,
                 setting=str(evaluation.run_dir),
             )
         )
     return results, test_rows
 
 
-def cost_run(split: Split, models: Sequence[str], epochs: int) -> list[Result]:
-    """Seconds per epoch and peak memory of the Hopfield ``models`` on one split: ``epochs``
-    epochs each without early stopping, after one discarded warm-up fit (one-time allocations)."""
-    fixed = (f"--trainer.max_epochs={epochs}", "--model.init_args.early_stopping_patience=null")
-    fit_hopfield(split, "lookup-dot", ("val",), ("--trainer.max_epochs=1",))
-    results = []
-    for model in models:
-        scores = fit_hopfield(split, model, ("val",), fixed)
-        result = Result(split.dataset, split.index, model, setting="cost", **scores)
-        print(
-            f"{split.dataset:>28} #{split.index} {model:>20}: {result.epoch_s:.3f} s/epoch, "
-            f"peak +{result.peak_mib:.0f} MiB",
-            flush=True,
-        )
-        results.append(result)
-    return results
-
-
+# ----------------------------------------------------------------------------- baselines' fits
 def fit_baseline(datamodule: Any, name: str, seed: int, scored: Sequence[str]) -> dict[str, float]:
     """Fit a :data:`BASELINES` model on the training tensors; accuracy on the ``scored`` splits."""
     model = BASELINES[name][1](seed)
@@ -489,50 +368,33 @@ def fit_baseline(datamodule: Any, name: str, seed: int, scored: Sequence[str]) -
     return scores
 
 
-def run_split(
+def run_baselines(
     split: Split,
     models: Sequence[str],
     scored: Sequence[str] = ("val", "test"),
-    extra: Sequence[str] = (),
     setting: str = "",
-    verbose: bool = True,
-    study_selection: bool = False,
     check: dict[str, dict[int, list[int]]] | None = None,
 ) -> list[Result]:
-    """Every model on one split (``extra``: CLI overrides for the Hopfield models; ``check``:
-    model -> split -> the test rows another run used, which must be this split's)."""
+    """Every baseline on one split (``check``: model -> split -> the test rows the engine tested,
+    which must be this split's)."""
+    with tempfile.TemporaryDirectory() as root:  # the config's data section, as the CLI reads it
+        datamodule = build_cli(split, (), root, split.index).datamodule
+    datamodule.setup("fit")
+    rows = [int(i) for i in datamodule.split_indices["test"]]
+    for other, tested in (check or {}).items():
+        if split.index in tested and sorted(tested[split.index]) != sorted(rows):
+            raise RuntimeError(f"{split.dataset} #{split.index}: {other} was tested on other rows")
     results = []
-    datamodule = None
     for model in models:
-        if model in BASELINES:
-            if datamodule is None:  # the configs' data section, preprocessed as the CLI does
-                with tempfile.TemporaryDirectory() as root:
-                    datamodule = build_cli(split, (), root, split.index).datamodule
-                datamodule.setup("fit")
-                rows = [int(i) for i in datamodule.split_indices["test"]]
-                for other, tested in (check or {}).items():
-                    if split.index in tested and sorted(tested[split.index]) != sorted(rows):
-                        raise RuntimeError(
-                            f"{split.dataset} #{split.index}: {other} was tested on other rows"
-                        )
-            scores = fit_baseline(datamodule, model, split.index, scored)
-        else:
-            scores = fit_hopfield(split, model, scored, extra, study_selection)
+        scores = fit_baseline(datamodule, model, split.index, scored)
         result = Result(split.dataset, split.index, model, setting=setting, **scores)
         results.append(result)
-        if verbose:
-            timing = (
-                f"  {result.epochs} ep (best {result.best_epoch}), {result.epoch_s:.3f} s/ep, "
-                f"peak +{result.peak_mib:.0f} MiB"
-                if result.epochs
-                else ""
-            )
-            test = f"  test {100 * result.test_acc:5.1f}" if "test" in scored else ""
-            print(
-                f"{split.dataset:>28} #{split.index} {model:>20}: val {100 * result.val_acc:5.1f}"
-                f"{test}{timing}",
-                flush=True,
-            )
+        test = f"  test {100 * result.test_acc:5.1f}" if "test" in scored else ""
+        print(
+            f"{split.dataset:>28} #{split.index} {model:>20}: val {100 * result.val_acc:5.1f}"
+            f"{test}  fit {result.fit_s:.1f} s",
+            flush=True,
+        )
     return results
 
 
@@ -613,34 +475,6 @@ def accuracy_table(results: pd.DataFrame, models: Sequence[str], column: str = "
     return text
 
 
-def cost_table(results: pd.DataFrame) -> str:
-    """Per data set and Hopfield model (the ``--cost`` runs): median s / epoch, epochs, peak MiB,
-    and the epoch-time ratio of each model to retrieval-dot."""
-    hopfield = results[results["setting"] == "cost"]
-    models = list(dict.fromkeys(hopfield["model"]))
-    rows = []
-    for dataset in dict.fromkeys(hopfield["dataset"]):
-        part = hopfield[hopfield["dataset"] == dataset]
-        epoch = part.groupby("model")["epoch_s"].median()
-        cells = []
-        for m in models:
-            runs = part[part["model"] == m]
-            if runs.empty:
-                cells.append("")
-                continue
-            ratio = (
-                f", {epoch[m] / epoch['retrieval-dot']:.2f}x dot"
-                if "retrieval-dot" in epoch and m != "retrieval-dot"
-                else ""
-            )
-            cells.append(
-                f"{runs['epoch_s'].median():.3f} s{ratio} ({runs['epochs'].mean():.0f} ep, "
-                f"+{runs['peak_mib'].median():.0f} MiB)"
-            )
-        rows.append([dataset, *cells])
-    return markdown_table(["data set", *models], rows)
-
-
 def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
     """PNG: grouped bars of mean test accuracy per data set (one panel for the UCI sets, one for
     the mid-size sets with the published numbers hatched)."""
@@ -702,21 +536,16 @@ def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
 
 
 def report(results: pd.DataFrame, models: Sequence[str], out: Path | None) -> None:
-    """Print the accuracy and cost tables; save the PNG to ``out``."""
-    costs = results[results["setting"] == "cost"]
-    results = results[results["setting"] != "cost"]
-    if results.empty:
-        print(cost_table(costs))
-        return
+    """Print the accuracy table; save the PNG to ``out``."""
+    results = results[results["setting"] != "cost"]  # rows of the former --cost mode
     print("\n## Test accuracy (%), mean ± std over splits\n")
     print(accuracy_table(results, models))
     print(
         f"\n(W / T / L: per data set, mean test accuracy at least {TIE_POINTS} points above / "
         "within / below hist-gb's)"
     )
-    if not costs.empty:
-        print("\n## Hopfield models: median s / epoch (training + validation), peak memory\n")
-        print(cost_table(costs))
+    fit = results.groupby("model")["fit_s"].median()
+    print("\nmedian fit seconds per split: " + ", ".join(f"{m} {fit[m]:.1f}" for m in models))
     if out is not None:
         plot(results, models, out)
         print(f"\nplot: {out}")
@@ -767,74 +596,57 @@ def tune(
     splits: Sequence[Split],
     models: Sequence[str],
     grid: list[tuple[str, ...]],
-    study_selection: bool = False,
+    common: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Validation accuracy of every grid point (the test rows are never scored)."""
+    """Validation score of every grid point and Hopfield model through the CV engine (the best
+    checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is
+    read, printed or saved here). ``common``: overrides of every point (not in its label)."""
     results = []
     for point in grid:
         setting = " ".join(p.removeprefix("--").removeprefix("model.init_args.") for p in point)
         start = time.perf_counter()
-        frame = pd.DataFrame(
-            [
-                asdict(r)
-                for s in splits
-                for r in run_split(
-                    s, models, ("val",), point, setting, study_selection=study_selection
-                )
-            ]
-        )
+        rows = []
+        for _, group in itertools.groupby(splits, key=lambda s: s.dataset):
+            for model in models:
+                rows += [
+                    {**asdict(r), "test_acc": float("nan"), "setting": setting}
+                    for r in evaluate_hopfield(list(group), model, (*common, *point))[0]
+                ]
+        frame = pd.DataFrame(rows)
         results.append(frame)
         summary = frame.groupby(["model", "dataset"])["val_acc"].mean().groupby("model").mean()
         print(
-            f"## {setting or '(defaults)'}: mean val acc "
+            f"## {setting or '(defaults)'}: mean val score "
             + ", ".join(f"{m} {100 * v:.2f}" for m, v in summary.items())
-            + f"; {frame['epochs'].mean():.1f} epochs, {time.perf_counter() - start:.0f} s",
+            + f"; {time.perf_counter() - start:.0f} s",
             flush=True,
         )
     return pd.concat(results, ignore_index=True)
 
 
 def tune_table(frame: pd.DataFrame) -> str:
-    """Setting x data set: mean validation accuracy (%) over splits, and the mean over sets."""
+    """Setting x data set: mean validation score (%) over splits, the mean over sets, and the
+    median fit seconds per split."""
     table = frame.groupby(["setting", "model", "dataset"])["val_acc"].mean().unstack("dataset")
+    seconds = frame.groupby(["setting", "model"])["fit_s"].median()
     rows = [
         [
             setting or "(defaults)",
             model,
             *(f"{100 * v:.2f}" for v in values),
             f"{100 * values.mean():.2f}",
+            f"{seconds[(setting, model)]:.0f}",
         ]
         for (setting, model), values in table.iterrows()
     ]
-    epochs = frame.groupby(["setting", "model"])["epoch_s"].median()
-    for row, key in zip(rows, table.index):
-        row.append(f"{epochs[key]:.3f}")
-    return markdown_table(["setting", "model", *table.columns, "mean", "s / epoch"], rows)
-
-
-def selection_table(frame: pd.DataFrame) -> str:
-    """Data set x rule: mean held-out-half validation accuracy (%) of each selection rule."""
-    columns = [f"sel_{name}" for name in SELECTION_RULES]
-    table = frame.groupby("dataset")[columns].mean() * 100
-    rows = [[d, *(f"{v:.2f}" for v in values)] for d, values in table.iterrows()]
-    rows.append(["**mean**", *(f"{v:.2f}" for v in table.mean())])
-    return markdown_table(["data set", *SELECTION_RULES], rows)
+    return markdown_table(["setting", "model", *table.columns, "mean", "fit s"], rows)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 UCI sets + shrutime, 1 split")
     parser.add_argument("--tune", action="store_true", help="validation-only grid search")
-    parser.add_argument(
-        "--cost", action="store_true", help="s / epoch and peak memory (first split of each set)"
-    )
-    parser.add_argument("--cost-epochs", type=int, default=5, help="epochs of each --cost fit")
     parser.add_argument("--grid", nargs="*", default=[], help="--tune grid: key=v1,v2 (CLI keys)")
-    parser.add_argument(
-        "--selection-study",
-        action="store_true",
-        help="--tune: compare model-selection rules on halves of the validation rows",
-    )
     parser.add_argument("--uci", nargs="*", default=None, help="UCI sets (no names: all of them)")
     parser.add_argument("--csv", nargs="*", default=None, choices=CSV_SETS, help="churn sets")
     parser.add_argument("--digits", action="store_true", help="scikit-learn's digits")
@@ -916,33 +728,35 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     start = time.perf_counter()
     save = args.save or args.out.with_suffix(".csv")
     save.parent.mkdir(parents=True, exist_ok=True)
+    hopfield = [m for m in models if m not in BASELINES]
+    baselines = [m for m in models if m in BASELINES]
     if args.tune:
-        grid = [(*overrides, *point) for point in parse_grid(args.grid)]
-        frame = tune(splits, models, grid, args.selection_study)
+        grid = parse_grid(args.grid)
+        frames = [tune(splits, hopfield, grid, overrides)] if hopfield else []
+        if baselines:  # once, on the validation rows only
+            rows = [asdict(r) for s in splits for r in run_baselines(s, baselines, ("val",))]
+            frames.append(pd.DataFrame(rows).assign(setting="(baseline)"))
+        frame = pd.concat(frames, ignore_index=True)
         frame.to_csv(save, index=False)
-        print("\n## Validation accuracy (%), mean over splits (test rows not scored)\n")
+        print("\n## Validation score (%), mean over splits (no test number read)\n")
         print(tune_table(frame))
-        if args.selection_study:
-            print("\n## Model selection on one half of the validation rows, scored on the other\n")
-            print(selection_table(frame))
     else:
         rows: list[dict[str, Any]] = []
-        hopfield = [m for m in models if m not in BASELINES]
-        baselines = [m for m in models if m in BASELINES]
         for dataset, group in itertools.groupby(splits, key=lambda s: s.dataset):
             group = list(group)  # saved after every data set: an interruption loses one
-            if args.cost:
-                rows += [asdict(r) for r in cost_run(group[0], hopfield, args.cost_epochs)]
-            else:
-                test_rows: dict[str, dict[int, list[int]]] = {}
-                for model in hopfield:
-                    results, test_rows[model] = evaluate_hopfield(group, model, overrides)
-                    rows += [asdict(r) for r in results]
-                    for r in results:
-                        print(f"{dataset:>28} #{r.split} {model:>20}: test {100 * r.test_acc:5.1f}")
-                for split in group:
-                    if baselines:
-                        rows += [asdict(r) for r in run_split(split, baselines, check=test_rows)]
+            test_rows: dict[str, dict[int, list[int]]] = {}
+            for model in hopfield:
+                results, test_rows[model] = evaluate_hopfield(group, model, overrides)
+                rows += [asdict(r) for r in results]
+                for r in results:
+                    print(
+                        f"{dataset:>28} #{r.split} {model:>20}: val {100 * r.val_acc:5.1f}  "
+                        f"test {100 * r.test_acc:5.1f}  fit {r.fit_s:.0f} s",
+                        flush=True,
+                    )
+            for split in group:
+                if baselines:
+                    rows += [asdict(r) for r in run_baselines(split, baselines, check=test_rows)]
             pd.DataFrame(rows).to_csv(save, index=False)
         results, models = merge([save])
         report(results, models, args.out)

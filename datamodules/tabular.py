@@ -313,6 +313,10 @@ class TabularDataModule(L.LightningDataModule):
         inner_fold: which inner fold validates (0..inner_folds-1).
         seed: seed of the splits and of the training-loader shuffle.
         batch_size: rows per batch.
+        max_batches_per_epoch: if set, a larger training set gets larger training batches: the
+            smallest power of two times ``batch_size`` that keeps an epoch at most this many
+            batches (:meth:`batch_size_for`), so that per-epoch costs that do not depend on the
+            rows of a batch (the memory refresh, optimizer steps) stay bounded on large tables.
         csv_sep: CSV field separator (also of ``predict_path``).
         id_column: a column naming each row: never a feature, written as the ``id`` of
             predictions (default: the row's 0-based position in its file).
@@ -343,6 +347,7 @@ class TabularDataModule(L.LightningDataModule):
         inner_fold: int = 0,
         seed: int = 0,
         batch_size: int = 128,
+        max_batches_per_epoch: int | None = None,
         csv_sep: str = ",",
         id_column: str | None = None,
         predict_path: str | None = None,
@@ -367,6 +372,8 @@ class TabularDataModule(L.LightningDataModule):
         check_split_options(None, 0, inner_folds, inner_fold, val_size)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if max_batches_per_epoch is not None and max_batches_per_epoch < 1:
+            raise ValueError(f"max_batches_per_epoch={max_batches_per_epoch} must be >= 1 or null")
         if max_categories < 1:
             raise ValueError(f"max_categories={max_categories} must be >= 1")
         self.spec = SourceSpec(
@@ -578,9 +585,20 @@ class TabularDataModule(L.LightningDataModule):
         return self.datasets[split].tensors
 
     # -- loaders -------------------------------------------------------------------------------
+    def batch_size_for(self, rows: int) -> int:
+        """Training batch size for ``rows`` training rows: ``batch_size``, doubled while an epoch
+        would take more than ``max_batches_per_epoch`` batches (when that is set)."""
+        size, limit = self.hparams.batch_size, self.hparams.max_batches_per_epoch
+        while limit is not None and -(-rows // size) > limit:
+            size *= 2
+        return size
+
     def train_dataloader(self) -> DataLoader:
         return make_loader(
-            self.datasets["train"], self.hparams.batch_size, shuffle=True, seed=self.hparams.seed
+            self.datasets["train"],
+            self.batch_size_for(len(self.datasets["train"])),
+            shuffle=True,
+            seed=self.hparams.seed,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ahop.classifiers import TABULAR_NETWORKS
 from tasks.base import ClassificationTask, default_optimizer
+from tasks.progress import progress_bar_for
 
 #: the task's options that configure the network, each passed on when set (``None``: the
 #: network's own default); an option the chosen network does not take is an error
@@ -31,6 +32,8 @@ NETWORK_OPTIONS = (
     # retrieval
     "context_size",
     "candidate_similarity",
+    "candidate_search",
+    "ivf_min_memories",
     "update_steps",
     "encoder_blocks",
     "predictor_blocks",
@@ -97,6 +100,9 @@ class TabularClassifier(ClassificationTask):
         context_size: retrieval: memories each row retrieves from (picked by the candidate search).
         candidate_similarity: retrieval: the cheap ranking of the candidate search
             (``euclidean`` or ``dot``).
+        candidate_search: retrieval: ``auto`` (exact below ``ivf_min_memories`` training rows, a
+            faiss IVF index, approximate, from there on), ``exact`` or ``ivf``.
+        ivf_min_memories: retrieval: see ``candidate_search`` (default 10,000).
         update_steps: retrieval: Hopfield update steps over the context.
         encoder_blocks: retrieval: residual MLP blocks before the retrieval.
         predictor_blocks: retrieval: residual MLP blocks after the retrieval.
@@ -136,6 +142,8 @@ class TabularClassifier(ClassificationTask):
         num_layers: int | None = None,
         context_size: int | None = None,
         candidate_similarity: str | None = None,
+        candidate_search: str | None = None,
+        ivf_min_memories: int | None = None,
         update_steps: int | None = None,
         encoder_blocks: int | None = None,
         predictor_blocks: int | None = None,
@@ -209,7 +217,18 @@ class TabularClassifier(ClassificationTask):
 
     def on_train_epoch_start(self) -> None:
         if self.holds_memory:
+            self.network.reset_refresh_log()
             self.network.refresh_memory()
+
+    def progress_metrics(self) -> dict[str, str]:
+        """What the progress bar (:class:`tasks.progress.RowsProgressBar`) adds: the memory
+        refreshes of this epoch and their seconds, ``{"refresh": "2x 0.41s"}`` (retrieval with
+        the ``epoch`` / ``frozen`` refresh; empty otherwise)."""
+        net = self.network
+        if not self.holds_memory or net.memory_refresh not in ("epoch", "frozen"):
+            return {}
+        count, seconds = net.refresh_log
+        return {"refresh": f"{int(count)}x {seconds:.2f}s"}
 
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         features, target = batch
@@ -229,15 +248,17 @@ class TabularClassifier(ClassificationTask):
             self.log(self.best_name, self.best_tracker.compute(), sync_dist=True)
 
     def configure_callbacks(self) -> list[Callback]:
+        bar = progress_bar_for(self._trainer)  # rows / s, ETA and the memory refresh
         patience = self.hparams.early_stopping_patience
         if patience is None:
-            return []
+            return bar
         # strict=False: a run that stops before its first validation has nothing to judge (the
         # monitor is the task's own metric, so it cannot be misspelt)
         return [
+            *bar,
             EarlyStopping(
                 monitor=self.monitor, mode=self.monitor_mode, patience=patience, strict=False
-            )
+            ),
         ]
 
     # -- export ---------------------------------------------------------------------------------

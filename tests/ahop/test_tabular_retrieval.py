@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ahop.candidates import faiss_available
 from ahop.functional import associate
 from ahop.tabular_retrieval import (
     MEMORY_REFRESH,
@@ -200,3 +201,89 @@ def test_pooled_relu_difference_matches_autograd() -> None:
     torch.autograd.gradcheck(pooled_relu_difference, (queries, table, rows, weights))
     want = (weights.unsqueeze(1) @ torch.relu(queries.unsqueeze(1) - table[rows])).squeeze(1)
     torch.testing.assert_close(pooled_relu_difference(queries, table, rows, weights), want)
+
+
+def _no_dropout_training_logits(net: TabularRetrievalClassifier, x: torch.Tensor) -> torch.Tensor:
+    """What a training step computes for rows that are not in the memory (dropout off)."""
+    net.train()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    with torch.no_grad():
+        return net(x, torch.zeros(len(x), dtype=torch.long))
+
+
+def test_frozen_evaluation_retrieves_from_the_memory_training_used() -> None:
+    # the mid-size collapse: with the "frozen" refresh the query side trains for a whole epoch
+    # against the memory encoded at the epoch's start; an evaluation that re-encodes the memory
+    # with the end-of-epoch parameters scores a model that was never trained (on adult: -8
+    # points). Evaluation must compute exactly what training computes.
+    x, y = toy(rows=200)
+    net = network(context_size=8, dropout=0.2, context_dropout=0.2)
+    net.prepare(x, y)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-2)
+    net.train()
+    net.refresh_memory()
+    for batch in torch.randperm(200).split(8):  # 25 steps after the refresh: parameters drift
+        loss = torch.nn.functional.cross_entropy(net(x[batch], y[batch]), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert net.has_snapshot
+    x_new, _ = toy(rows=50, seed=3)
+    trained = _no_dropout_training_logits(net, x_new)
+    net.eval()
+    with torch.no_grad():
+        evaluated = net(x_new)
+        drift = (net.snapshot_keys - net._encode_memory()).norm() / net.snapshot_keys.norm()
+    assert drift > 0.05  # the parameters did move: a re-encoded memory would differ
+    torch.testing.assert_close(evaluated, trained)
+    # the snapshot travels in the state dict: a loaded model evaluates the same
+    loaded = network(context_size=8, dropout=0.2, context_dropout=0.2)
+    loaded.load_state_dict(net.state_dict())
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x_new), evaluated)
+    # new training rows drop the snapshot (it encodes other rows)
+    net.prepare(x[:100], y[:100])
+    assert not net.has_snapshot
+
+
+def test_other_refresh_modes_evaluate_with_fresh_encodings() -> None:
+    x, y = toy()
+    for refresh in ("full", "batch", "epoch"):
+        net = network(context_size=10, memory_refresh=refresh)
+        net.prepare(x, y)
+        net.train()
+        net.refresh_memory()
+        assert not net.has_snapshot and net.snapshot_keys.shape[0] == 0
+
+
+def test_refresh_log_counts_refreshes_and_seconds() -> None:
+    x, y = toy()
+    net = network(context_size=10)
+    net.prepare(x, y)
+    net.reset_refresh_log()
+    net.refresh_memory()
+    net.refresh_memory()
+    assert net.refresh_log[0] == 2 and net.refresh_log[1] >= 0
+
+
+@pytest.mark.skipif(not faiss_available(), reason="faiss not installed")
+def test_ivf_search_from_the_threshold_keeps_training_and_evaluation_working() -> None:
+    x, y = toy(rows=400)
+    net = network(context_size=8, candidate_search="auto", ivf_min_memories=300)
+    net.prepare(x, y)
+    net.train()
+    net.refresh_memory()
+    context = net.context(x[:20], y[:20])
+    assert net.candidate_index(net._epoch_keys).kind == "ivf"
+    own = net.own_rows(x[:20], y[:20])
+    assert not (context == own.unsqueeze(-1)).any()  # still never its own row
+    net.eval()
+    assert net(x[:5]).shape == (5, 3)
+    small = network(context_size=8, ivf_min_memories=1000)
+    small.prepare(x, y)
+    small.eval()
+    small(x[:2])
+    assert small._index.kind == "exact"

@@ -1,5 +1,6 @@
-"""Smoke test of benchmarks/tabular.py on a small synthetic CSV (any-CSV path, Hopfield models
-trained through the CLI, baselines, report merge) and of its model-selection study."""
+"""Smoke tests of benchmarks/tabular.py on a small synthetic CSV (any-CSV path, Hopfield models
+trained through the CV engine, baselines, report merge, validation-only tuning) and of
+benchmarks/tabular_speed.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import benchmarks.tabular as bench
 
@@ -61,25 +61,28 @@ def test_any_csv_runs_every_kind_of_model_and_merges(tmp_path: Path, capsys, mon
     assert (hopfield["best_epoch"].between(0, 1)).all()  # through ahop cv, 2 epochs
     assert hopfield["setting"].str.startswith(str(tmp_path / "out" / "cv")).all()
     assert (tmp_path / "toy.png").is_file()
-    cost = tmp_path / "toy_cost.csv"
-    bench.main([*args[:8], "--models", "retrieval-dot", "--cost", "--cost-epochs", "2",
-                "--override", "model.init_args.embedding_dim=8", "--save", str(cost)])  # fmt: skip
-    timed = pd.read_csv(cost)
-    assert list(timed["epochs"]) == [2] and (timed["epoch_s"] > 0).all()
-    bench.main(["--report", str(save), str(cost), "--out", str(tmp_path / "merged.png")])
+    assert frame.loc[frame["model"] == "retrieval-dot", "val_acc"].between(0, 1).all()
+    bench.main(["--report", str(save), "--out", str(tmp_path / "merged.png")])
     out = capsys.readouterr().out
-    assert "| toy | 1 |" in out and "W / T / L" in out and "x dot" not in out
-    assert "s / epoch" in out
+    assert "| toy | 1 |" in out and "W / T / L" in out and "median fit seconds" in out
 
 
-def test_selection_study_scores_rules_on_the_other_half() -> None:
-    labels = torch.tensor([0, 1] * 20)
-    right = torch.nn.functional.one_hot(labels, 2).float() * 0.8 + 0.1
-    wrong = 1 - right
-    # epoch 0 is right on every row, epoch 1 wrong on every row: every rule but "last" picks 0
-    study = bench.selection_study([right, wrong], labels, repeats=3)
-    assert study["sel_min_loss"] == study["sel_max_acc"] == 1.0
-    assert study["sel_last"] == 0.0
+def test_tune_scores_validation_rows_only(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(bench, "OUT_DIR", tmp_path / "out")
+    data = small_csv(tmp_path / "toy.csv")
+    save = tmp_path / "tune.csv"
+    bench.main(
+        ["--csv-path", str(data), "--target", "label", "--drop-columns", "id", "--seed-ids", "0",
+         "--tune", "--models", "retrieval-euclidean", "hist-gb",
+         "--override", "trainer.max_epochs=1", "model.init_args.embedding_dim=8",
+         "--grid", "model.init_args.context_size=4,8", "--save", str(save)]
+    )  # fmt: skip
+    frame = pd.read_csv(save)
+    assert frame["test_acc"].isna().all()  # no test number is kept
+    assert frame["val_acc"].between(0, 1).all()
+    assert set(frame["setting"]) == {"context_size=4", "context_size=8", "(baseline)"}
+    out = capsys.readouterr().out
+    assert "Validation score" in out and "| context_size=4 | retrieval-euclidean |" in out
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
@@ -87,3 +90,19 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
         bench.main(["--csv-path", str(tmp_path / "x.csv")])
     with pytest.raises(ValueError, match="unknown model 'knn'"):
         bench.model_overrides("knn")
+
+
+def test_speed_benchmark_prints_the_table_and_saves_the_plot(tmp_path: Path, capsys) -> None:
+    import benchmarks.tabular_speed as speed
+
+    out = tmp_path / "speed.png"
+    frame = speed.main(
+        ["--rows", "300", "600", "--epochs", "2", "--columns", "4", "1", "--out", str(out),
+         "--override", "model.init_args.embedding_dim=8"]
+    )  # fmt: skip
+    assert list(frame["rows"]) == [300, 600]
+    assert (frame["epochs"] == 2).all() and (frame["epoch_s"] > 0).all()
+    assert frame["train_rows"].tolist() == [195, 390]  # 65 % of the rows train
+    assert {"hist-gb_fit_s", "us_per_row", "peak_mib"} <= set(frame.columns)
+    assert out.is_file() and out.with_suffix(".csv").is_file()
+    assert "| rows (train) |" in capsys.readouterr().out

@@ -449,3 +449,19 @@ def test_inner_fold_options_are_checked() -> None:
         TabularDataModule(inner_folds=1)
     with pytest.raises(ValueError, match=r"inner_fold must be in \[0, 3\), got 3"):
         TabularDataModule(inner_folds=3, inner_fold=3)
+
+
+def test_max_batches_per_epoch_doubles_the_training_batch_of_large_tables() -> None:
+    from datamodules.tabular import TabularDataModule
+
+    plain = TabularDataModule(name="breast_cancer", batch_size=64)
+    assert plain.batch_size_for(100_000) == 64  # unset: the batch size as given
+    capped = TabularDataModule(name="breast_cancer", batch_size=64, max_batches_per_epoch=64)
+    assert capped.batch_size_for(4_000) == 64  # 63 batches: unchanged
+    assert capped.batch_size_for(4_097) == 128
+    assert capped.batch_size_for(65_000) == 1024  # 64 batches of 1,024
+    capped.setup("fit")
+    loader = capped.train_dataloader()
+    assert loader.batch_size == 64  # 341 training rows
+    with pytest.raises(ValueError, match="max_batches_per_epoch=0 must be >= 1"):
+        TabularDataModule(max_batches_per_epoch=0)

@@ -1,0 +1,278 @@
+"""How the default tabular model's cost grows with the rows: seconds per epoch, seconds per
+training row and peak memory at 5k ... 100k synthetic rows, beside LightGBM / HistGB fit times,
+and (``--fit``) one whole default fit (early stopping on) at one size.
+
+Every Hopfield fit is ``ahop fit --config configs/tabular.yaml`` on a synthetic CSV (numeric and
+categorical columns, a non-linear binary target) through the CLI (``train.main``), with the
+epochs fixed (``--epochs``, early stopping off) for the per-epoch cost; the epoch time counts the
+training batches and the memory refresh (the timer's ``on_train_epoch_start`` runs before the
+task's refresh), not validation. Baselines fit the same preprocessed training tensors, 1 thread.
+
+Commands::
+
+    python benchmarks/tabular_speed.py                          # 5k, 20k, 50k, 100k rows
+    python benchmarks/tabular_speed.py --rows 5000 20000 --epochs 2 --out benchmarks/out/s.png
+    python benchmarks/tabular_speed.py --rows 30000 --fit       # the whole default fit at 30k
+
+Prints a markdown table and saves a PNG (seconds per epoch and per row against rows) and a CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/tabular_speed.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import lightning as L  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+
+import train  # noqa: E402
+
+CONFIG = ROOT / "configs" / "tabular.yaml"
+OUT_DIR = ROOT / "benchmarks" / "out"
+
+
+def synthetic_table(
+    rows: int, numeric: int = 10, categorical: int = 5, seed: int = 0
+) -> pd.DataFrame:
+    """``rows`` rows of ``numeric`` Gaussian and ``categorical`` text columns (4..12 categories)
+    and a binary ``label`` that depends non-linearly on both (about 10 % label noise)."""
+    if numeric < 4 or categorical < 0:
+        raise ValueError(f"need >= 4 numeric and >= 0 text columns, got {numeric}, {categorical}")
+    generator = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {f"x{i}": generator.normal(size=rows).astype(np.float32) for i in range(numeric)}
+    )
+    score = np.sin(frame["x0"] * 2) + frame["x1"] * frame["x2"] - 0.5 * frame["x3"].abs()
+    for j in range(categorical):
+        codes = generator.integers(0, 4 + 2 * j, size=rows)
+        frame[f"c{j}"] = np.char.add(f"c{j}_", codes.astype(str))
+        score = score + 0.3 * np.cos(codes)
+    noisy = score + 0.3 * generator.normal(size=rows)
+    frame["label"] = np.where(noisy > np.median(noisy), "yes", "no")
+    return frame
+
+
+class EpochTimer(Callback):
+    """Wall time of each training epoch (refresh + training batches, not validation)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.times.append(time.perf_counter() - self.start)
+
+
+class PeakMemory:
+    """Peak resident memory (MiB) added while the ``with`` block runs (Linux: resets VmHWM)."""
+
+    def __enter__(self) -> PeakMemory:
+        self.supported = Path("/proc/self/clear_refs").exists()
+        self.peak_mib = float("nan")
+        if self.supported:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                self.supported = False
+        self.base = self._status("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.supported:
+            self.peak_mib = (self._status("VmHWM") - self.base) / 1024
+
+    @staticmethod
+    def _status(key: str) -> float:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    return float(line.split()[1])  # kB
+        except OSError:
+            pass
+        return float("nan")
+
+
+def fit_args(csv: Path, root: str, extra: Sequence[str]) -> list[str]:
+    """``ahop fit`` arguments of the default config on ``csv`` (65 / 15 / 20 % split)."""
+    return [
+        "--config",
+        str(CONFIG),
+        "--data.init_args.source=csv",
+        f"--data.init_args.csv_path={csv}",
+        "--data.init_args.target=label",
+        "--data.init_args.val_size=0.15",
+        "--data.init_args.test_size=0.2",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}",
+        *extra,
+    ]
+
+
+def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
+    """One ``ahop fit`` of the default config: epoch times, whole fit seconds, peak memory, and
+    the baselines' fit seconds on the same training tensors."""
+    with tempfile.TemporaryDirectory(prefix="ahop-speed-") as root:
+        cli = train.main(fit_args(csv, root, extra), run=False)
+        timer = EpochTimer()
+        cli.trainer.callbacks.append(timer)
+        start = time.perf_counter()
+        with PeakMemory() as memory:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        fit_s = time.perf_counter() - start
+        val_acc = float(cli.trainer.callback_metrics.get("val/acc", float("nan")))
+        x, y = cli.datamodule.tensors("train")
+    result: dict[str, Any] = {
+        "train_rows": len(y),
+        "columns": x.shape[1],
+        "epochs": len(timer.times),
+        "epoch_s": float(np.median(timer.times[1:] or timer.times)),
+        "fit_s": fit_s,
+        "peak_mib": memory.peak_mib,
+        "last_val_acc": val_acc,
+        "batch_size": cli.datamodule.batch_size_for(len(y))
+        if hasattr(cli.datamodule, "batch_size_for")
+        else cli.datamodule.hparams.batch_size,
+    }
+    result["us_per_row"] = 1e6 * result["epoch_s"] / len(y)
+    for name, model in baselines().items():
+        begin = time.perf_counter()
+        model.fit(x.numpy(), y.numpy())
+        result[f"{name}_fit_s"] = time.perf_counter() - begin
+    return result
+
+
+def baselines() -> dict[str, Any]:
+    """HistGB and (when installed) LightGBM with default settings, 1 thread."""
+    models: dict[str, Any] = {"hist-gb": HistGradientBoostingClassifier(random_state=0)}
+    try:
+        from lightgbm import LGBMClassifier
+
+        models["lightgbm"] = LGBMClassifier(random_state=0, n_jobs=1, verbose=-1)
+    except ImportError:
+        pass
+    return models
+
+
+def table(frame: pd.DataFrame) -> str:
+    """The markdown table of :func:`time_fit` results."""
+    header = ["rows (train)", "batch", "epochs", "s / epoch", "µs / row", "peak MiB", "fit s"]
+    extra = [c for c in frame.columns if c.endswith("_fit_s")]
+    header += [c.removesuffix("_fit_s") + " fit s" for c in extra]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in frame.iterrows():
+        cells = [
+            f"{int(r['rows'])} ({int(r['train_rows'])})",
+            str(int(r["batch_size"])),
+            str(int(r["epochs"])),
+            f"{r['epoch_s']:.2f}",
+            f"{r['us_per_row']:.0f}",
+            f"{r['peak_mib']:.0f}",
+            f"{r['fit_s']:.1f}",
+            *(f"{r[c]:.2f}" for c in extra),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(frame: pd.DataFrame, path: Path) -> None:
+    """PNG: seconds per epoch and µs per training row against rows (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot(frame["train_rows"], frame["epoch_s"], "o-", label="retrieval (default), epoch")
+    for column in [c for c in frame.columns if c.endswith("_fit_s")]:
+        name = column.removesuffix("_fit_s")
+        axes[0].plot(frame["train_rows"], frame[column], "s--", label=f"{name}, whole fit")
+    axes[0].set_ylabel("seconds")
+    axes[1].plot(frame["train_rows"], frame["us_per_row"], "o-")
+    axes[1].set_ylabel("µs per training row per epoch")
+    axes[1].set_ylim(bottom=0)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(list(frame["train_rows"]), [f"{int(r):,}" for r in frame["train_rows"]])
+        ax.minorticks_off()
+        ax.set_xlabel("training rows")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("default tabular model: cost per epoch vs rows (1 torch thread)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", nargs="+", type=int, default=[5000, 20000, 50000, 100000])
+    parser.add_argument("--epochs", type=int, default=3, help="fixed epochs per size")
+    parser.add_argument("--fit", action="store_true", help="whole default fit (early stopping)")
+    parser.add_argument("--columns", type=int, nargs=2, default=[10, 5], help="numeric, text")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--override", nargs="*", default=[], help="CLI overrides of every fit")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "tabular_speed.png")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ahop.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
+    extra = [f"--{o.removeprefix('--')}" for o in args.override]
+    if not args.fit:
+        extra += [
+            f"--trainer.max_epochs={args.epochs}",
+            "--model.init_args.early_stopping_patience=null",
+        ]
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} thread(s); load average "
+        f"{os.getloadavg()[0]:.2f}; {'whole fits' if args.fit else f'{args.epochs} epochs'}",
+        flush=True,
+    )
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ahop-speed-data-") as folder:
+        for rows in args.rows:
+            csv = Path(folder) / f"synthetic_{rows}.csv"
+            synthetic_table(rows, *args.columns).to_csv(csv, index=False)
+            result = {"rows": rows, **time_fit(csv, extra)}
+            results.append(result)
+            print(
+                f"{rows:>7} rows: {result['epoch_s']:.2f} s/epoch, {result['us_per_row']:.0f} "
+                f"µs/row, {result['epochs']} epochs, fit {result['fit_s']:.1f} s, peak "
+                f"+{result['peak_mib']:.0f} MiB",
+                flush=True,
+            )
+    frame = pd.DataFrame(results)
+    print("\n" + table(frame))
+    print(f"\nload average {os.getloadavg()[0]:.2f}")
+    plot(frame, args.out)
+    frame.to_csv(args.out.with_suffix(".csv"), index=False)
+    print(f"plot: {args.out}; table: {args.out.with_suffix('.csv')}")
+    return frame
+
+
+if __name__ == "__main__":
+    main()
