@@ -52,7 +52,7 @@ CASES = [
     (
         MILClassifier,
         lambda p: MILDataModule(dataset="synthetic", data_dir=str(p), batch_size=8),
-        {"embedding_dim": 8, "num_heads": 2},
+        {"network": {"embedding_dim": 8, "num_heads": 2}},
     ),
     (
         RetrievalTask,
