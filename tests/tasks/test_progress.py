@@ -9,6 +9,7 @@ import pytest
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from datamodules.tabular import TabularDataModule
+from tasks.links import data_sizes
 from tasks.progress import RowsProgressBar, format_seconds, progress_bar_for
 from tasks.tabular import TabularClassifier
 
@@ -46,8 +47,8 @@ def test_only_lightnings_default_bar_is_replaced() -> None:
 def test_a_tabular_fit_shows_rows_eta_and_the_refresh(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], patience: int | None
 ) -> None:
-    model = TabularClassifier(embedding_dim=8, early_stopping_patience=patience)
     data = TabularDataModule(name="breast_cancer", batch_size=64)
+    model = TabularClassifier(**data_sizes(data), embedding_dim=8, early_stopping_patience=patience)
     trainer = L.Trainer(
         max_epochs=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path
     )
