@@ -68,7 +68,7 @@ import torch  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-import train  # noqa: E402
+from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.checkpoints import read_checkpoint  # noqa: E402
 from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
@@ -276,7 +276,7 @@ def build_cli(split: Split, overrides: Sequence[str], root: str, seed: int) -> A
         f"--trainer.default_root_dir={root}",
         f"--seed_everything={seed}",
     ]
-    return train.main(args, run=False)
+    return ahop_cli.main(args, run=False)
 
 
 # ----------------------------------------------------------------------------- the CV engine

@@ -3,7 +3,7 @@ training row and peak memory at 5k ... 100k synthetic rows, beside LightGBM / Hi
 and (``--fit``) one whole default fit (early stopping on) at one size.
 
 Every Hopfield fit is ``ahop fit --config configs/tabular.yaml`` on a synthetic CSV (numeric and
-categorical columns, a non-linear binary target) through the CLI (``train.main``), with the
+categorical columns, a non-linear binary target) through the CLI (``ahop_cli.cli.main``), with the
 epochs fixed (``--epochs``, early stopping off) for the per-epoch cost; the epoch time counts the
 training batches and the memory refresh (the timer's ``on_train_epoch_start`` runs before the
 task's refresh), not validation. Baselines fit the same preprocessed training tensors, 1 thread.
@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 
-import train  # noqa: E402
+from ahop_cli import cli as ahop_cli  # noqa: E402
 
 CONFIG = ROOT / "configs" / "tabular.yaml"
 OUT_DIR = ROOT / "benchmarks" / "out"
@@ -133,7 +133,7 @@ def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
     """One ``ahop fit`` of the default config: epoch times, whole fit seconds, peak memory, and
     the baselines' fit seconds on the same training tensors."""
     with tempfile.TemporaryDirectory(prefix="ahop-speed-") as root:
-        cli = train.main(fit_args(csv, root, extra), run=False)
+        cli = ahop_cli.main(fit_args(csv, root, extra), run=False)
         timer = EpochTimer()
         cli.trainer.callbacks.append(timer)
         start = time.perf_counter()
