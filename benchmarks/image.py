@@ -40,8 +40,8 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli.cli import main as build_cli  # noqa: E402
-from ahop_cli.cv.engine import quiet  # noqa: E402
 from benchmarks.common import markdown_table, save_figure, save_json  # noqa: E402
+from tasks.quiet import quiet_lightning  # noqa: E402
 
 #: dataset -> (config, default epochs); the data comes from the config's data_dir
 DATASETS: dict[str, tuple[str, int]] = {
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         epochs[name] = int(value)
     torch.set_num_threads(options.threads)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet_lightning():
         for dataset in options.datasets:
             for similarity in options.similarities:
                 row = run_one(dataset, similarity, epochs[dataset], Path(tmp))
