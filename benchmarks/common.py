@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasks import reports
+
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -25,14 +27,9 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub markdown table; floats are printed with 3 significant digits."""
-
-    def cell(value: object) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A GitHub markdown table (:func:`tasks.reports.markdown_table`); floats are printed with 3
+    significant digits."""
+    return reports.markdown_table(headers, rows, float_format=".3g")
 
 
 def save_figure(figure, name: str) -> Path:
