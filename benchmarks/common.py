@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -24,6 +25,17 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (torch CPU threads, default 1) of a benchmark's command line."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: these small models run fastest on one thread, and on a "
+        "shared machine 2 threads can be many times slower)",
+    )
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

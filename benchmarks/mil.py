@@ -56,7 +56,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from ahop_cli.evaluate import Evaluation, Protocol, evaluate, start_run, summarize  # noqa: E402
 from ahop_cli.search import load_search_file  # noqa: E402
-from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
+from benchmarks.common import OUT, add_threads_option, markdown_table, save_figure  # noqa: E402
 from datamodules.mil import MIL_DATASETS, BagSet, MILDataModule  # noqa: E402
 from tasks.reports import format_mean_std, format_number  # noqa: E402
 
@@ -524,13 +524,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="only print the inner-validation report of epoch-selection rules for these run folders",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (1: these small models run fastest on one thread, and on a "
-        "shared machine 2 threads can be many times slower)",
-    )
+    add_threads_option(parser)
     return parser.parse_args(argv)
 
 
