@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
+
+from tasks.class_paths import import_class
 
 MISSING = object()
 
@@ -24,9 +25,10 @@ def to_yaml(config: Mapping[str, Any]) -> str:
 def instantiate(entry: Mapping[str, Any]) -> Any:
     """``class_path(**init_args)`` of a config entry whose arguments are plain values (a
     datamodule: cheaper than building the whole CLI)."""
-    cls = _import(entry["class_path"])
-    if cls is None:
-        raise ValueError(f"cannot import {entry['class_path']!r}")
+    try:
+        cls = import_class(entry["class_path"])
+    except ValueError:
+        raise ValueError(f"cannot import {entry['class_path']!r}") from None
     return cls(**dict(entry.get("init_args") or {}))
 
 
@@ -86,28 +88,6 @@ def with_edits(config: Mapping[str, Any], edits: Mapping[str, Any]) -> dict[str,
     return edited
 
 
-def import_class(class_path: str) -> type:
-    """The class named ``module.Name``.
-
-    Raises:
-        ValueError: it cannot be imported.
-    """
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise ValueError(
-            f"cannot import {class_path!r} (is the package that defines it installed?)"
-        ) from None
-
-
-def _import(class_path: str) -> type | None:
-    try:
-        return import_class(class_path)
-    except ValueError:
-        return None
-
-
 def callback_entries(config: Mapping[str, Any]) -> list[Any]:
     """The ``trainer.callbacks`` entries as a list (a config may give one dict)."""
     callbacks = get_option(config, "trainer.callbacks", None)
@@ -120,7 +100,10 @@ def without_callbacks(config: Mapping[str, Any], kinds: tuple[type, ...]) -> lis
     """``trainer.callbacks`` without the entries whose class is a subclass of ``kinds``."""
     kept = []
     for entry in callback_entries(config):
-        cls = _import(entry.get("class_path", "")) if isinstance(entry, Mapping) else None
+        try:
+            cls = import_class(entry.get("class_path", "")) if isinstance(entry, Mapping) else None
+        except ValueError:  # a class this process cannot import is kept as it is
+            cls = None
         if cls is None or not issubclass(cls, kinds):
             kept.append(entry)
     return kept

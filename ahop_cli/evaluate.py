@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ahop_cli.cv import engine
 from ahop_cli.cv.command import main
-from ahop_cli.cv.engine import FoldRunner, InnerHooks, plan_folds, prepare, probe, quiet, run_fold
+from ahop_cli.cv.engine import FoldRunner, InnerHooks, plan_folds, prepare, probe, run_fold
 from ahop_cli.cv.protocol import FoldResult, FoldSpec, Protocol
 from ahop_cli.cv.report import (
     TABLE_METRICS,
@@ -54,6 +54,7 @@ from ahop_cli.cv.report import (
 )
 from ahop_cli.cv.runs import claim, new_run_dir
 from ahop_cli.search import OptunaSearch
+from tasks.quiet import quiet_lightning as quiet
 
 __all__ = [
     "TABLE_METRICS",

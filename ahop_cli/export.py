@@ -33,9 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from ahop_cli.checkpoints import read_checkpoint
-from ahop_cli.config_edit import import_class
 from ahop_cli.errors import one_line_errors
 from ahop_cli.paths import check_writable_dir
+from tasks.class_paths import import_class
 
 FORMATS = ("pt2", "onnx")
 

@@ -37,9 +37,10 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from ahop_cli.checkpoints import SPECIAL_CKPT_PATHS, default_checkpoint_callbacks, read_checkpoint
-from ahop_cli.config_edit import import_class, to_yaml
+from ahop_cli.config_edit import to_yaml
 from ahop_cli.paths import check_writable_dir, resolve_config
 from ahop_cli.predictions import PredictionWriter
+from tasks.class_paths import import_class
 from tasks.lightning_compat import SubcommandHooksCLI
 from tasks.links import link_data_sizes
 

@@ -58,10 +58,11 @@ from optuna.storages.journal import JournalFileBackend
 from torch.utils.tensorboard import SummaryWriter
 
 from ahop_cli.config_edit import get_option, has_option, to_yaml, unknown_option_message
-from ahop_cli.cv.engine import FoldRunner, InnerHooks, probe, quiet
+from ahop_cli.cv.engine import FoldRunner, InnerHooks, probe
 from ahop_cli.cv.protocol import FoldSpec, Protocol
 from ahop_cli.cv.runs import new_run_dir, run_name
 from ahop_cli.selection import InnerCurves, get_rule
+from tasks.quiet import quiet_lightning
 
 #: step offset between inner folds in the pruner's reports (step = fold * stride + epoch)
 STEP_STRIDE = 10_000
@@ -507,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         mode=options.mode,
         search=values,
     )
-    with quiet():
+    with quiet_lightning():
         cli, base = probe(rest, protocol)
         config = SearchConfig.from_dict(values, base)
         monitor = protocol.monitor or getattr(cli.model, "monitor", None) or "val/loss"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from tasks import reports
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -24,15 +27,21 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (torch CPU threads, default 1) of a benchmark's command line."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: these small models run fastest on one thread, and on a "
+        "shared machine 2 threads can be many times slower)",
+    )
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub markdown table; floats are printed with 3 significant digits."""
-
-    def cell(value: object) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A GitHub markdown table (:func:`tasks.reports.markdown_table`); floats are printed with 3
+    significant digits."""
+    return reports.markdown_table(headers, rows, float_format=".3g")
 
 
 def save_figure(figure, name: str) -> Path:

@@ -40,8 +40,8 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli.cli import main as build_cli  # noqa: E402
-from ahop_cli.cv.engine import quiet  # noqa: E402
-from benchmarks.common import markdown_table, save_figure, save_json  # noqa: E402
+from benchmarks.common import add_threads_option, markdown_table, save_figure, save_json  # noqa: E402
+from tasks.quiet import quiet_lightning  # noqa: E402
 
 #: dataset -> (config, default epochs); the data comes from the config's data_dir
 DATASETS: dict[str, tuple[str, int]] = {
@@ -153,13 +153,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="DATASET=N",
         help="epochs per dataset (default: digits=30 as in its config, mnist=5)",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (1: these small models run fastest on one thread, and on a "
-        "shared machine 2 threads can be many times slower)",
-    )
+    add_threads_option(parser)
     return parser.parse_args(argv)
 
 
@@ -173,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         epochs[name] = int(value)
     torch.set_num_threads(options.threads)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet_lightning():
         for dataset in options.datasets:
             for similarity in options.similarities:
                 row = run_one(dataset, similarity, epochs[dataset], Path(tmp))

@@ -56,8 +56,9 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from ahop_cli.evaluate import Evaluation, Protocol, evaluate, start_run, summarize  # noqa: E402
 from ahop_cli.search import load_search_file  # noqa: E402
-from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
+from benchmarks.common import OUT, add_threads_option, markdown_table, save_figure  # noqa: E402
 from datamodules.mil import MIL_DATASETS, BagSet, MILDataModule  # noqa: E402
+from tasks.reports import format_mean_std, format_number  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 #: data sets with k-fold CV (``auto`` is an alias, ``mnist_bags`` has its own section, ``csv`` /
@@ -294,8 +295,8 @@ def _pm(entry: dict[str, float], key: str = "") -> str:
     mean, std = entry[f"{key}mean"], entry[f"{key}std"]
     count = entry.get("repeats", 1) if key else entry.get("n", 1)
     if count < 2:
-        return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+        return format_number(100 * mean, 1, missing="nan")
+    return format_mean_std(100 * mean, 100 * std, 1, missing="nan")
 
 
 def dataset_table(rows: list[dict[str, Any]]) -> str:
@@ -523,13 +524,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="only print the inner-validation report of epoch-selection rules for these run folders",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (1: these small models run fastest on one thread, and on a "
-        "shared machine 2 threads can be many times slower)",
-    )
+    add_threads_option(parser)
     return parser.parse_args(argv)
 
 

@@ -41,9 +41,11 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, prepare, quiet  # noqa: E402
+from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, prepare  # noqa: E402
 from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
+from tasks.quiet import quiet_lightning  # noqa: E402
+from tasks.reports import format_mean_std  # noqa: E402
 
 #: the Hopfield pooling as it was before 2026-12-03: value and output projections (+ LayerNorm)
 PROJECTED = {"model.init_args.network.pooling_kwargs": None}
@@ -100,7 +102,7 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
     args += ["--trainer.max_epochs", str(options.max_epochs)]
     protocol = Protocol(inner_folds=options.inner_folds)
     start = time.perf_counter()
-    with quiet(), tempfile.TemporaryDirectory() as tmp:
+    with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         base, plan, monitor = prepare(args, protocol)
         per_fold = []
         for spec in plan[: options.outer_folds]:
@@ -155,7 +157,7 @@ def dev_dataset(dataset: str, data_dir: Path, folder: Path) -> Path:
     development set whose own cross-validation never touches that outer test fold."""
     from ahop_cli.config_edit import get_option, instantiate
 
-    with quiet():
+    with quiet_lightning():
         base, _, _ = prepare(
             [*_config_args(dataset), "--data.init_args.data_dir", str(data_dir)], Protocol()
         )
@@ -212,8 +214,11 @@ def compare_rules(options: argparse.Namespace) -> list[dict[str, Any]]:
                     "run_dir": str(result.run_dir),
                 }
                 rows.append(row)
+                auroc = format_mean_std(
+                    100 * row["auroc"], 100 * row["auroc_std"], 1, missing="nan"
+                )
                 print(
-                    f"| {dataset} | {variant} | {rule} | {100 * row['auroc']:.1f} ± {100 * row['auroc_std']:.1f} | "
+                    f"| {dataset} | {variant} | {rule} | {auroc} | "
                     f"{100 * row['acc']:.1f} | {row['epochs']:.1f} | {row['seconds']:.0f} |",
                     flush=True,
                 )

@@ -64,6 +64,7 @@ from ahop.uhop import UHopSimilarity  # noqa: E402
 from ahop.variants import Variant, build_variant  # noqa: E402
 from benchmarks.common import markdown_table, save_figure, save_json  # noqa: E402
 from datamodules.retrieval import MEMORY_SOURCES, STREAMS, make_queries, stream_seed  # noqa: E402
+from tasks.reports import format_mean_std  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 FIXED_SIMILARITIES = ("dot", "euclidean", "manhattan", "cosine")
@@ -140,13 +141,12 @@ class Context:
         return build_variant(name, **kwargs)
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
-
-
 def fmt(values: Sequence[float]) -> str:
-    mean, std = mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}"
+    """``mean ± std`` (population std) with 3 decimals. The statistics module's arithmetic, not
+    :func:`tasks.reports.mean_std`'s: the two differ in the last bit, which flips a printed
+    third decimal now and then."""
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return format_mean_std(statistics.fmean(values), std, digits=3, missing="nan")
 
 
 def fraction_retrieved(

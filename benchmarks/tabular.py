@@ -52,7 +52,6 @@ import platform
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,7 +71,11 @@ from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.checkpoints import read_checkpoint  # noqa: E402
 from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
+from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
+from tasks.reports import format_mean_std, markdown_table  # noqa: E402
 
+#: loggers hidden below ERROR during the fits: Lightning's and the datamodules' (``ahop.data``)
+QUIET_LOGGERS = (*LIGHTNING_LOGGERS, "ahop.data")
 DATA_ROOT = ROOT.parent / "shared" / "data" / "tabular"
 CONFIGS = ROOT / "configs"
 OUT_DIR = ROOT / "benchmarks" / "out"
@@ -399,18 +402,13 @@ def run_baselines(
 
 
 # ----------------------------------------------------------------------------- reports
-def mean_std(values: pd.Series) -> str:
-    """``mean ± std`` of accuracies in % (population std over splits)."""
+def percent_mean_std(values: pd.Series) -> str:
+    """``mean ± std`` of accuracies in % (population std over splits). pandas' arithmetic, not
+    :func:`tasks.reports.mean_std`'s: the two differ in the last bit, which flips a printed second
+    decimal now and then."""
     if values.empty:
         return ""
-    return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=0):.2f}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return format_mean_std(100 * values.mean(), 100 * values.std(ddof=0), 2, missing="nan")
 
 
 def per_set(results: pd.DataFrame, models: Sequence[str], column: str = "test_acc") -> pd.DataFrame:
@@ -449,7 +447,7 @@ def accuracy_table(results: pd.DataFrame, models: Sequence[str], column: str = "
 
     def row(dataset: str) -> list[str]:
         part = results[results["dataset"] == dataset]
-        cells = [mean_std(part[part["model"] == m][column]) for m in models]
+        cells = [percent_mean_std(part[part["model"] == m][column]) for m in models]
         return [dataset, str(part["split"].nunique()), *cells]
 
     table = per_set(results, models, column)
@@ -569,17 +567,6 @@ def merge(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
 
 
 # ----------------------------------------------------------------------------- commands
-def quiet_lightning() -> None:
-    """Silence Lightning's per-fit banners and the small-data warnings."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ahop.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*number of training batches.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-    warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
-    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
-
-
 def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
     """``["model.init_args.context_size=32,96", "trainer.max_epochs=50"]`` -> the CLI overrides of
     every grid point (the product of the lists)."""
@@ -711,7 +698,13 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     if any(s.config.name != "tabular.yaml" for s in splits) and not DATA_ROOT.is_dir():
         sys.exit(f"error: the offline data folder {DATA_ROOT} is missing (see its README)")
     torch.set_num_threads(args.threads)
-    quiet_lightning()
+    with quiet_lightning(logging.ERROR, loggers=QUIET_LOGGERS):
+        run(args, splits)
+    return None
+
+
+def run(args: argparse.Namespace, splits: list[Split]) -> None:
+    """The fits (or the tuning grid) of ``splits``, their CSV and the report."""
     models = args.models or (
         list(DEFAULT_MODELS[:1]) if args.tune else [*DEFAULT_MODELS, *available_baselines()]
     )
@@ -764,7 +757,6 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     print(
         f"total wall time {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}"
     )
-    return None
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import platform
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
+from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
+from tasks.reports import markdown_table  # noqa: E402
 
 CONFIG = ROOT / "configs" / "tabular.yaml"
 OUT_DIR = ROOT / "benchmarks" / "out"
@@ -179,9 +180,8 @@ def table(frame: pd.DataFrame) -> str:
     header = ["rows (train)", "batch", "epochs", "s / epoch", "µs / row", "peak MiB", "fit s"]
     extra = [c for c in frame.columns if c.endswith("_fit_s")]
     header += [c.removesuffix("_fit_s") + " fit s" for c in extra]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, r in frame.iterrows():
-        cells = [
+    rows = [
+        [
             f"{int(r['rows'])} ({int(r['train_rows'])})",
             str(int(r["batch_size"])),
             str(int(r["epochs"])),
@@ -191,8 +191,9 @@ def table(frame: pd.DataFrame) -> str:
             f"{r['fit_s']:.1f}",
             *(f"{r[c]:.2f}" for c in extra),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for _, r in frame.iterrows()
+    ]
+    return markdown_table(header, rows)
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
@@ -236,10 +237,6 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=OUT_DIR / "tabular_speed.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "ahop.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LightningCLI's args parameter.*")
     extra = [f"--{o.removeprefix('--')}" for o in args.override]
     if not args.fit:
         extra += [
@@ -253,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         flush=True,
     )
     results = []
-    with tempfile.TemporaryDirectory(prefix="ahop-speed-data-") as folder:
+    quiet = quiet_lightning(logging.ERROR, loggers=(*LIGHTNING_LOGGERS, "ahop.data"))
+    with tempfile.TemporaryDirectory(prefix="ahop-speed-data-") as folder, quiet:
         for rows in args.rows:
             csv = Path(folder) / f"synthetic_{rows}.csv"
             synthetic_table(rows, *args.columns).to_csv(csv, index=False)

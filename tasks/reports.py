@@ -26,18 +26,22 @@ def mean_std(values: Iterable[float], ddof: int = 1) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in kept) / (len(kept) - ddof))
 
 
-def format_number(value: float | None, digits: int = 4) -> str:
-    """``value`` with ``digits`` decimals; ``""`` for ``None`` or NaN."""
+def format_number(value: float | None, digits: int = 4, missing: str = "") -> str:
+    """``value`` with ``digits`` decimals; ``missing`` for ``None`` or NaN (e.g. ``"nan"``,
+    what an f-string prints)."""
     if value is None or math.isnan(value):
-        return ""
+        return missing
     return f"{value:.{digits}f}"
 
 
-def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
-    """``"mean ± std"`` with ``digits`` decimals (``""`` when the mean is missing or NaN; the
-    mean alone when the std is)."""
-    head = format_number(mean, digits)
-    tail = format_number(std, digits)
+def format_mean_std(
+    mean: float | None, std: float | None, digits: int = 4, missing: str = ""
+) -> str:
+    """``"mean ± std"`` with ``digits`` decimals; a missing (``None`` or NaN) number is written
+    ``missing``. With the default ``missing=""``: ``""`` when the mean is missing, the mean alone
+    when the std is; with another ``missing``, always ``"mean ± std"`` (``"nan ± nan"``)."""
+    head = format_number(mean, digits, missing)
+    tail = format_number(std, digits, missing)
     return head if not head or not tail else f"{head} ± {tail}"
 
 

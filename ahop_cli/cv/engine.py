@@ -11,12 +11,9 @@ reaches a fit (checked by id in every fit, :class:`LeakGuard`).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 import typing
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,6 @@ from ahop_cli.checkpoints import read_checkpoint
 from ahop_cli.config_edit import (
     get_option,
     has_option,
-    import_class,
     instantiate,
     to_yaml,
     with_edits,
@@ -48,7 +44,9 @@ from ahop_cli.cv.runs import (
 from ahop_cli.lightning_cli import AhopCLI, build_cli, dump_config, main
 from ahop_cli.selection import CurveRecorder, InnerCurves, Selection, StateHistory, get_rule
 from datamodules.cv import require_cross_validatable
+from tasks.class_paths import import_class
 from tasks.ensemble import EnsembleTask
+from tasks.quiet import quiet_lightning
 
 # --------------------------------------------------------------------------- datamodule adapters
 
@@ -342,34 +340,6 @@ def _ckpt_epoch(trainer: Trainer) -> int | None:
 # --------------------------------------------------------------------------- the fold loop
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence Lightning's per-Trainer info lines and known-harmless warnings during a run."""
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        for pattern in (
-            ".*does not have many workers.*",
-            ".*could not find the monitored key.*",
-            ".*Total length of .* across ranks is zero.*",
-            ".*smaller than the logging interval.*",
-            ".*You called `self.log.*",
-            ".*litlogger.*",
-            "LightningCLI's args parameter.*",
-            ".*treespec.*",
-            ".*The dirpath has changed.*",
-            ".*WeightAveraging callback with a model that overrides the configure_model.*",
-        ):
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
-
-
 def plan_folds(datamodule: Any, protocol: Protocol, base_seed: int) -> list[FoldSpec]:
     """The (repeat, fold, seed) list of a protocol, repeat-major."""
     count = fold_count(datamodule)
@@ -499,7 +469,7 @@ def evaluate(
         torch.set_num_threads(threads)
     if max_folds is not None and max_folds < 1:
         raise ValueError(f"max_folds must be >= 1, got {max_folds}")
-    with quiet():
+    with quiet_lightning():
         if resume is not None:
             run_dir = Path(resume)
             args, protocol = check_resume(run_dir, args, protocol)
@@ -561,6 +531,6 @@ def start_run(
 ) -> Path:
     """Create a run folder for ``args`` / ``protocol`` without running a fold; ``evaluate(...,
     resume=<it>)`` (or ``ahop cv --resume``, in any number of processes) then runs it."""
-    with quiet():
+    with quiet_lightning():
         plan = prepare(args, protocol, search)[1]
     return new_run(args, protocol, plan, output_dir)

@@ -5,7 +5,6 @@ printed per fold."""
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from ahop_cli.cv.protocol import FoldResult, Protocol
 from ahop_cli.cv.runs import write_json
 from ahop_cli.selection import get_rule
+from tasks.reports import format_mean_std, format_number, markdown_table, mean_std
 
 #: test metrics shown in tables and plots, in this order (others are kept in the JSON)
 TABLE_METRICS = ("test/auroc", "test/acc", "test/f1")
@@ -41,17 +41,6 @@ class Evaluation:
     def table(self) -> str:
         """:func:`format_table` of the folds."""
         return format_table(self.folds, self.protocol)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value; NaN for none)."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def summarize(results: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
@@ -80,14 +69,6 @@ def summarize(results: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
     return summary
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return (
-        ""
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.{digits}f}"
-    )
-
-
 def format_table(results: Sequence[FoldResult], protocol: Protocol | None = None) -> str:
     """Markdown: one row per fold, then mean ± std over folds and over repeats."""
     metrics = [m for m in TABLE_METRICS if any(m in r.metrics for r in results)]
@@ -97,28 +78,24 @@ def format_table(results: Sequence[FoldResult], protocol: Protocol | None = None
     )
     inner = [monitor] if monitor in evidence else []
     titles = ["repeat", "fold", "epochs", *[f"inner {m}" for m in inner], *metrics, "s"]
-    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    rows = []
     for r in results:
         cells = [str(r.repeat), str(r.fold), "" if r.epochs is None else str(r.epochs)]
-        cells += [_fmt(r.selection.get("evidence", {}).get(m)) for m in inner]
-        cells += [_fmt(r.metrics.get(m)) for m in metrics]
-        lines.append("| " + " | ".join([*cells, f"{r.seconds:.1f}"]) + " |")
+        cells += [format_number(r.selection.get("evidence", {}).get(m)) for m in inner]
+        cells += [format_number(r.metrics.get(m)) for m in metrics]
+        rows.append([*cells, f"{r.seconds:.1f}"])
     summary = summarize(results)
     pad = [""] * (1 + len(inner))
     total = sum(r.seconds for r in results)
-    cells = [f"{_fmt(summary[m]['mean'])} ± {_fmt(summary[m]['std'])}" for m in metrics]
-    lines.append(
-        "| **mean ± std (folds)** | "
-        + " | ".join([f"{len(results)} folds", *pad[1:], "", *cells, f"{total:.0f}"])
-        + " |"
+    cells = [format_mean_std(summary[m]["mean"], summary[m]["std"]) for m in metrics]
+    rows.append(
+        ["**mean ± std (folds)**", f"{len(results)} folds", *pad[1:], "", *cells, f"{total:.0f}"]
     )
     if len({r.repeat for r in results}) > 1:
         cells = [
-            f"{_fmt(summary[m]['repeat_mean'])} ± {_fmt(summary[m]['repeat_std'])}" for m in metrics
+            format_mean_std(summary[m]["repeat_mean"], summary[m]["repeat_std"]) for m in metrics
         ]
-        lines.append(
-            "| **mean ± std (repeats)** | " + " | ".join(["", *pad[1:], "", *cells, ""]) + " |"
-        )
+        rows.append(["**mean ± std (repeats)**", "", *pad[1:], "", *cells, ""])
     header = ""
     if protocol is not None:
         search = (
@@ -136,7 +113,7 @@ def format_table(results: Sequence[FoldResult], protocol: Protocol | None = None
             )
             + f"{search}; test samples never reach a fit.\n\n"
         )
-    return header + "\n".join(lines)
+    return header + markdown_table(titles, rows)
 
 
 def plot_folds(results: Sequence[FoldResult], path: Path) -> Path | None:

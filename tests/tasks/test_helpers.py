@@ -31,6 +31,16 @@ def test_formatting_of_numbers_and_mean_std() -> None:
     assert format_mean_std(math.nan, 0.1) == ""
 
 
+def test_missing_numbers_written_as_asked() -> None:
+    # missing="nan": what an f-string prints, and always both halves (the benchmarks' cells)
+    assert format_number(math.nan, 1, missing="nan") == "nan"
+    assert format_number(None, missing="-") == "-"
+    assert format_number(0.25, 2, missing="nan") == "0.25"
+    assert format_mean_std(math.nan, math.nan, 1, missing="nan") == "nan ± nan"
+    assert format_mean_std(81.25, 3.0, 2, missing="nan") == "81.25 ± 3.00"
+    assert format_mean_std(0.5, math.nan, 3, missing="nan") == "0.500 ± nan"
+
+
 def test_markdown_table() -> None:
     table = markdown_table(["a", "b"], [[1, 0.123456], ["x", 2.0]], float_format=".3g")
     assert table.split("\n") == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x | 2 |"]
