@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna on the inner folds of a training set (never a test fold).
 
-    ahop search --config configs/mil_elephant.yaml --search configs/search/mil.yaml
-    ahop cv --config configs/mil_elephant.yaml --search configs/search/mil.yaml  # nested, per fold
+    ahop search --config configs/mil.yaml --search configs/search/mil.yaml
+    ahop cv --config configs/mil.yaml --search configs/search/mil.yaml  # nested, per fold
 
 **Search YAML** (``--search FILE``, or ``search:`` in an ``ahop cv --protocol`` file)::
 
@@ -11,10 +11,10 @@
     n_jobs: 1                   # trials in parallel threads of this process
     seed: 0
     space:                      # any option of the config, by its dotted name
-      model.init_args.dropout: {low: 0.0, high: 0.5}                    # float
+      model.init_args.network.dropout: {low: 0.0, high: 0.5}            # float
       model.init_args.optimizer.init_args.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
-      model.init_args.num_embedding_layers: {low: 1, high: 3}           # int (both bounds int)
-      model.init_args.similarity: {choices: [dot, adaptive]}            # categorical
+      model.init_args.network.num_embedding_layers: {low: 1, high: 3}   # int (both bounds int)
+      model.init_args.network.similarity: {choices: [dot, adaptive]}    # categorical
       trainer.max_epochs: {low: 20, high: 80, step: 20}
 
 A trial trains the config with the sampled values on every inner fold of the training data
@@ -29,9 +29,9 @@ to TensorBoard (``<run>/logs/search/.../trial_<n>``: hparams + mean inner curves
 safest choice for several processes on one machine). Workers that share a storage and a study
 name share the trials, e.g. two local processes::
 
-    ahop search --config configs/mil_elephant.yaml --search configs/search/mil.yaml \\
+    ahop search --config configs/mil.yaml --search configs/search/mil.yaml \\
         --storage journal:runs/elephant.journal --study_name elephant &
-    ahop search --config configs/mil_elephant.yaml --search configs/search/mil.yaml \\
+    ahop search --config configs/mil.yaml --search configs/search/mil.yaml \\
         --storage journal:runs/elephant.journal --study_name elephant
 
 Both stop when the study holds ``trials`` finished trials; each writes ``best_config.yaml``,

@@ -1,8 +1,8 @@
 """``ahop cv``: one evaluation protocol for every classification config (tabular, MIL, image).
 
-    ahop cv --config configs/mil_elephant.yaml --repeats 5              # 5 x 10-fold CV
-    ahop cv --config configs/mil_elephant.yaml --search configs/search/mil.yaml
-    ahop cv --resume runs/cv/mil_elephant-20261201-101500-3f2a          # continue a stopped run
+    ahop cv --config configs/mil.yaml --data.init_args.dataset elephant --repeats 5   # 5 x 10-fold CV
+    ahop cv --config configs/mil.yaml --search configs/search/mil.yaml
+    ahop cv --resume runs/cv/mil-20261201-101500-3f2a          # continue a stopped run
     ahop cv --config configs/tabular_uci.yaml --selection validation --repeats 3
 
 The command line of :func:`ahop_cli.cv.engine.evaluate` (see :mod:`ahop_cli.evaluate` for the
