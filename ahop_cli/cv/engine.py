@@ -449,7 +449,7 @@ def evaluate(
 
     Args:
         args: LightningCLI arguments without subcommand, e.g. ``["--config", "configs/mil.yaml",
-            "--model.init_args.similarity", "dot"]``.
+            "--model.init_args.network.similarity", "dot"]``.
         protocol: see :class:`Protocol` (default: 1 repeat, the config's folds, ``inner_cv``).
         output_dir: parent of the new run folder.
         resume: continue this run folder, skipping its finished folds; ``args`` / ``protocol``
