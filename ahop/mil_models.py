@@ -280,7 +280,7 @@ class MeanMILNetwork(BagNetwork):
         return (embedded * keep).sum(dim=1) / keep.sum(dim=1)
 
 
-#: pooling name -> bag network class (``MILClassifier(network=...)``)
+#: pooling name -> bag network class (``MILClassifier(pooling=...)``)
 MIL_NETWORKS: dict[str, type[BagNetwork]] = {
     "hopfield": HopfieldMILNetwork,
     "attention": AttentionMILNetwork,

@@ -80,13 +80,6 @@ class MILClassifier(BaseTask):
         options = network_options(network, hp.network, NETWORK_SET_BY_TASK)
         self.network = network(num_features=hp.num_features, **options)
 
-    def configure_model(self) -> None:
-        """Build the network once the datamodule is known. Lightning calls this hook, and weight
-        averaging (``EMAWeightAveraging``) calls it from its ``setup`` *before* the module's
-        ``setup``: without it the averaged copy would hold no parameters."""
-        if not self.built and self._trainer is not None:
-            self.setup("fit")
-
     def configure_losses(self) -> None:
         weight = self.hparams.pos_weight
         self.criterion = nn.BCEWithLogitsLoss(
