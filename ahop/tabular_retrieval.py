@@ -62,6 +62,7 @@ from ahop.candidates import (
     top_candidates,
 )
 from ahop.checks import check_int, check_positive_ints
+from ahop.ensemble import MemberViews, mean_probability_logits, member_head
 from ahop.feature_embeddings import build_feature_embedding
 from ahop.separation import build_separation
 from ahop.similarity import build_similarity
@@ -179,6 +180,11 @@ class TabularRetrievalClassifier(nn.Module):
             an epoch's search cost near-linear in the rows; exact below.
         ivf_min_memories: see ``candidate_search``.
         ivf_probes: clusters an ``ivf`` search visits per query.
+        ensemble_size: ``k`` TabM-mini members after the retrieval (Gorishniy et al. 2024): the
+            retrieved state is scaled by one random-sign vector per member, passes the shared
+            predictor blocks and one linear head per member (:mod:`ahop.ensemble`);
+            :meth:`forward` returns the log of the members' mean probabilities, training takes
+            the members' mean loss (:meth:`member_logits`). 1: a single predictor.
     """
 
     def __init__(
@@ -207,6 +213,7 @@ class TabularRetrievalClassifier(nn.Module):
         candidate_search: str = "auto",
         ivf_min_memories: int = DEFAULT_IVF_MIN_MEMORIES,
         ivf_probes: int = DEFAULT_IVF_PROBES,
+        ensemble_size: int = 1,
     ) -> None:
         super().__init__()
         check_int(num_classes, "num_classes", minimum=2)
@@ -215,6 +222,7 @@ class TabularRetrievalClassifier(nn.Module):
             context_size=context_size,
             update_steps=update_steps,
             max_memory_rows=max_memory_rows,
+            ensemble_size=ensemble_size,
         )
         for name, value in (
             ("encoder_blocks", encoder_blocks),
@@ -274,10 +282,11 @@ class TabularRetrievalClassifier(nn.Module):
         self.similarity = build_similarity(similarity, dim=d, **(similarity_kwargs or {}))
         self.separation = build_separation(separation, beta=1.0 if scaling is None else scaling)
         self.context_dropout = nn.Dropout(context_dropout)
+        self.members = MemberViews(ensemble_size, d)  # (B, d) -> (B, k, d)
         self.predictor = nn.ModuleList(
             _block(d, hidden, dropout, prenorm=True) for _ in range(predictor_blocks)
         )
-        self.head = nn.Sequential(nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, num_classes))
+        self.head = member_head(d, num_classes, ensemble_size)  # (B, k, d) -> (B, k, C)
 
         self.register_buffer("memory_features", torch.zeros(0, num_features))
         self.register_buffer("memory_labels", torch.zeros(0, dtype=torch.long))
@@ -558,13 +567,20 @@ class TabularRetrievalClassifier(nn.Module):
             return self._context(query, exclude, count)[0]
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
-        """``(B, F)`` rows -> ``(B, C)`` logits.
+        """``(B, F)`` rows -> ``(B, C)`` logits (with ``ensemble_size > 1``: the log of the
+        members' mean probabilities).
 
         Args:
             features: rows ``(B, F)``.
             labels: their classes ``(B,)``, needed in training (a row's own memory row, found by
                 its features and label, is excluded from its context); ignored in evaluation.
         """
+        return mean_probability_logits(self.member_logits(features, labels))
+
+    def member_logits(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``(B, F)`` rows -> every ensemble member's logits ``(B, k, C)`` (``k = 1`` without an
+        ensemble); training takes the mean of the members' losses (TabM), not the loss of
+        their mean. ``labels`` as in :meth:`forward`."""
         if features.dim() != 2 or features.shape[-1] != self.num_features:
             raise ValueError(
                 f"expected rows of shape (batch, {self.num_features}), got {tuple(features.shape)}"
@@ -595,6 +611,7 @@ class TabularRetrievalClassifier(nn.Module):
                 + per_class @ self.label_embedding.weight
                 + self.value_out(self.value_dropout(pooled))
             )
+        x = self.members(x)
         for block in self.predictor:
             x = x + block(x)
         return self.head(x)
@@ -602,5 +619,6 @@ class TabularRetrievalClassifier(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"memory_rows={self.memory_rows}, context_size={self.context_size}, "
-            f"update_steps={self.update_steps}, memory_refresh={self.memory_refresh!r}"
+            f"update_steps={self.update_steps}, memory_refresh={self.memory_refresh!r}, "
+            f"ensemble_size={self.members.k}"
         )

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from ahop.classifiers import TABULAR_NETWORKS
+from ahop.ensemble import mean_probability_logits, member_mean_loss
 from tasks.base import ClassificationTask, default_optimizer
 from tasks.progress import progress_bar_for
 
@@ -40,6 +41,7 @@ NETWORK_OPTIONS = (
     "context_dropout",
     "memory_refresh",
     "max_memory_rows",
+    "ensemble_size",
 )
 
 
@@ -110,6 +112,8 @@ class TabularClassifier(ClassificationTask):
         memory_refresh: retrieval: how memory encodings follow training: ``frozen`` (once per
             epoch, no gradient), ``epoch``, ``batch`` or ``full`` (every batch, with gradients).
         max_memory_rows: retrieval: the largest training set the memory accepts.
+        ensemble_size: retrieval: TabM-mini members after the retrieval (:mod:`ahop.ensemble`):
+            training takes the members' mean cross-entropy, predictions their mean probability.
         early_stopping_patience: epochs without a better ``val/selection`` before training stops
             (``null``: never).
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
@@ -150,6 +154,7 @@ class TabularClassifier(ClassificationTask):
         context_dropout: float | None = None,
         memory_refresh: str | None = None,
         max_memory_rows: int | None = None,
+        ensemble_size: int | None = None,
         early_stopping_patience: int | None = 16,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -233,8 +238,13 @@ class TabularClassifier(ClassificationTask):
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         features, target = batch
         # in training the labels let the retrieval network exclude each row's own memory row
-        logits = self.network(features, target if self.network.training else None)
-        loss = self.criterion(logits, target)
+        if self.network.training and hasattr(self.network, "member_logits"):
+            members = self.network.member_logits(features, target)  # (B, k, C)
+            loss = member_mean_loss(members, target, self.criterion)
+            logits = mean_probability_logits(members)
+        else:
+            logits = self.network(features, target if self.network.training else None)
+            loss = self.criterion(logits, target)
         return loss, (self.probabilities(logits.detach()), target)
 
     # -- model selection ------------------------------------------------------------------------

@@ -190,11 +190,15 @@ def categorical_csv(path: Path, rows: int = 240) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("similarity", "embedding", "encoding"),
-    [("euclidean", "piecewise_linear", "embedding"), ("adaptive", "periodic", "onehot")],
+    ("similarity", "embedding", "encoding", "ensemble"),
+    [
+        ("euclidean", "piecewise_linear", "embedding", 1),
+        ("adaptive", "periodic", "onehot", 1),
+        ("euclidean", "piecewise_linear", "onehot", 4),  # TabM-mini members in the graph
+    ],
 )
 def test_retrieval_export_matches_module_on_raw_rows(
-    tmp_path: Path, similarity: str, embedding: str, encoding: str
+    tmp_path: Path, similarity: str, embedding: str, encoding: str, ensemble: int
 ) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     from datamodules.tabular_preprocessing import TabularPreprocessor
@@ -228,8 +232,11 @@ def test_retrieval_export_matches_module_on_raw_rows(
         similarity,
         "--model.init_args.feature_embedding",
         embedding,
+        "--model.init_args.ensemble_size",
+        str(ensemble),
     ]
     cli = ahop_cli.main(fit)
+    assert cli.model.network.members.k == ensemble
     if encoding == "embedding":
         assert cli.model.hparams.categorical_cardinalities == [4, 5]  # + the unknown code
     last = next((tmp_path / "run").rglob("last.ckpt"))

@@ -1,0 +1,62 @@
+"""TabM-mini ensembles (Gorishniy et al. 2024, "TabM: Advancing tabular deep learning with
+parameter-efficient ensembling"): ``k`` members that share every weight but one random-sign
+scaling of their input and their linear head. Built on the ``tabm`` package's layers.
+
+A network ends with ``MemberViews`` -> shared blocks (any layers that act on the last dimension)
+-> :func:`member_head`, which gives ``(B, k, C)`` logits; training averages the members' losses,
+prediction averages their probabilities (:func:`mean_probability_logits`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tabm import ElementwiseAffine, LinearEnsemble
+from torch import Tensor, nn
+
+from ahop.checks import check_int
+
+
+class MemberViews(nn.Module):
+    """``(B, d)`` -> ``(B, k, d)``: one view of the input per member, each scaled elementwise by
+    its own vector (initialised to random signs, trained; TabM-mini's only member-specific layer
+    before the head). ``k = 1``: the input itself, unscaled (no parameter)."""
+
+    def __init__(self, k: int, width: int) -> None:
+        super().__init__()
+        check_int(k, "ensemble_size", minimum=1)
+        self.k = k
+        self.scaling = (
+            ElementwiseAffine((k, width), bias=False, scaling_init="random-signs")
+            if k > 1
+            else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        views = x.unsqueeze(-2)
+        return views if self.scaling is None else self.scaling(views.expand(-1, self.k, -1))
+
+
+def member_head(width: int, num_classes: int, k: int) -> nn.Sequential:
+    """``LayerNorm -> ReLU -> Linear`` over ``(B, k, width)``: one linear layer per member when
+    ``k > 1`` (``tabm.LinearEnsemble``), a plain ``nn.Linear`` when ``k = 1``."""
+    linear = nn.Linear(width, num_classes) if k == 1 else LinearEnsemble(width, num_classes, k=k)
+    return nn.Sequential(nn.LayerNorm(width), nn.ReLU(), linear)
+
+
+def mean_probability_logits(member_logits: Tensor) -> Tensor:
+    """``(B, k, C)`` member logits -> ``(B, C)`` logits of the members' mean probabilities
+    (``log mean_j softmax(z_j)``; softmax of the result is that mean). ``k = 1``: the member's
+    own logits."""
+    if member_logits.shape[-2] == 1:
+        return member_logits.squeeze(-2)
+    k = member_logits.shape[-2]
+    return torch.logsumexp(torch.log_softmax(member_logits, dim=-1), dim=-2) - math.log(k)
+
+
+def member_mean_loss(member_logits: Tensor, target: Tensor, criterion: nn.Module) -> Tensor:
+    """The mean over members of ``criterion(member logits, target)`` (TabM trains its members
+    with their own losses, not with the loss of their mean)."""
+    k = member_logits.shape[-2]
+    return criterion(member_logits.flatten(0, 1), target.repeat_interleave(k))
