@@ -60,3 +60,36 @@ def member_mean_loss(member_logits: Tensor, target: Tensor, criterion: nn.Module
     with their own losses, not with the loss of their mean)."""
     k = member_logits.shape[-2]
     return criterion(member_logits.flatten(0, 1), target.repeat_interleave(k))
+
+
+class BinaryDeepEnsemble(nn.Module):
+    """``k`` independently initialised copies of a one-logit network (a deep ensemble,
+    Lakshminarayanan et al. 2017, trained together: each member on its own loss).
+
+    ``forward`` gives the logit of the members' mean probability; :meth:`member_logits` the
+    members' own logits ``(..., k)`` for the training loss.
+
+    Args:
+        members: the networks, same inputs, each returning logits ``(...)``.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a deep ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def member_logits(self, *inputs: Tensor) -> Tensor:
+        """Every member's logits, stacked last: ``(..., k)``."""
+        return torch.stack([member(*inputs) for member in self.members], dim=-1)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return mean_probability_logit(self.member_logits(*inputs))
+
+
+def mean_probability_logit(member_logits: Tensor) -> Tensor:
+    """``(..., k)`` binary logits -> ``(...)`` the logit of the members' mean probability,
+    ``log mean sigmoid(z) - log mean sigmoid(-z)`` (stable for large logits)."""
+    positive = torch.logsumexp(nn.functional.logsigmoid(member_logits), dim=-1)
+    negative = torch.logsumexp(nn.functional.logsigmoid(-member_logits), dim=-1)
+    return positive - negative

@@ -20,6 +20,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from ahop.checks import check_int
+from ahop.ensemble import BinaryDeepEnsemble, mean_probability_logit
 from ahop.mil_models import MIL_NETWORKS
 from tasks.base import BaseTask, classification_metrics, default_optimizer
 from tasks.networks import network_options
@@ -45,6 +47,10 @@ class MILClassifier(BaseTask):
             network's default, one the class does not take is an error naming the allowed ones.
             On the command line: ``--model.init_args.network.similarity dot``.
         pos_weight: weight of positive bags in the loss (``None`` = 1).
+        ensemble_size: independently initialised copies of the network trained together, each
+            on its own loss; a bag's probability is their mean
+            (:class:`ahop.ensemble.BinaryDeepEnsemble`; 1: one network). Costs ``k`` times the
+            time; it never sees more bags than one network.
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
             config; default AdamW, lr 1e-3).
         lr_scheduler: an ``optimizer -> scheduler`` callable, or ``None``; ``ReduceLROnPlateau``
@@ -61,6 +67,7 @@ class MILClassifier(BaseTask):
         pooling: str = "hopfield",
         network: dict[str, Any] | None = None,
         pos_weight: float | None = None,
+        ensemble_size: int = 1,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -72,13 +79,18 @@ class MILClassifier(BaseTask):
         network_options(MIL_NETWORKS[pooling], network, NETWORK_SET_BY_TASK)
         if pos_weight is not None and not pos_weight > 0:
             raise ValueError(f"pos_weight must be > 0, got {pos_weight}")
+        check_int(ensemble_size, "ensemble_size", minimum=1)
         self.save_task_hyperparameters()
 
     def configure_models(self) -> None:
         hp = self.hparams
         network = MIL_NETWORKS[hp.pooling]
         options = network_options(network, hp.network, NETWORK_SET_BY_TASK)
-        self.network = network(num_features=hp.num_features, **options)
+        members = [
+            network(num_features=hp.num_features, **options)
+            for _ in range(hp.get("ensemble_size", 1))
+        ]
+        self.network = members[0] if len(members) == 1 else BinaryDeepEnsemble(members)
 
     def configure_losses(self) -> None:
         weight = self.hparams.pos_weight
@@ -95,8 +107,14 @@ class MILClassifier(BaseTask):
 
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         instances, mask, labels = batch
-        logits = self(instances, mask)
-        loss = self.criterion(logits, labels.to(logits.dtype))
+        if self.training and isinstance(self.network, BinaryDeepEnsemble):
+            members = self.network.member_logits(instances, mask)  # (B, k): one loss each
+            target = labels.to(members.dtype).unsqueeze(-1).expand_as(members)
+            loss = self.criterion(members, target)
+            logits = mean_probability_logit(members)
+        else:
+            logits = self(instances, mask)
+            loss = self.criterion(logits, labels.to(logits.dtype))
         return loss, (torch.sigmoid(logits.detach()), labels.long())
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:

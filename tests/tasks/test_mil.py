@@ -204,3 +204,31 @@ def test_networks_reject_bad_sizes() -> None:
         AttentionMILNetwork(3, attention_dim=0)
     with pytest.raises(ValueError, match="dropout must be in"):
         HopfieldMILNetwork(3, embedding_dim=8, num_heads=2, dropout=1.0)
+
+
+def test_deep_ensemble_trains_each_member_and_predicts_their_mean(tmp_path: Path) -> None:
+    from ahop.ensemble import BinaryDeepEnsemble, mean_probability_logit
+
+    torch.manual_seed(0)
+    task = MILClassifier(
+        num_features=16, network={"embedding_dim": 8, "num_heads": 2}, ensemble_size=3
+    )
+    assert isinstance(task.network, BinaryDeepEnsemble) and len(task.network.members) == 3
+    first, second = (next(iter(m.parameters())) for m in task.network.members[:2])
+    assert not torch.equal(first, second)  # independently initialised
+    instances, mask, labels = make_synthetic_bags(seed=0).padded(range(12))
+    task.train()
+    loss, _ = task.shared_step((instances, mask, labels), "train")
+    members = task.network.member_logits(instances, mask)  # dropout 0: the same forward
+    want = torch.stack(
+        [task.criterion(members[:, j], labels.float()) for j in range(3)]
+    ).mean()  # the members' own losses, not the loss of their mean
+    torch.testing.assert_close(loss, want)
+    task.eval()
+    with torch.no_grad():
+        mean = torch.sigmoid(task.network.member_logits(instances, mask)).mean(-1)
+        torch.testing.assert_close(task.predict_step((instances, mask), 0), mean)
+    big = torch.tensor([[60.0, -60.0, 80.0]])  # stable far from 0
+    torch.testing.assert_close(torch.sigmoid(mean_probability_logit(big)), torch.tensor([2 / 3]))
+    with pytest.raises(ValueError, match="ensemble_size"):
+        MILClassifier(num_features=4, ensemble_size=0)
