@@ -87,3 +87,21 @@ def test_ahop_cv_options_and_fit_arguments_reach_every_run() -> None:
     assert options.fit_args == ["--trainer.max_epochs", "3"]
     with pytest.raises(SystemExit):
         bench.parse_args(["--resume", "runs/x"])
+
+
+def test_inner_variants_record_training_and_validation_curves(tmp_path: Path, monkeypatch) -> None:
+    """benchmarks/mil_inner.py: inner folds only; the training curves come from
+    ``CurveRecorder("train")``, one value per epoch like the validation curves."""
+    import benchmarks.mil_inner as inner
+
+    monkeypatch.setattr(common, "OUT", tmp_path)
+    monkeypatch.setattr(inner, "RESULTS", tmp_path / "mil_inner.json")
+    args = ["--datasets", "synthetic", "--variants", "default", "--outer-folds", "1"]
+    rows = inner.main(
+        [*args, "--inner-folds", "2", "--max-epochs", "2", "--data-dir", str(tmp_path)]
+    )
+    curves = rows[0]["curves"]
+    assert len(curves["mean_train_loss_curve"]) == len(curves["mean_val_loss_curve"]) == 2
+    assert 0.0 <= rows[0]["auroc_at_loss_epoch"] <= 1.0 and rows[0]["epochs"] in (1, 2)
+    assert (tmp_path / "mil_curves.png").is_file()
+    assert inner.main([*args, "--inner-folds", "2", "--max-epochs", "2"]) == rows  # measured: kept

@@ -76,3 +76,20 @@ def test_the_command_line_and_one_line_errors(monkeypatch) -> None:
         ValueError, match="needs the catboost package: pip install 'ahop\\[bench\\]'"
     ):
         baselines.check_baselines(["hist-gb", "catboost"], TabularDataModule())
+
+
+def test_curve_recorder_of_the_training_metrics() -> None:
+    """``CurveRecorder("train")``: the epoch means of ``train/*`` (no per-step values), once per
+    training epoch; validation metrics are the default recorder's."""
+    import torch
+
+    from ahop_cli.selection import CurveRecorder
+
+    metrics = {"train/loss_step": 0.9, "train/loss_epoch": 0.5, "train/auroc": 0.8, "val/loss": 1}
+    trainer = type("T", (), {"callback_metrics": {k: torch.tensor(v) for k, v in metrics.items()}})
+    recorder = CurveRecorder("train")
+    recorder.on_train_epoch_end(trainer, None)
+    recorder.on_validation_end(trainer, None)
+    assert recorder.epochs == [{"train/loss": 0.5, "train/auroc": pytest.approx(0.8)}]
+    with pytest.raises(ValueError, match="stage must be train or val"):
+        CurveRecorder("test")
