@@ -69,7 +69,7 @@ def test_the_command_line_and_one_line_errors(monkeypatch) -> None:
     with pytest.raises(ValueError, match="unknown baselines \\['knn'\\]; allowed values: logreg"):
         Protocol(baselines=["knn"])
     assert Protocol(**{"repeats": 2}) == Protocol(repeats=2, baselines=[])  # older run.json
-    with pytest.raises(ValueError, match="reads rows .* MILDataModule has no 'tensors'"):
+    with pytest.raises(ValueError, match=r"reads rows .* MILDataModule has no 'tensors'"):
         baselines.check_baselines(["logreg"], MILDataModule("synthetic"))
     monkeypatch.setattr(baselines, "installed", lambda name: name != "catboost")
     with pytest.raises(
@@ -86,7 +86,8 @@ def test_curve_recorder_of_the_training_metrics() -> None:
     from ahop_cli.selection import CurveRecorder
 
     metrics = {"train/loss_step": 0.9, "train/loss_epoch": 0.5, "train/auroc": 0.8, "val/loss": 1}
-    trainer = type("T", (), {"callback_metrics": {k: torch.tensor(v) for k, v in metrics.items()}})
+    values = {k: torch.tensor(v) for k, v in metrics.items()}
+    trainer = type("T", (), {"callback_metrics": values, "sanity_checking": False})
     recorder = CurveRecorder("train")
     recorder.on_train_epoch_end(trainer, None)
     recorder.on_validation_end(trainer, None)
