@@ -39,9 +39,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
+from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
 from tasks.reports import markdown_table  # noqa: E402
 
@@ -156,23 +156,11 @@ def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
         else cli.datamodule.hparams.batch_size,
     }
     result["us_per_row"] = 1e6 * result["epoch_s"] / len(y)
-    for name, model in baselines().items():
-        begin = time.perf_counter()
+    for name in (n for n in ("hist-gb", "lightgbm") if installed(n)):  # ahop cv's, 1 thread
+        model, begin = BASELINES[name].make(0), time.perf_counter()
         model.fit(x.numpy(), y.numpy())
         result[f"{name}_fit_s"] = time.perf_counter() - begin
     return result
-
-
-def baselines() -> dict[str, Any]:
-    """HistGB and (when installed) LightGBM with default settings, 1 thread."""
-    models: dict[str, Any] = {"hist-gb": HistGradientBoostingClassifier(random_state=0)}
-    try:
-        from lightgbm import LGBMClassifier
-
-        models["lightgbm"] = LGBMClassifier(random_state=0, n_jobs=1, verbose=-1)
-    except ImportError:
-        pass
-    return models
 
 
 def table(frame: pd.DataFrame) -> str:
