@@ -65,6 +65,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from ahop_cli.checkpoints import read_checkpoint  # noqa: E402
 from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
 from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
+from datamodules.logs import log as data_log  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
 from tasks.reports import format_mean_std, markdown_table  # noqa: E402
@@ -428,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     hopfield = [m for m in models if m not in BASELINES]
     if baselines and not hopfield:
         sys.exit("error: the baselines run in a Hopfield model's folds: name one too")
+    if [b for b in baselines if not installed(b)]:
+        sys.exit(f"error: {[b for b in baselines if not installed(b)]}: pip install -e '.[bench]'")
     for model in hopfield:
         model_overrides(model)
     torch.set_num_threads(args.threads)
@@ -440,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     start, save = time.perf_counter(), args.save or args.out.with_suffix(".csv")
     save.parent.mkdir(parents=True, exist_ok=True)
     overrides = tuple(f"--{o.removeprefix('--')}" for o in args.override)
-    with quiet_lightning(logging.ERROR, loggers=(*LIGHTNING_LOGGERS, "ahop.data")):
+    with quiet_lightning(logging.ERROR, loggers=(*LIGHTNING_LOGGERS, data_log.name)):
         rows: list[dict[str, Any]] = []
         points = parse_grid(args.grid) if args.tune else [()]
         for p, point in enumerate(points):

@@ -8,7 +8,7 @@ Baselines (:data:`BASELINES`), all with their packages' default settings and one
   ``logreg`` (scikit-learn's logistic regression), ``hist-gb`` (scikit-learn's
   HistGradientBoosting), ``lightgbm``, ``xgboost``, ``catboost`` (the last three need the
   ``bench`` extra: ``pip install 'ahop[bench]'``);
-- on the bags of a multiple-instance datamodule (``train_set`` / ``test_set`` of bags):
+- on the bags of a multiple-instance datamodule (``num_bags``; ``train_set`` / ``test_set``):
   ``mean-pool-logreg`` / ``max-pool-logreg``, the mean or the maximum of each bag's
   (standardised) instances, standardised again on the training bags, then logistic regression.
 
@@ -102,7 +102,7 @@ def check_baselines(names: Sequence[str], datamodule: object) -> None:
                 f"baseline {name!r} needs the {BASELINES[name].package} package: "
                 "pip install 'ahop[bench]'"
             )
-        needs = "tensors" if BASELINES[name].features == "rows" else "test_set"
+        needs = "tensors" if BASELINES[name].features == "rows" else "num_bags"
         if not hasattr(datamodule, needs):
             kind = (
                 "rows (a tabular datamodule)" if needs == "tensors" else "bags (a MIL datamodule)"
