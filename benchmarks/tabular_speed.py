@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
@@ -151,9 +152,7 @@ def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
         "fit_s": fit_s,
         "peak_mib": memory.peak_mib,
         "last_val_acc": val_acc,
-        "batch_size": cli.datamodule.batch_size_for(len(y))
-        if hasattr(cli.datamodule, "batch_size_for")
-        else cli.datamodule.hparams.batch_size,
+        "batch_size": cli.datamodule.batch_size_for(len(y)),
     }
     result["us_per_row"] = 1e6 * result["epoch_s"] / len(y)
     for name in (n for n in ("hist-gb", "lightgbm") if installed(n)):  # ahop cv's, 1 thread
@@ -186,12 +185,8 @@ def table(frame: pd.DataFrame) -> str:
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
     """PNG: seconds per epoch and µs per training row against rows (log x)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     axes[0].plot(frame["train_rows"], frame["epoch_s"], "o-", label="retrieval (default), epoch")
     for column in [c for c in frame.columns if c.endswith("_fit_s")]:
         name = column.removesuffix("_fit_s")
@@ -211,7 +206,6 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:

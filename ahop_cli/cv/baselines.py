@@ -103,7 +103,7 @@ def check_baselines(names: Sequence[str], datamodule: object) -> None:
                 "pip install 'ahop[bench]'"
             )
         needs = "tensors" if BASELINES[name].features == "rows" else "num_bags"
-        if not hasattr(datamodule, needs):
+        if not hasattr(type(datamodule), needs):  # the class: a property may need setup
             kind = (
                 "rows (a tabular datamodule)" if needs == "tensors" else "bags (a MIL datamodule)"
             )
