@@ -42,7 +42,8 @@ class Protocol:
     baselines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.baselines = list(self.baselines)
+        names = self.baselines  # a YAML `baselines: logreg` is one name
+        self.baselines = [names] if isinstance(names, str) else list(names)
         check_names(self.baselines)
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")

@@ -69,6 +69,7 @@ def test_the_command_line_and_one_line_errors(monkeypatch) -> None:
     with pytest.raises(ValueError, match="unknown baselines \\['knn'\\]; allowed values: logreg"):
         Protocol(baselines=["knn"])
     assert Protocol(**{"repeats": 2}) == Protocol(repeats=2, baselines=[])  # older run.json
+    assert Protocol.from_dict({"baselines": "logreg"}).baselines == ["logreg"]
     with pytest.raises(ValueError, match=r"reads rows .* MILDataModule has no 'tensors'"):
         baselines.check_baselines(["logreg"], MILDataModule("synthetic"))
     monkeypatch.setattr(baselines, "installed", lambda name: name != "catboost")
