@@ -122,17 +122,25 @@ class DataSet:
     uci: bool = False
 
 
+#: the stratified 65 / 15 / 20 % split of the generic config's data sets
+SPLIT = ("--data.init_args.val_size=0.15", "--data.init_args.test_size=0.2")
+
+
+def csv_data(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[str, ...]:
+    """Data overrides of ``configs/tabular.yaml`` for any CSV file (:data:`SPLIT`)."""
+    data = ["--data.init_args.source=csv", f"--data.init_args.csv_path={path}", *SPLIT]
+    data.append(f"--data.init_args.target={target}")
+    if drop:
+        data.append(f"--data.init_args.drop_columns=[{', '.join(drop)}]")
+    return tuple(data)
+
+
 def data_sets(args: argparse.Namespace) -> list[DataSet]:
     """The data sets the arguments ask for."""
-    seeds = tuple(args.seed_ids)
-    split = ("--data.init_args.val_size=0.15", "--data.init_args.test_size=0.2")  # 65 / 15 / 20
-    sets = []
+    seeds, sets = tuple(args.seed_ids), []
     if args.csv_path is not None:
-        data = ["--data.init_args.source=csv", f"--data.init_args.target={args.target}", *split]
-        data.append(f"--data.init_args.csv_path={args.csv_path.resolve()}")
-        if args.drop_columns:
-            data.append(f"--data.init_args.drop_columns=[{', '.join(args.drop_columns)}]")
-        sets.append(DataSet(args.csv_path.stem, CONFIGS / "tabular.yaml", tuple(data), seeds))
+        data = csv_data(args.csv_path.resolve(), args.target, args.drop_columns)
+        sets.append(DataSet(args.csv_path.stem, CONFIGS / "tabular.yaml", data, seeds))
     for name in args.uci or (uci_names(DATA_ROOT) if args.uci is not None else []):
         data = (f"--data.init_args.name={name}", f"--data.init_args.data_dir={DATA_ROOT}")
         sets.append(DataSet(name, CONFIGS / "tabular_uci.yaml", data, tuple(args.fold_ids), True))
@@ -140,7 +148,7 @@ def data_sets(args: argparse.Namespace) -> list[DataSet]:
         data = (f"--data.init_args.data_dir={DATA_ROOT}",)
         sets.append(DataSet(name, CONFIGS / f"tabular_{name}.yaml", data, seeds))
     if args.digits:
-        data = ("--data.init_args.source=sklearn", "--data.init_args.name=digits", *split)
+        data = ("--data.init_args.source=sklearn", "--data.init_args.name=digits", *SPLIT)
         sets.append(DataSet("digits", CONFIGS / "tabular.yaml", data, seeds))
     return sets
 

@@ -43,6 +43,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
+from benchmarks.tabular import csv_data  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
 from tasks.reports import markdown_table  # noqa: E402
 
@@ -118,11 +119,7 @@ def fit_args(csv: Path, root: str, extra: Sequence[str]) -> list[str]:
     return [
         "--config",
         str(CONFIG),
-        "--data.init_args.source=csv",
-        f"--data.init_args.csv_path={csv}",
-        "--data.init_args.target=label",
-        "--data.init_args.val_size=0.15",
-        "--data.init_args.test_size=0.2",
+        *csv_data(csv, "label"),
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
