@@ -31,19 +31,38 @@ from lightning import Callback, LightningModule, Trainer
 
 class CurveRecorder(Callback):
     """Records every scalar ``val/*`` metric after each validation epoch (``epochs[i]`` = after
-    epoch ``i``); sanity checks are skipped. ``*_best`` trackers are left out."""
+    epoch ``i``); sanity checks are skipped. ``*_best`` trackers are left out.
 
-    def __init__(self) -> None:
+    ``stage="train"`` records the ``train/*`` epoch means instead, at the end of each training
+    epoch (``train/loss_epoch`` as ``train/loss``; per-step values are left out).
+    """
+
+    def __init__(self, stage: str = "val") -> None:
+        if stage not in ("train", "val"):
+            raise ValueError(f"stage must be train or val, got {stage!r}")
+        self.stage = stage
         self.epochs: list[dict[str, float]] = []
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # on_validation_end, not *_epoch_end: callback_metrics hold the epoch's values only here
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or self.stage != "val":
             return
         row = {
             name: float(value)
             for name, value in trainer.callback_metrics.items()
             if name.startswith("val/") and not name.endswith("_best") and value.numel() == 1
+        }
+        self.epochs.append(row)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.stage != "train":
+            return
+        row = {
+            name.removesuffix("_epoch"): float(value)
+            for name, value in trainer.callback_metrics.items()
+            if name.startswith("train/")
+            and not name.endswith(("_best", "_step"))
+            and value.numel() == 1
         }
         self.epochs.append(row)
 

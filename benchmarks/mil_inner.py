@@ -3,19 +3,15 @@
 For each data set and variant, the training bags of the first ``--outer-folds`` outer folds
 (repeat 0 of the 10-fold split) are split into ``--inner-folds`` stratified inner folds; the model
 is trained on each inner training part and its validation curves are averaged (exactly what
-``ahop cv --selection inner_cv`` does before its final fit). No test fold is trained on, tested
-or looked at. Reported per variant: the mean inner-validation AUROC / accuracy at the epoch count
-that the mean validation loss selects, the best mean AUROC over epochs, and the time; and a plot
-(``benchmarks/out/mil_curves.png``) of the mean training vs inner-validation loss and AUROC per
-epoch, per data set and variant: where a variant starts to memorise its training bags.
+``ahop cv --selection inner_cv`` does before its final fit: :meth:`FoldRunner.inner_curves`).
+No test fold is trained on, tested or looked at. Reported per variant: the mean inner-validation
+AUROC / accuracy at the epoch count that the mean validation loss selects, the best mean AUROC
+over epochs, and the time; and a plot (``benchmarks/out/mil_curves.png``) of the mean training
+vs inner-validation loss and AUROC per epoch, per data set and variant: where a variant starts to
+memorise its training bags.
 
     python benchmarks/mil_inner.py                       # default vs projected pooling vs baselines
     python benchmarks/mil_inner.py --datasets elephant --variants default idrop0.3 emb16
-    python benchmarks/mil_inner.py --datasets elephant --variants default --rules inner_cv inner_cv_ensemble
-
-``--rules`` instead compares selection rules end to end on a *development set*: the training bags
-of outer fold 0 (written to ``benchmarks/out/mil_dev/<name>_dev.csv``), cross-validated 5-fold
-with ``ahop cv``; its test folds are training bags of the real protocol, never its test bags.
 
 Prints a markdown table per data set; appends every (data set, variant) result to
 ``benchmarks/out/mil_inner.json`` as soon as it is measured (a rerun skips measured ones).
@@ -38,14 +34,13 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, prepare  # noqa: E402
+from ahop_cli.selection import CurveRecorder  # noqa: E402
 from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 from tasks.quiet import quiet_lightning  # noqa: E402
-from tasks.reports import format_mean_std  # noqa: E402
 
 #: the Hopfield pooling as it was before 2026-12-03: value and output projections (+ LayerNorm)
 PROJECTED = {"model.init_args.network.pooling_kwargs": None}
@@ -73,47 +68,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 RESULTS = OUT / "mil_inner.json"
-RULES = OUT / "mil_dev_rules.json"
 
 
-class TrainCurve(Callback):
-    """Records the epoch means of the training metrics (``train/loss``, ``train/auroc``)."""
-
-    def __init__(self) -> None:
-        self.epochs: list[dict[str, float]] = []
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        metrics = trainer.callback_metrics
-        row = {}
-        for name in ("train/loss_epoch", "train/auroc"):
-            if name in metrics:
-                row[name.removesuffix("_epoch")] = float(metrics[name])
-        self.epochs.append(row)
-
-
-def _mean_curve(curves: list[list[dict[str, float]]], name: str) -> list[float]:
-    """Mean over inner folds of one metric per epoch (as long as the shortest fold)."""
+def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
+    """Mean over folds per epoch (as long as the shortest fold)."""
     length = min(len(c) for c in curves)
-    return [float(np.mean([c[e].get(name, np.nan) for c in curves])) for e in range(length)]
+    return [float(np.mean([c[e] for c in curves])) for e in range(length)]
+
+
+def _train_curve(recorders: Sequence[CurveRecorder], name: str) -> list[float]:
+    """Mean over the inner folds of one training metric per epoch."""
+    return _mean_curve([[epoch.get(name, np.nan) for epoch in r.epochs] for r in recorders])
 
 
 def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str, Any]:
+    """The inner-validation facts of one variant on the first outer folds of a data set."""
     args = [*_config_args(dataset), "--data.init_args.data_dir", str(options.data_dir)]
     args += ["--trainer.max_epochs", str(options.max_epochs)]
     protocol = Protocol(inner_folds=options.inner_folds)
     start = time.perf_counter()
+    per_fold = []
     with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         base, plan, monitor = prepare(args, protocol)
-        per_fold = []
         for spec in plan[: options.outer_folds]:
             runner = FoldRunner(base, spec, protocol, Path(tmp) / spec.key, None, monitor)
-            train: list[TrainCurve] = []
-
-            def train_recorder(inner_fold: int, train: list[TrainCurve] = train) -> list[Callback]:
-                train.append(TrainCurve())
-                return [train[-1]]
-
-            curves = runner.inner_curves(VARIANTS[variant], InnerHooks(train_recorder))
+            train = [CurveRecorder("train") for _ in range(options.inner_folds)]
+            hooks = InnerHooks(lambda inner_fold, train=train: [train[inner_fold]])
+            curves = runner.inner_curves(VARIANTS[variant], hooks)
             epochs, evidence = curves.choose("val/loss", "min")
             auroc = curves.mean("val/auroc")
             per_fold.append(
@@ -127,104 +108,19 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
                     "auroc_last": float(auroc[-1]),
                     "mean_auroc_curve": [float(v) for v in auroc],
                     "mean_val_loss_curve": [float(v) for v in curves.mean("val/loss")],
-                    "mean_train_loss_curve": _mean_curve([t.epochs for t in train], "train/loss"),
-                    "mean_train_auroc_curve": _mean_curve([t.epochs for t in train], "train/auroc"),
+                    "mean_train_loss_curve": _train_curve(train, "train/loss"),
+                    "mean_train_auroc_curve": _train_curve(train, "train/auroc"),
                 }
             )
-    seconds = time.perf_counter() - start
-    summary = {
-        key: float(np.mean([f[key] for f in per_fold]))
-        for key in per_fold[0]
-        if not key.endswith("_curve")
-    }
-    curves = {
-        key: np.mean([f[key][: min(len(g[key]) for g in per_fold)] for f in per_fold], 0).tolist()
-        for key in per_fold[0]
-        if key.endswith("_curve")
-    }
+    names = [key for key in per_fold[0] if key.endswith("_curve")]
     return {
         "dataset": dataset,
         "variant": variant,
         "folds": per_fold,
-        "seconds": seconds,
-        "curves": curves,
-        **summary,
+        "seconds": time.perf_counter() - start,
+        "curves": {key: _mean_curve([f[key] for f in per_fold]) for key in names},
+        **{k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0] if k not in names},
     }
-
-
-def dev_dataset(dataset: str, data_dir: Path, folder: Path) -> Path:
-    """The training bags of outer fold 0 (repeat 0, the config's seed and folds) as a CSV: a
-    development set whose own cross-validation never touches that outer test fold."""
-    from ahop_cli.config_edit import get_option, instantiate
-
-    with quiet_lightning():
-        base, _, _ = prepare(
-            [*_config_args(dataset), "--data.init_args.data_dir", str(data_dir)], Protocol()
-        )
-    datamodule = instantiate(get_option(base, "data"))
-    pool = datamodule.load()
-    rest, _ = datamodule.split_indices()
-    bags = pool.subset(rest)
-    rows = []
-    for i in range(len(bags)):
-        label, bag_id = int(bags.labels[i]), bags.bag_ids[i]
-        rows += [
-            f"{label},{bag_id}," + ",".join(f"{v:.7g}" for v in row) for row in bags.bag(i).tolist()
-        ]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{dataset}_dev.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def compare_rules(options: argparse.Namespace) -> list[dict[str, Any]]:
-    """Selection rules (and variants) evaluated by a 5-fold CV of each development set."""
-    from ahop_cli.evaluate import evaluate
-
-    rows = []
-    for dataset in options.datasets:
-        path = dev_dataset(dataset, options.data_dir, OUT / "mil_dev")
-        for variant in options.variants:
-            for rule in options.rules:
-                args = [*_config_args(dataset), "--data.init_args.dataset", "csv"]
-                args += ["--data.init_args.path", str(path), "--data.init_args.num_folds", "5"]
-                args += ["--trainer.max_epochs", str(options.max_epochs)]
-                args += [
-                    arg
-                    for name, value in VARIANTS[variant].items()
-                    for arg in (f"--{name}", json.dumps(value))
-                ]
-                name, _, monitor = rule.partition(":")  # e.g. inner_cv:val/auroc
-                protocol = Protocol(
-                    selection=name, inner_folds=options.inner_folds, monitor=monitor or None
-                )
-                result = evaluate(
-                    args, protocol, output_dir=options.output_dir, threads=options.threads, log=None
-                )
-                summary = result.summary
-                row = {
-                    "dataset": dataset,
-                    "variant": variant,
-                    "rule": rule,
-                    "auroc": summary["test/auroc"]["mean"],
-                    "auroc_std": summary["test/auroc"]["std"],
-                    "acc": summary["test/acc"]["mean"],
-                    "epochs": sum(f.epochs or 0 for f in result.folds) / len(result.folds),
-                    "seconds": sum(f.seconds for f in result.folds),
-                    "run_dir": str(result.run_dir),
-                }
-                rows.append(row)
-                auroc = format_mean_std(
-                    100 * row["auroc"], 100 * row["auroc_std"], 1, missing="nan"
-                )
-                print(
-                    f"| {dataset} | {variant} | {rule} | {auroc} | "
-                    f"{100 * row['acc']:.1f} | {row['epochs']:.1f} | {row['seconds']:.0f} |",
-                    flush=True,
-                )
-                done = json.loads(RULES.read_text()) if RULES.is_file() else []
-                RULES.write_text(json.dumps([*done, row], indent=2))
-    return rows
 
 
 def plot_curves(rows: list[dict[str, Any]]) -> Path:
@@ -238,13 +134,13 @@ def plot_curves(rows: list[dict[str, Any]]) -> Path:
         loss, auroc = axes[0][column], axes[1][column]
         for row in (r for r in rows if r["dataset"] == dataset and "curves" in r):
             curves, colour = row["curves"], colours[row["variant"]]
-            epochs = range(1, len(curves["mean_val_loss_curve"]) + 1)
-            loss.plot(epochs, curves["mean_val_loss_curve"], color=colour, label=row["variant"])
-            train = curves["mean_train_loss_curve"][: len(epochs)]
-            loss.plot(range(1, len(train) + 1), train, color=colour, linestyle="--")
-            auroc.plot(epochs, curves["mean_auroc_curve"], color=colour)
-            train = curves["mean_train_auroc_curve"][: len(epochs)]
-            auroc.plot(range(1, len(train) + 1), train, color=colour, linestyle="--")
+            length = len(curves["mean_val_loss_curve"])
+            for axis, name in ((loss, "loss"), (auroc, "auroc")):
+                val = curves["mean_val_loss_curve" if name == "loss" else "mean_auroc_curve"]
+                train = curves[f"mean_train_{name}_curve"][:length]
+                label = row["variant"] if name == "loss" else None
+                axis.plot(range(1, len(val) + 1), val, color=colour, label=label)
+                axis.plot(range(1, len(train) + 1), train, color=colour, linestyle="--")
         loss.set_title(dataset, fontsize=9)
         loss.set_ylabel("loss (solid: inner val, dashed: train)", fontsize=8)
         loss.set_ylim(0, 1.2)
@@ -291,37 +187,22 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--data-dir", type=Path, default=SHARED)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--rules",
-        nargs="*",
-        default=None,
-        help="instead: compare these selection rules by a 5-fold CV of each development set "
-        "(the training bags of outer fold 0 only)",
-    )
-    parser.add_argument("--output-dir", default="runs/benchmarks/mil_dev")
     options = parser.parse_args(argv)
     torch.set_num_threads(options.threads)
-    if options.rules:
-        return compare_rules(options)
     done = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
     settings = {k: getattr(options, k) for k in ("outer_folds", "inner_folds", "max_epochs")}
+    chosen = []
     for dataset in options.datasets:
         for variant in options.variants:
             key = {"dataset": dataset, "variant": variant, **settings}
-            if any(all(r.get(k) == v for k, v in key.items()) for r in done):
-                continue
-            row = {**measure(dataset, variant, options), **settings}
-            done.append(row)
-            OUT.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(done, indent=2))
-            print(table([row]).splitlines()[-1], flush=True)
-    chosen = [
-        r
-        for r in done
-        if r["dataset"] in options.datasets
-        and r["variant"] in options.variants
-        and all(r.get(k) == v for k, v in settings.items())
-    ]
+            row = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
+            if row is None:
+                row = {**measure(dataset, variant, options), **settings}
+                done.append(row)
+                OUT.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(done, indent=2))
+                print(table([row]).splitlines()[-1], flush=True)
+            chosen.append(row)
     print(
         f"\ninner validation only ({options.outer_folds} outer training folds x "
         f"{options.inner_folds} inner folds, {options.max_epochs} epochs), x100"

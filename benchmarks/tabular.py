@@ -9,23 +9,22 @@ Data (offline copies in ``../shared/data/tabular``, see its README; scikit-learn
 * digits (1,797 rows, 64 columns, 10 classes): 5 stratified 65 / 15 / 20 % splits;
 * any CSV: ``--csv-path file.csv --target column [--drop-columns ...]`` (5 stratified splits).
 
-Models:
+Models, all evaluated by ``ahop cv``'s engine (:func:`evaluate_model`, the one place that calls
+:func:`ahop_cli.evaluate.evaluate`; selection ``validation``: each split is trained exactly as
+``ahop fit --config <config>`` trains it, and its best checkpoint, by the task's rule of lowest
+``val/loss`` with early stopping on it, is tested once):
 
 * ``retrieval-<similarity>``: :class:`tasks.tabular.TabularClassifier` with the default network
-  (retrieval from the training rows), evaluated by ``ahop cv``'s engine
-  (:func:`engine_evaluate`, the one place that calls :func:`ahop_cli.evaluate.evaluate`; selection
-  ``validation``): each split is trained exactly as
-  ``ahop fit --config <config>`` trains it and its best checkpoint (the task's model-selection
-  rule: lowest ``val/loss``, early stopping on it) is tested once. ``<similarity>``: dot,
-  euclidean, adaptive, manhattan, ...
+  (retrieval from the training rows); ``<similarity>``: dot, euclidean, adaptive, manhattan, ...
 * ``lookup-<similarity>``: the same task with ``network: lookup`` and the lookup model's recipe
   (:data:`LOOKUP`: the settings of the earlier configs), same selection rule;
 * ``logreg``, ``hist-gb`` (scikit-learn), ``lightgbm``, ``xgboost``, ``catboost`` (the ``bench``
-  extra; skipped when not installed): default settings, fit on the training rows, 1 thread.
+  extra; left out of the defaults when not installed): ``ahop cv --baselines`` of the first
+  Hopfield model's run (:mod:`ahop_cli.cv.baselines`: default settings, fitted on the training
+  rows of each split, tested on the rows the engine tested, checked by id).
 
 Commands::
 
-    python benchmarks/tabular.py --quick                       # a few sets, 1 split each
     python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
     python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
     python benchmarks/tabular.py --csv-path my.csv --target label --drop-columns id
@@ -35,25 +34,22 @@ Commands::
 
 Prints markdown tables: test accuracy per set (mean ± std over splits), mean accuracy and mean rank
 over the UCI sets and over the mid-size sets, win / tie / loss against hist-gb, the published
-numbers for shrutime / blastchar, median fit seconds. The baselines are checked to be tested on
-the rows the evaluation engine tested. ``--tune`` reads validation scores only (the best
-checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is read).
-Seconds per epoch and peak memory against the rows: ``benchmarks/tabular_speed.py``.
+numbers for shrutime / blastchar, median fit seconds. ``--tune`` reads validation scores only (the
+best checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is
+read). Seconds per epoch and peak memory against the rows: ``benchmarks/tabular_speed.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import logging
 import os
 import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +60,16 @@ if str(ROOT) not in sys.path:  # `python benchmarks/tabular.py` from anywhere
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.checkpoints import read_checkpoint  # noqa: E402
+from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
 from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
+from datamodules.logs import log as data_log  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
 from tasks.reports import format_mean_std, markdown_table  # noqa: E402
 
-#: loggers hidden below ERROR during the fits: Lightning's and the datamodules' (``ahop.data``)
-QUIET_LOGGERS = (*LIGHTNING_LOGGERS, "ahop.data")
 DATA_ROOT = ROOT.parent / "shared" / "data" / "tabular"
 CONFIGS = ROOT / "configs"
 OUT_DIR = ROOT / "benchmarks" / "out"
@@ -84,6 +78,8 @@ CSV_SETS = ("shrutime", "blastchar")
 MID_SIZE = ("shrutime", "blastchar", "digits")
 #: the configs' default (euclidean) first, then the dot and adaptive variants the issue compares
 DEFAULT_MODELS = ("retrieval-euclidean", "retrieval-dot", "retrieval-adaptive", "lookup-dot")
+#: the tabular baselines of ``ahop cv --baselines``, in table order
+TABULAR_BASELINES = tuple(n for n, b in BASELINES.items() if b.features == "rows")
 #: |accuracy difference| (points, mean over splits) below which a comparison with hist-gb is a tie
 TIE_POINTS = 0.5
 
@@ -113,186 +109,60 @@ LOOKUP: tuple[str, ...] = (
 NETWORKS: dict[str, tuple[str, ...]] = {"retrieval": (), "lookup": LOOKUP}
 
 
-# ----------------------------------------------------------------------------- splits
+# ----------------------------------------------------------------------------- data sets
 @dataclass(frozen=True)
-class Split:
-    """One train / val / test split of one data set: a config and its data overrides."""
+class DataSet:
+    """One data set: its config, data overrides and split ids (``uci``: the predefined folds
+    ``splits``; else one stratified split per seed in ``splits``)."""
 
-    dataset: str
-    index: int
+    name: str
     config: Path
-    overrides: tuple[str, ...] = ()
+    data: tuple[str, ...]
+    splits: tuple[int, ...]
+    uci: bool = False
 
 
-def uci_splits(names: Iterable[str], folds: Iterable[int]) -> list[Split]:
-    """The predefined UCI splits ``folds`` (0..3) of each UCI folder in ``names``."""
-    config = CONFIGS / "tabular_uci.yaml"
-    return [
-        Split(
-            name,
-            fold,
-            config,
-            (
-                f"--data.init_args.name={name}",
-                f"--data.init_args.data_dir={DATA_ROOT}",
-                f"--data.init_args.fold={fold}",
-            ),
-        )
-        for name in names
-        for fold in folds
-    ]
+#: the stratified 65 / 15 / 20 % split of the generic config's data sets
+SPLIT = ("--data.init_args.val_size=0.15", "--data.init_args.test_size=0.2")
 
 
-def stratified_splits(
-    name: str, config: Path, seeds: Iterable[int], data: Sequence[str] = ()
-) -> list[Split]:
-    """Stratified splits (one per seed) of the data set a config (plus ``data`` overrides) reads."""
-    return [Split(name, s, config, (*data, f"--data.init_args.seed={s}")) for s in seeds]
-
-
-def csv_splits(names: Iterable[str], seeds: Iterable[int]) -> list[Split]:
-    """shrutime / blastchar with ``configs/tabular_<name>.yaml``'s data settings."""
-    return [
-        split
-        for name in names
-        for split in stratified_splits(
-            name,
-            CONFIGS / f"tabular_{name}.yaml",
-            seeds,
-            (f"--data.init_args.data_dir={DATA_ROOT}",),
-        )
-    ]
-
-
-def digits_splits(seeds: Iterable[int]) -> list[Split]:
-    """scikit-learn's digits, 65 / 15 / 20 % stratified splits."""
-    data = (
-        "--data.init_args.source=sklearn",
-        "--data.init_args.name=digits",
-        "--data.init_args.val_size=0.15",
-        "--data.init_args.test_size=0.2",
-    )
-    return stratified_splits("digits", CONFIGS / "tabular.yaml", seeds, data)
-
-
-def any_csv_splits(
-    path: Path, target: str, drop: Sequence[str], seeds: Iterable[int]
-) -> list[Split]:
-    """Any CSV file, 65 / 15 / 20 % stratified splits, the generic config's model."""
-    data = [
-        "--data.init_args.source=csv",
-        f"--data.init_args.csv_path={path}",
-        f"--data.init_args.target={target}",
-        "--data.init_args.val_size=0.15",
-        "--data.init_args.test_size=0.2",
-    ]
+def csv_data(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[str, ...]:
+    """Data overrides of ``configs/tabular.yaml`` for any CSV file (:data:`SPLIT`)."""
+    data = ["--data.init_args.source=csv", f"--data.init_args.csv_path={path}", *SPLIT]
+    data.append(f"--data.init_args.target={target}")
     if drop:
         data.append(f"--data.init_args.drop_columns=[{', '.join(drop)}]")
-    return stratified_splits(path.stem, CONFIGS / "tabular.yaml", seeds, data)
+    return tuple(data)
 
 
-# ----------------------------------------------------------------------------- baselines
-def _lightgbm(seed: int) -> Any:
-    from lightgbm import LGBMClassifier
-
-    return LGBMClassifier(random_state=seed, n_jobs=1, verbose=-1)
-
-
-def _xgboost(seed: int) -> Any:
-    from xgboost import XGBClassifier
-
-    return XGBClassifier(random_state=seed, n_jobs=1)
-
-
-def _catboost(seed: int) -> Any:
-    from catboost import CatBoostClassifier
-
-    return CatBoostClassifier(
-        random_seed=seed, thread_count=1, verbose=0, allow_writing_files=False
-    )
+def data_sets(args: argparse.Namespace) -> list[DataSet]:
+    """The data sets the arguments ask for."""
+    seeds, sets = tuple(args.seed_ids), []
+    if args.csv_path is not None:
+        data = csv_data(args.csv_path.resolve(), args.target, args.drop_columns)
+        sets.append(DataSet(args.csv_path.stem, CONFIGS / "tabular.yaml", data, seeds))
+    for name in args.uci or (uci_names(DATA_ROOT) if args.uci is not None else []):
+        data = (f"--data.init_args.name={name}", f"--data.init_args.data_dir={DATA_ROOT}")
+        sets.append(DataSet(name, CONFIGS / "tabular_uci.yaml", data, tuple(args.fold_ids), True))
+    for name in args.csv or (CSV_SETS if args.csv is not None else []):
+        data = (f"--data.init_args.data_dir={DATA_ROOT}",)
+        sets.append(DataSet(name, CONFIGS / f"tabular_{name}.yaml", data, seeds))
+    if args.digits:
+        data = ("--data.init_args.source=sklearn", "--data.init_args.name=digits", *SPLIT)
+        sets.append(DataSet("digits", CONFIGS / "tabular.yaml", data, seeds))
+    return sets
 
 
-#: baseline name -> (package it needs, factory of a default-settings classifier from a seed)
-BASELINES: dict[str, tuple[str, Callable[[int], Any]]] = {
-    "logreg": ("sklearn", lambda seed: LogisticRegression(max_iter=2000)),
-    "hist-gb": ("sklearn", lambda seed: HistGradientBoostingClassifier(random_state=seed)),
-    "lightgbm": ("lightgbm", _lightgbm),
-    "xgboost": ("xgboost", _xgboost),
-    "catboost": ("catboost", _catboost),
-}
-
-
-def available_baselines() -> list[str]:
-    """The baselines whose package is installed."""
-    return [n for n, (package, _) in BASELINES.items() if importlib.util.find_spec(package)]
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass
-class Result:
-    """One model on one split."""
-
-    dataset: str
-    split: int
-    model: str
-    val_acc: float
-    test_acc: float = float("nan")
-    fit_s: float = float("nan")
-    epoch_s: float = float("nan")
-    epochs: int = 0
-    best_epoch: int = -1
-    peak_mib: float = float("nan")
-    setting: str = ""
-    sel_min_loss: float = float("nan")
-    sel_max_acc: float = float("nan")
-    sel_max_acc_then_loss: float = float("nan")
-    sel_last: float = float("nan")
-
-
-def accuracy(predicted: np.ndarray | torch.Tensor, target: torch.Tensor) -> float:
-    """Fraction of rows whose predicted class equals the target."""
-    return float((torch.as_tensor(predicted) == target).float().mean())
-
-
+# ----------------------------------------------------------------------------- the CV engine
 def model_overrides(model: str) -> tuple[str, ...]:
     """CLI overrides of a Hopfield model name ``<network>-<similarity>``."""
     network, _, similarity = model.partition("-")
     if network not in NETWORKS or not similarity:
         raise ValueError(
             f"unknown model {model!r}: expected <network>-<similarity> with network in "
-            f"{sorted(NETWORKS)}, or a baseline in {sorted(BASELINES)}"
+            f"{sorted(NETWORKS)}, or a baseline in {list(TABULAR_BASELINES)}"
         )
     return (*NETWORKS[network], f"--model.init_args.similarity={similarity}")
-
-
-def build_cli(split: Split, overrides: Sequence[str], root: str, seed: int) -> Any:
-    """The LightningCLI of ``split`` (its config + data overrides + ``overrides``), not run: the
-    baselines read its datamodule (the same preprocessed tensors the Hopfield models see)."""
-    args = [
-        "--config",
-        str(split.config),
-        *split.overrides,
-        *overrides,
-        "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={root}",
-        f"--seed_everything={seed}",
-    ]
-    return ahop_cli.main(args, run=False)
-
-
-# ----------------------------------------------------------------------------- the CV engine
-# Every Hopfield fit of this benchmark goes through `ahop cv`'s engine, and only through the two
-# functions below (re-point them here when the engine's public API moves).
-def engine_evaluate(
-    args: Sequence[str], repeats: int, seed: int | None, max_folds: int | None
-) -> Any:
-    """``ahop cv`` (selection ``validation``: the config's early stopping, the best checkpoint by
-    the task's ``val/selection``, tested once) of the ``ahop fit`` arguments ``args``; returns the
-    engine's ``Evaluation``."""
-    protocol = Protocol(repeats=repeats, seed=seed, selection="validation")
-    return evaluate(list(args), protocol, output_dir=OUT_DIR / "cv", max_folds=max_folds, log=None)
 
 
 def best_validation_score(fold: Any) -> float:
@@ -308,97 +178,56 @@ def best_validation_score(fold: Any) -> float:
     return float("nan")
 
 
-def evaluate_hopfield(
-    splits: Sequence[Split], model: str, extra: Sequence[str] = ()
-) -> tuple[list[Result], dict[int, list[int]]]:
-    """The accuracy of a Hopfield model on the splits of one data set through ``ahop cv``
-    (:func:`engine_evaluate`). Returns the results and each split's test rows.
-
-    UCI sets: the first ``len(splits)`` predefined folds (one repeat); stratified sets: one repeat
-    per seed (``seed``, ``seed + 1``, ...).
-    """
-    first = splits[0]
-    ids = [s.index for s in splits]
-    uci = first.config.name == "tabular_uci.yaml"
-    if ids != list(range(ids[0], ids[0] + len(ids))) or (uci and ids[0] != 0):
-        raise ValueError(
-            f"{first.dataset}: the evaluation runs consecutive splits (UCI folds from 0); got {ids}"
-        )
-    data = [
-        o
-        for o in first.overrides
-        if not o.startswith(("--data.init_args.fold=", "--data.init_args.seed="))
-    ]
-    args = ["--config", str(first.config), *data, *model_overrides(model), *extra]
-    args.append("--trainer.logger=false")
-    evaluation = engine_evaluate(
-        args,
-        repeats=1 if uci else len(ids),
-        seed=None if uci else ids[0],
-        max_folds=len(ids) if uci else None,
+def evaluate_model(
+    data: DataSet, model: str, extra: Sequence[str] = (), baselines: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """``ahop cv`` (selection ``validation``, ``--baselines``) of a Hopfield model on the splits
+    of a data set: the UCI folds from 0 (one repeat), else one repeat per seed (``seed``,
+    ``seed + 1``, ...). One row per split and model (the baselines' rows too)."""
+    ids = list(data.splits)
+    if ids != list(range(ids[0], ids[0] + len(ids))) or (data.uci and ids[0] != 0):
+        raise ValueError(f"{data.name}: the engine runs consecutive splits (UCI from 0); got {ids}")
+    protocol = Protocol(
+        repeats=1 if data.uci else len(ids),
+        seed=None if data.uci else ids[0],
+        selection="validation",
+        baselines=list(baselines),
     )
-    results, test_rows = [], {}
+    args = ["--config", str(data.config), *data.data, *model_overrides(model), *extra]
+    evaluation = evaluate(
+        [*args, "--trainer.logger=false"],
+        protocol,
+        output_dir=OUT_DIR / "cv",
+        max_folds=len(ids) if data.uci else None,
+        log=None,
+    )
+    rows = []
     for fold in evaluation.folds:
-        index = fold.fold if uci else fold.seed
-        test_rows[index] = [int(i) for i in fold.test_ids]
-        epochs = fold.epochs or 0
-        results.append(
-            Result(
-                first.dataset,
-                index,
-                model,
-                val_acc=best_validation_score(fold),
-                test_acc=fold.metrics["test/acc"],
-                fit_s=fold.seconds,
-                best_epoch=epochs - 1,
-                setting=str(evaluation.run_dir),
-            )
+        split = fold.fold if data.uci else fold.seed
+        rows.append(
+            {
+                "dataset": data.name,
+                "split": split,
+                "model": model,
+                "val_acc": best_validation_score(fold),
+                "test_acc": fold.metrics["test/acc"],
+                "fit_s": fold.seconds,
+                "best_epoch": (fold.epochs or 0) - 1,
+                "setting": str(evaluation.run_dir),
+            }
         )
-    return results, test_rows
-
-
-# ----------------------------------------------------------------------------- baselines' fits
-def fit_baseline(datamodule: Any, name: str, seed: int, scored: Sequence[str]) -> dict[str, float]:
-    """Fit a :data:`BASELINES` model on the training tensors; accuracy on the ``scored`` splits."""
-    model = BASELINES[name][1](seed)
-    x, y = datamodule.tensors("train")
-    start = time.perf_counter()
-    model.fit(x.numpy(), y.numpy())
-    scores = {"fit_s": time.perf_counter() - start}
-    for part in scored:
-        x, y = datamodule.tensors(part)
-        scores[f"{part}_acc"] = accuracy(np.asarray(model.predict(x.numpy())).reshape(-1), y)
-    return scores
-
-
-def run_baselines(
-    split: Split,
-    models: Sequence[str],
-    scored: Sequence[str] = ("val", "test"),
-    setting: str = "",
-    check: dict[str, dict[int, list[int]]] | None = None,
-) -> list[Result]:
-    """Every baseline on one split (``check``: model -> split -> the test rows the engine tested,
-    which must be this split's)."""
-    with tempfile.TemporaryDirectory() as root:  # the config's data section, as the CLI reads it
-        datamodule = build_cli(split, (), root, split.index).datamodule
-    datamodule.setup("fit")
-    rows = [int(i) for i in datamodule.split_indices["test"]]
-    for other, tested in (check or {}).items():
-        if split.index in tested and sorted(tested[split.index]) != sorted(rows):
-            raise RuntimeError(f"{split.dataset} #{split.index}: {other} was tested on other rows")
-    results = []
-    for model in models:
-        scores = fit_baseline(datamodule, model, split.index, scored)
-        result = Result(split.dataset, split.index, model, setting=setting, **scores)
-        results.append(result)
-        test = f"  test {100 * result.test_acc:5.1f}" if "test" in scored else ""
+        for name, scores in fold.baselines.items():
+            row = {"dataset": data.name, "split": split, "model": name, "best_epoch": -1}
+            row |= {"val_acc": scores["val/acc"], "test_acc": scores["test/acc"], "setting": ""}
+            rows.append({**row, "fit_s": scores["seconds"]})
+    for row in rows:
         print(
-            f"{split.dataset:>28} #{split.index} {model:>20}: val {100 * result.val_acc:5.1f}"
-            f"{test}  fit {result.fit_s:.1f} s",
+            f"{row['dataset']:>28} #{row['split']} {row['model']:>20}: val "
+            f"{100 * row['val_acc']:5.1f}  test {100 * row['test_acc']:5.1f}  fit "
+            f"{row['fit_s']:.1f} s",
             flush=True,
         )
-    return results
+    return rows
 
 
 # ----------------------------------------------------------------------------- reports
@@ -411,14 +240,9 @@ def percent_mean_std(values: pd.Series) -> str:
     return format_mean_std(100 * values.mean(), 100 * values.std(ddof=0), 2, missing="nan")
 
 
-def per_set(results: pd.DataFrame, models: Sequence[str], column: str = "test_acc") -> pd.DataFrame:
-    """Data set x model: mean of ``column`` over splits."""
-    table = results.groupby(["dataset", "model"])[column].mean().unstack("model")
-    return table.reindex(columns=list(models))
-
-
 def summary_rows(table: pd.DataFrame, models: Sequence[str], label: str) -> list[list[str]]:
-    """Mean accuracy, mean rank (1 = best) and win / tie / loss against hist-gb over ``table``."""
+    """Mean accuracy, mean rank (1 = best) and win / tie / loss against hist-gb over ``table``
+    (data set x model: mean test accuracy)."""
     n = len(table)
     ranks = table.rank(axis=1, ascending=False).mean()
     rows = [
@@ -426,98 +250,76 @@ def summary_rows(table: pd.DataFrame, models: Sequence[str], label: str) -> list
         [f"**{label} mean rank**", "", *(f"{ranks[m]:.2f}" for m in models)],
     ]
     if "hist-gb" in table:
-        diff = (table[list(models)].sub(table["hist-gb"], axis=0)) * 100
-        cells = []
-        for m in models:
-            if m == "hist-gb":
-                cells.append("-")
-                continue
-            wins = int((diff[m] >= TIE_POINTS).sum())
-            losses = int((diff[m] <= -TIE_POINTS).sum())
-            cells.append(f"{wins} / {n - wins - losses} / {losses}")
+        diff = table[list(models)].sub(table["hist-gb"], axis=0) * 100
+        wins, losses = (diff >= TIE_POINTS).sum(), (diff <= -TIE_POINTS).sum()
+        cells = [f"{wins[m]} / {n - wins[m] - losses[m]} / {losses[m]}" for m in models]
+        cells = ["-" if m == "hist-gb" else c for m, c in zip(models, cells)]
         rows.append([f"**{label} W / T / L vs hist-gb**", "", *cells])
     return rows
 
 
-def accuracy_table(results: pd.DataFrame, models: Sequence[str], column: str = "test_acc") -> str:
-    """Data set x model: mean ± std of ``column`` (%) over splits; UCI sets first, then their
-    summary, then the mid-size sets with theirs and the published numbers."""
+def accuracy_table(results: pd.DataFrame, models: Sequence[str]) -> str:
+    """Data set x model: mean ± std of the test accuracy (%) over splits; UCI sets first, then
+    their summary, then the mid-size sets with theirs and the published numbers."""
     datasets = list(dict.fromkeys(results["dataset"]))
-    published = sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
+    means = results.groupby(["dataset", "model"])["test_acc"].mean().unstack("model")
+    means = means.reindex(columns=list(models))
 
     def row(dataset: str) -> list[str]:
         part = results[results["dataset"] == dataset]
-        cells = [percent_mean_std(part[part["model"] == m][column]) for m in models]
+        cells = [percent_mean_std(part[part["model"] == m]["test_acc"]) for m in models]
         return [dataset, str(part["split"].nunique()), *cells]
 
-    table = per_set(results, models, column)
+    rows = []
     uci = [d for d in datasets if d not in MID_SIZE and d not in CSV_SETS]
-    rows = [row(d) for d in uci]
-    if len(uci) > 1:
-        rows += summary_rows(table.loc[uci], models, "UCI")
     mid = [d for d in datasets if d in MID_SIZE]
-    rows += [row(d) for d in mid]
-    if len(mid) > 1:
-        rows += summary_rows(table.loc[mid], models, "mid-size")
+    for group, label in ((uci, "UCI"), (mid, "mid-size")):
+        rows += [row(d) for d in group]
+        if len(group) > 1:
+            rows += summary_rows(means.loc[group], models, label)
     rows += [row(d) for d in datasets if d not in uci and d not in mid]
-    header = ["data set", "splits", *models]
-    text = markdown_table(header, rows)
+    text = markdown_table(["data set", "splits", *models], rows)
+    published = sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
     if published:
-        pub_rows = [
+        cells = [
             [d, *(f"{PUBLISHED[d].get(p, float('nan')):.2f}" for p in published)]
             for d in datasets
             if d in PUBLISHED
         ]
         text += "\n\nPublished (Hopular paper protocol, its own 5 splits):\n\n"
-        text += markdown_table(["data set", *published], pub_rows)
+        text += markdown_table(["data set", *published], cells)
     return text
 
 
 def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
     """PNG: grouped bars of mean test accuracy per data set (one panel for the UCI sets, one for
     the mid-size sets with the published numbers hatched)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     stats = results.groupby(["dataset", "model"])["test_acc"].agg(["mean", "std"]) * 100
     datasets = list(dict.fromkeys(results["dataset"]))
+    published = sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
     panels = [
         ([d for d in datasets if d not in MID_SIZE], list(models), "UCI sets (fixed splits)"),
         (
             [d for d in datasets if d in MID_SIZE],
-            [*models, *sorted({m for d in datasets for m in PUBLISHED.get(d, {})})],
+            [*models, *published],
             "Mid-size sets (stratified splits) vs published",
         ),
     ]
     panels = [p for p in panels if p[0]]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 3.8 * len(panels)), squeeze=False)
-    for ax, (names, bars, title) in zip(axes[:, 0], panels):
-        width = 0.8 / len(bars)
-        heights = []
+    figure = Figure(figsize=(14, 3.8 * len(panels)))
+    axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (names, bars, title) in zip(axes, panels):
+        width, heights = 0.8 / len(bars), []
         for j, bar in enumerate(bars):
-            xs, means, errs = [], [], []
-            for i, d in enumerate(names):
-                if (d, bar) in stats.index:
-                    mean, std = stats.loc[(d, bar)]
-                elif bar in PUBLISHED.get(d, {}):
-                    mean, std = PUBLISHED[d][bar], 0.0
-                else:
-                    continue
-                xs.append(i + (j - (len(bars) - 1) / 2) * width)
-                means.append(mean)
-                errs.append(0.0 if np.isnan(std) else std)
-            published = bar not in set(results["model"])
-            ax.bar(
-                xs,
-                means,
-                width,
-                yerr=errs,
-                color=plt.get_cmap("tab10")(j % 10),
-                hatch="//" if published else None,
-                label=f"{bar} (published)" if published else bar,
-            )
+            known = {d: (PUBLISHED[d][bar], 0.0) for d in names if bar in PUBLISHED.get(d, {})}
+            known |= {d: tuple(stats.loc[(d, bar)]) for d in names if (d, bar) in stats.index}
+            xs = [i + (j - (len(bars) - 1) / 2) * width for i, d in enumerate(names) if d in known]
+            means = [known[d][0] for d in names if d in known]
+            errs = [np.nan_to_num(known[d][1]) for d in names if d in known]
+            hatched = bar in published
+            label = f"{bar} (published)" if hatched else bar
+            hatch = "//" if hatched else None
+            ax.bar(xs, means, width, yerr=errs, color=f"C{j % 10}", hatch=hatch, label=label)
             heights += means
         if heights:
             ax.set_ylim(max(0.0, min(heights) - 5), min(100.0, max(heights) + 3))
@@ -527,15 +329,27 @@ def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
         ax.set_title(f"{title}: mean ± std over splits", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
+    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figure.savefig(path, dpi=120)
+
+
+def merge(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """Concatenate per-split CSVs; a (dataset, split, model) run twice keeps its last row (rows
+    of the former ``--cost`` mode are left out). Models ordered: retrieval, lookup, then the
+    baselines in :data:`TABULAR_BASELINES` order."""
+    frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    frame["setting"] = frame["setting"].fillna("")
+    frame = frame[frame["setting"] != "cost"]
+    frame = frame.drop_duplicates(["dataset", "split", "model"], keep="last")
+    present = list(dict.fromkeys(frame["model"]))
+    hopfield = sorted(m for m in present if m not in BASELINES)
+    hopfield.sort(key=lambda m: [*NETWORKS, m.split("-")[0]].index(m.split("-")[0]))
+    return frame.reset_index(drop=True), hopfield + [b for b in BASELINES if b in present]
 
 
 def report(results: pd.DataFrame, models: Sequence[str], out: Path | None) -> None:
     """Print the accuracy table; save the PNG to ``out``."""
-    results = results[results["setting"] != "cost"]  # rows of the former --cost mode
     print("\n## Test accuracy (%), mean ± std over splits\n")
     print(accuracy_table(results, models))
     print(
@@ -549,24 +363,7 @@ def report(results: pd.DataFrame, models: Sequence[str], out: Path | None) -> No
         print(f"\nplot: {out}")
 
 
-def merge(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
-    """Concatenate per-split CSVs; a (dataset, split, model) run twice keeps its last row. Models
-    ordered: retrieval, lookup, then the baselines in :data:`BASELINES` order."""
-    frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    frame["setting"] = frame["setting"].fillna("")
-    frame["kind"] = np.where(frame["setting"] == "cost", "cost", "accuracy")
-    frame = frame.drop_duplicates(["dataset", "split", "model", "kind"], keep="last")
-    frame = frame.drop(columns="kind")
-    present = list(dict.fromkeys(frame["model"]))
-    hopfield = sorted(m for m in present if m not in BASELINES)
-    hopfield.sort(
-        key=lambda m: list(NETWORKS).index(m.split("-")[0]) if m.split("-")[0] in NETWORKS else 9
-    )
-    models = hopfield + [b for b in BASELINES if b in present]
-    return frame.reset_index(drop=True), models
-
-
-# ----------------------------------------------------------------------------- commands
+# ----------------------------------------------------------------------------- tuning
 def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
     """``["model.init_args.context_size=32,96", "trainer.max_epochs=50"]`` -> the CLI overrides of
     every grid point (the product of the lists)."""
@@ -577,38 +374,6 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
             raise ValueError(f"bad grid entry {item!r}: expected key=v1,v2,... (a CLI key)")
         axes.append([f"--{key.removeprefix('--')}={v}" for v in values.split(",")])
     return [tuple(point) for point in itertools.product(*axes)] if axes else [()]
-
-
-def tune(
-    splits: Sequence[Split],
-    models: Sequence[str],
-    grid: list[tuple[str, ...]],
-    common: Sequence[str] = (),
-) -> pd.DataFrame:
-    """Validation score of every grid point and Hopfield model through the CV engine (the best
-    checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is
-    read, printed or saved here). ``common``: overrides of every point (not in its label)."""
-    results = []
-    for point in grid:
-        setting = " ".join(p.removeprefix("--").removeprefix("model.init_args.") for p in point)
-        start = time.perf_counter()
-        rows = []
-        for _, group in itertools.groupby(splits, key=lambda s: s.dataset):
-            for model in models:
-                rows += [
-                    {**asdict(r), "test_acc": float("nan"), "setting": setting}
-                    for r in evaluate_hopfield(list(group), model, (*common, *point))[0]
-                ]
-        frame = pd.DataFrame(rows)
-        results.append(frame)
-        summary = frame.groupby(["model", "dataset"])["val_acc"].mean().groupby("model").mean()
-        print(
-            f"## {setting or '(defaults)'}: mean val score "
-            + ", ".join(f"{m} {100 * v:.2f}" for m, v in summary.items())
-            + f"; {time.perf_counter() - start:.0f} s",
-            flush=True,
-        )
-    return pd.concat(results, ignore_index=True)
 
 
 def tune_table(frame: pd.DataFrame) -> str:
@@ -629,9 +394,9 @@ def tune_table(frame: pd.DataFrame) -> str:
     return markdown_table(["setting", "model", *table.columns, "mean", "fit s"], rows)
 
 
+# ----------------------------------------------------------------------------- commands
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 UCI sets + shrutime, 1 split")
     parser.add_argument("--tune", action="store_true", help="validation-only grid search")
     parser.add_argument("--grid", nargs="*", default=[], help="--tune grid: key=v1,v2 (CLI keys)")
     parser.add_argument("--uci", nargs="*", default=None, help="UCI sets (no names: all of them)")
@@ -639,50 +404,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--digits", action="store_true", help="scikit-learn's digits")
     parser.add_argument("--csv-path", type=Path, default=None, help="any CSV file")
     parser.add_argument("--target", default=None, help="label column of --csv-path")
-    parser.add_argument(
-        "--drop-columns", nargs="*", default=[], help="columns of --csv-path to ignore"
-    )
+    parser.add_argument("--drop-columns", nargs="*", default=[], help="columns to ignore")
     parser.add_argument("--fold-ids", nargs="*", type=int, default=[0, 1, 2, 3], help="UCI splits")
-    parser.add_argument(
-        "--seed-ids", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="stratified splits"
-    )
+    parser.add_argument("--seed-ids", nargs="*", type=int, default=[0, 1, 2, 3, 4], help="seeds")
     parser.add_argument("--models", nargs="*", default=None, help="Hopfield models and baselines")
-    parser.add_argument(
-        "--override",
-        nargs="*",
-        default=[],
-        help="CLI overrides of every Hopfield fit, e.g. trainer.max_epochs=5",
-    )
+    parser.add_argument("--override", nargs="*", default=[], help="e.g. trainer.max_epochs=5")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "tabular.png")
-    parser.add_argument(
-        "--save", type=Path, default=None, help="per-split CSV (default: --out .csv)"
-    )
-    parser.add_argument(
-        "--report", nargs="+", type=Path, default=None, help="merge CSVs, train nothing"
-    )
+    parser.add_argument("--save", type=Path, default=None, help="per-split CSV (default: --out)")
+    parser.add_argument("--report", nargs="+", type=Path, help="merge CSVs, train nothing")
     args = parser.parse_args(argv)
     if args.csv_path is not None and not args.target:
         sys.exit("error: --csv-path needs --target (the label column)")
     return args
-
-
-def collect_splits(args: argparse.Namespace) -> list[Split]:
-    """The splits the arguments ask for (``--quick``: a small subset)."""
-    if args.quick:
-        return uci_splits(uci_names(DATA_ROOT)[:3], [0]) + csv_splits(["shrutime"], [0])
-    splits: list[Split] = []
-    if args.csv_path is not None:
-        splits += any_csv_splits(
-            args.csv_path.resolve(), args.target, args.drop_columns, args.seed_ids
-        )
-    if args.uci is not None:
-        splits += uci_splits(args.uci or uci_names(DATA_ROOT), args.fold_ids)
-    if args.csv is not None:
-        splits += csv_splits(args.csv or CSV_SETS, args.seed_ids)
-    if args.digits:
-        splits += digits_splits(args.seed_ids)
-    return splits
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
@@ -692,71 +426,55 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
         print(f"# {len(results)} runs from {len(args.report)} CSV files")
         report(results, models, args.out)
         return results
-    splits = collect_splits(args)
-    if not splits:
-        sys.exit("error: no data: name --uci / --csv / --digits / --csv-path, or --quick")
-    if any(s.config.name != "tabular.yaml" for s in splits) and not DATA_ROOT.is_dir():
+    sets = data_sets(args)
+    if not sets:
+        sys.exit("error: no data: name --uci / --csv / --digits / --csv-path")
+    if any(s.config.name != "tabular.yaml" for s in sets) and not DATA_ROOT.is_dir():
         sys.exit(f"error: the offline data folder {DATA_ROOT} is missing (see its README)")
+    default = [*DEFAULT_MODELS, *(b for b in TABULAR_BASELINES if installed(b))]
+    models = args.models or (list(DEFAULT_MODELS[:1]) if args.tune else default)
+    baselines = [m for m in models if m in BASELINES]
+    hopfield = [m for m in models if m not in BASELINES]
+    if baselines and not hopfield:
+        sys.exit("error: the baselines run in a Hopfield model's folds: name one too")
+    if [b for b in baselines if not installed(b)]:
+        sys.exit(f"error: {[b for b in baselines if not installed(b)]}: pip install -e '.[bench]'")
+    for model in hopfield:
+        model_overrides(model)
     torch.set_num_threads(args.threads)
-    with quiet_lightning(logging.ERROR, loggers=QUIET_LOGGERS):
-        run(args, splits)
-    return None
-
-
-def run(args: argparse.Namespace, splits: list[Split]) -> None:
-    """The fits (or the tuning grid) of ``splits``, their CSV and the report."""
-    models = args.models or (
-        list(DEFAULT_MODELS[:1]) if args.tune else [*DEFAULT_MODELS, *available_baselines()]
-    )
-    missing = [m for m in models if m in BASELINES and m not in available_baselines()]
-    if missing:
-        sys.exit(f"error: {missing} not installed: pip install -e '.[bench]'")
     print(
-        f"# {len(splits)} splits; models {models}; torch threads {torch.get_num_threads()}; "
+        f"# {len(sets)} data sets; models {models}; torch threads {torch.get_num_threads()}; "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}; "
         f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    overrides = tuple(f"--{o.removeprefix('--')}" for o in args.override)
-    start = time.perf_counter()
-    save = args.save or args.out.with_suffix(".csv")
+    start, save = time.perf_counter(), args.save or args.out.with_suffix(".csv")
     save.parent.mkdir(parents=True, exist_ok=True)
-    hopfield = [m for m in models if m not in BASELINES]
-    baselines = [m for m in models if m in BASELINES]
-    if args.tune:
-        grid = parse_grid(args.grid)
-        frames = [tune(splits, hopfield, grid, overrides)] if hopfield else []
-        if baselines:  # once, on the validation rows only
-            rows = [asdict(r) for s in splits for r in run_baselines(s, baselines, ("val",))]
-            frames.append(pd.DataFrame(rows).assign(setting="(baseline)"))
-        frame = pd.concat(frames, ignore_index=True)
-        frame.to_csv(save, index=False)
-        print("\n## Validation score (%), mean over splits (no test number read)\n")
-        print(tune_table(frame))
-    else:
+    overrides = tuple(f"--{o.removeprefix('--')}" for o in args.override)
+    with quiet_lightning(logging.ERROR, loggers=(*LIGHTNING_LOGGERS, data_log.name)):
         rows: list[dict[str, Any]] = []
-        for dataset, group in itertools.groupby(splits, key=lambda s: s.dataset):
-            group = list(group)  # saved after every data set: an interruption loses one
-            test_rows: dict[str, dict[int, list[int]]] = {}
-            for model in hopfield:
-                results, test_rows[model] = evaluate_hopfield(group, model, overrides)
-                rows += [asdict(r) for r in results]
-                for r in results:
-                    print(
-                        f"{dataset:>28} #{r.split} {model:>20}: val {100 * r.val_acc:5.1f}  "
-                        f"test {100 * r.test_acc:5.1f}  fit {r.fit_s:.0f} s",
-                        flush=True,
-                    )
-            for split in group:
-                if baselines:
-                    rows += [asdict(r) for r in run_baselines(split, baselines, check=test_rows)]
-            pd.DataFrame(rows).to_csv(save, index=False)
-        results, models = merge([save])
-        report(results, models, args.out)
+        points = parse_grid(args.grid) if args.tune else [()]
+        for p, point in enumerate(points):
+            setting = " ".join(o.removeprefix("--").removeprefix("model.init_args.") for o in point)
+            for data in sets:  # saved after every data set: an interruption loses one
+                for m, model in enumerate(hopfield):
+                    extra = (*overrides, *point)
+                    with_baselines = baselines if p == m == 0 else ()  # once per data set
+                    for row in evaluate_model(data, model, extra, with_baselines):
+                        if args.tune:  # validation scores only: no test number is kept
+                            row["test_acc"] = float("nan")
+                            row["setting"] = "(baseline)" if row["model"] in BASELINES else setting
+                        rows.append(row)
+                pd.DataFrame(rows).to_csv(save, index=False)
+    if args.tune:
+        print("\n## Validation score (%), mean over splits (no test number read)\n")
+        print(tune_table(pd.DataFrame(rows)))
+    else:
+        report(*merge([save]), args.out)
     print(f"per-split results: {save}")
-    print(
-        f"total wall time {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}"
-    )
+    wall = time.perf_counter() - start
+    print(f"total wall time {wall:.0f} s; load average {os.getloadavg()[0]:.2f}")
+    return None
 
 
 if __name__ == "__main__":

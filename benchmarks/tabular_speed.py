@@ -39,9 +39,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
+from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
+from benchmarks.tabular import csv_data  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
 from tasks.reports import markdown_table  # noqa: E402
 
@@ -117,11 +119,7 @@ def fit_args(csv: Path, root: str, extra: Sequence[str]) -> list[str]:
     return [
         "--config",
         str(CONFIG),
-        "--data.init_args.source=csv",
-        f"--data.init_args.csv_path={csv}",
-        "--data.init_args.target=label",
-        "--data.init_args.val_size=0.15",
-        "--data.init_args.test_size=0.2",
+        *csv_data(csv, "label"),
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
@@ -151,28 +149,14 @@ def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
         "fit_s": fit_s,
         "peak_mib": memory.peak_mib,
         "last_val_acc": val_acc,
-        "batch_size": cli.datamodule.batch_size_for(len(y))
-        if hasattr(cli.datamodule, "batch_size_for")
-        else cli.datamodule.hparams.batch_size,
+        "batch_size": cli.datamodule.batch_size_for(len(y)),
     }
     result["us_per_row"] = 1e6 * result["epoch_s"] / len(y)
-    for name, model in baselines().items():
-        begin = time.perf_counter()
+    for name in (n for n in ("hist-gb", "lightgbm") if installed(n)):  # ahop cv's, 1 thread
+        model, begin = BASELINES[name].make(0), time.perf_counter()
         model.fit(x.numpy(), y.numpy())
         result[f"{name}_fit_s"] = time.perf_counter() - begin
     return result
-
-
-def baselines() -> dict[str, Any]:
-    """HistGB and (when installed) LightGBM with default settings, 1 thread."""
-    models: dict[str, Any] = {"hist-gb": HistGradientBoostingClassifier(random_state=0)}
-    try:
-        from lightgbm import LGBMClassifier
-
-        models["lightgbm"] = LGBMClassifier(random_state=0, n_jobs=1, verbose=-1)
-    except ImportError:
-        pass
-    return models
 
 
 def table(frame: pd.DataFrame) -> str:
@@ -198,12 +182,8 @@ def table(frame: pd.DataFrame) -> str:
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
     """PNG: seconds per epoch and µs per training row against rows (log x)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     axes[0].plot(frame["train_rows"], frame["epoch_s"], "o-", label="retrieval (default), epoch")
     for column in [c for c in frame.columns if c.endswith("_fit_s")]:
         name = column.removesuffix("_fit_s")
@@ -223,7 +203,6 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:

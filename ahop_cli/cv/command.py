@@ -4,6 +4,7 @@
     ahop cv --config configs/mil.yaml --search configs/search/mil.yaml
     ahop cv --resume runs/cv/mil-20261201-101500-3f2a          # continue a stopped run
     ahop cv --config configs/tabular_uci.yaml --selection validation --repeats 3
+    ahop cv --config configs/tabular.yaml --selection validation --baselines logreg hist-gb
 
 The command line of :func:`ahop_cli.cv.engine.evaluate` (see :mod:`ahop_cli.evaluate` for the
 protocol and the run folder); searches are :class:`ahop_cli.search.OptunaSearch`. Arguments other
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from ahop_cli.cv.baselines import BASELINES
 from ahop_cli.cv.engine import evaluate, start_run
 from ahop_cli.cv.protocol import Protocol
 from ahop_cli.cv.report import Evaluation
@@ -53,6 +55,14 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--mode", choices=["min", "max"], help="of the monitor (default: by name)")
     parser.add_argument("--search", help="search YAML (space, trials, ...; see ahop_cli.search)")
     parser.add_argument("--trials", type=int, help="trials per search (overrides the YAML)")
+    parser.add_argument(
+        "--baselines",
+        nargs="+",
+        metavar="NAME",
+        help="also fit these on each fold's training samples, test them on its test samples and "
+        "add them to the table: " + " | ".join(BASELINES) + " (lightgbm / xgboost / catboost: "
+        "pip install 'ahop[bench]')",
+    )
     parser.add_argument("--max_folds", type=int, help="run at most this many folds now")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite file in the run)")
     parser.add_argument("--output_dir", default="runs/cv", help="parent of the run folder")
@@ -62,7 +72,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(list(argv))
 
 
-_PROTOCOL_FLAGS = ("repeats", "folds", "seed", "selection", "inner_folds", "monitor", "mode")
+_PROTOCOL_FLAGS = (
+    "repeats",
+    "folds",
+    "seed",
+    "selection",
+    "inner_folds",
+    "monitor",
+    "mode",
+    "baselines",
+)
 
 
 def protocol_from_options(options: argparse.Namespace) -> Protocol | None:

@@ -31,6 +31,7 @@ from ahop_cli.config_edit import (
     with_edits,
     without_callbacks,
 )
+from ahop_cli.cv.baselines import check_baselines, fold_baselines
 from ahop_cli.cv.protocol import FoldResult, FoldSpec, Protocol, mode_of
 from ahop_cli.cv.report import Evaluation, progress_line, write_outputs
 from ahop_cli.cv.runs import (
@@ -372,6 +373,7 @@ def prepare(
     cli, base = probe(args, protocol)
     if protocol.search:
         require_search(search).check(protocol.search, base)
+    check_baselines(protocol.baselines, cli.datamodule)
     monitor = protocol.monitor or getattr(cli.model, "monitor", None) or "val/loss"
     base_seed = protocol.seed
     if base_seed is None:
@@ -411,6 +413,13 @@ def run_fold(
     search_seconds = time.perf_counter() - start
     selection = rule.select(runner, edits, curves)
     metrics, details = runner.final_fit(selection)
+    seconds = time.perf_counter() - start
+    baselines = {}
+    if protocol.baselines:  # on the final fit's training samples, the fold's test samples
+        datamodule = instantiate(get_option(runner.final_config(selection), "data"))
+        baselines = fold_baselines(
+            protocol.baselines, datamodule, spec.seed, runner.test_ids(), split_ids
+        )
     return FoldResult(
         repeat=spec.repeat,
         fold=spec.fold,
@@ -425,11 +434,12 @@ def run_fold(
             "inner_curves": selection.inner_curves,
             "checkpoint": details["checkpoint"],
         },
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         sizes=details["sizes"],
         params=edits,
         search={**search_info, "seconds": search_seconds} if search_info else {},
         test_ids=details["test_ids"],
+        baselines=baselines,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ahop_cli.cv.baselines import check_names
 from ahop_cli.selection import get_rule
 
 
@@ -26,6 +27,8 @@ class Protocol:
         mode: ``min`` | ``max`` | ``None`` (see ``monitor``).
         search: an Optuna search run inside every outer training fold (a dict as in the search
             YAML, see :mod:`ahop_cli.search`), or ``None``.
+        baselines: names in :data:`ahop_cli.cv.baselines.BASELINES` fitted in every outer fold
+            on the final fit's training samples and tested on its test samples.
     """
 
     repeats: int = 1
@@ -36,8 +39,12 @@ class Protocol:
     monitor: str | None = None
     mode: str | None = None
     search: dict[str, Any] | None = None
+    baselines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        names = self.baselines  # a YAML `baselines: logreg` is one name
+        self.baselines = [names] if isinstance(names, str) else list(names)
+        check_names(self.baselines)
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.folds is not None and self.folds < 2:
@@ -89,6 +96,7 @@ class FoldResult:
     params: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
     test_ids: list[Any] = field(default_factory=list)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -1,6 +1,6 @@
-"""What an evaluation run reports: mean ± std over folds and repeats, the Markdown table, the box
-plot, ``results.md`` / ``results.json`` / ``folds.png`` of the run folder, and the progress line
-printed per fold."""
+"""What an evaluation run reports: mean ± std over folds and repeats, the Markdown table (with a
+row per baseline of ``--baselines``), the box plot, ``results.md`` / ``results.json`` /
+``folds.png`` of the run folder, and the progress line printed per fold."""
 
 from __future__ import annotations
 
@@ -38,9 +38,37 @@ class Evaluation:
         """:func:`summarize` of the folds."""
         return summarize(self.folds)
 
+    @property
+    def baselines(self) -> dict[str, list[FoldResult]]:
+        """:func:`baseline_folds` of the folds."""
+        return baseline_folds(self.folds)
+
     def table(self) -> str:
         """:func:`format_table` of the folds."""
         return format_table(self.folds, self.protocol)
+
+
+def baseline_folds(results: Sequence[FoldResult]) -> dict[str, list[FoldResult]]:
+    """Baseline -> its results as folds (metrics, fit seconds; no epochs), one per fold of
+    ``results`` that has it (:attr:`FoldResult.baselines`)."""
+    names = dict.fromkeys(name for r in results for name in r.baselines)
+    return {
+        name: [
+            FoldResult(
+                r.repeat,
+                r.fold,
+                r.seed,
+                {k: v for k, v in r.baselines[name].items() if k != "seconds"},
+                None,
+                {},
+                r.baselines[name].get("seconds", 0.0),
+                test_ids=r.test_ids,
+            )
+            for r in results
+            if name in r.baselines
+        ]
+        for name in names
+    }
 
 
 def summarize(results: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
@@ -96,6 +124,15 @@ def format_table(results: Sequence[FoldResult], protocol: Protocol | None = None
             format_mean_std(summary[m]["repeat_mean"], summary[m]["repeat_std"]) for m in metrics
         ]
         rows.append(["**mean ± std (repeats)**", "", *pad[1:], "", *cells, ""])
+    for name, folds in baseline_folds(results).items():  # mean ± std over the same folds
+        base = summarize(folds)
+        cells = [
+            format_mean_std(base[m]["mean"], base[m]["std"]) if m in base else "" for m in metrics
+        ]
+        seconds = f"{sum(f.seconds for f in folds):.0f}"
+        rows.append(
+            [f"**{name}** (same folds)", f"{len(folds)} folds", *pad[1:], "", *cells, seconds]
+        )
     header = ""
     if protocol is not None:
         search = (
@@ -158,6 +195,7 @@ def write_outputs(evaluation: Evaluation) -> None:
             "protocol": asdict(evaluation.protocol),
             "machine": _machine(),
             "summary": evaluation.summary,
+            "baselines": {name: summarize(f) for name, f in evaluation.baselines.items()},
             "folds": [asdict(r) for r in evaluation.folds],
         },
     )
