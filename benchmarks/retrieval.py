@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/retrieval.py` from anywhere
@@ -51,7 +51,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from ahop.classical import CAPACITY_THEORY, BinaryHopfield  # noqa: E402
+from ahop.classical import CAPACITY_THEORY, recall_statistics  # noqa: E402
 from ahop.functional import retrieve  # noqa: E402
 from ahop.objectives import (  # noqa: E402
     fraction_correctly_retrieved,
@@ -96,18 +96,10 @@ class Context:
     def draw(self, source: str, num: int, seed: int) -> tuple[Tensor, tuple[int, ...]]:
         """``num`` patterns ``(num, D)`` of ``source`` (a dataset, or ``"synthetic"``: U[0, 1]^50)
         drawn with ``seed``, and their image shape."""
-        generator = torch.Generator().manual_seed(seed)
-        if source == "synthetic":
-            patterns, shape = MEMORY_SOURCES["uniform"](
-                num, generator, {"synthetic_dim": SYNTHETIC_DIM}
-            )
-        else:
-            options = {
-                "split": "train",
-                "data_dir": str(self.data_dir),
-                "carve_from": DATASETS[source],
-            }
-            patterns, shape = MEMORY_SOURCES[source](num, generator, options)
+        name = "uniform" if source == "synthetic" else source
+        options = {"split": "train", "data_dir": str(self.data_dir), "synthetic_dim": SYNTHETIC_DIM}
+        options["carve_from"] = DATASETS.get(source)
+        patterns, shape = MEMORY_SOURCES[name](num, torch.Generator().manual_seed(seed), options)
         return patterns.float().contiguous(), tuple(shape)
 
     def pool(self, seed: int) -> Tensor:
@@ -130,9 +122,7 @@ class Context:
         return UHN_THRESHOLD * min(1.0, pixels / UHN_PIXELS)
 
     def variant(self, name: str, **kwargs: Any) -> Variant:
-        if name in ("mask", "mixed"):
-            kwargs["image_shape"] = self.shape
-        return build_variant(name, **kwargs)
+        return build_variant(name, image_shape=self.shape, **kwargs)  # ignored where not taken
 
 
 def fmt(values: Sequence[float]) -> str:
@@ -152,12 +142,8 @@ def _curve(ax, xs: Sequence[float], runs: list[list[float]], label: str) -> None
 # -- 1.-3. sweeps of the fixed retrieval ------------------------------------------------------
 
 
-class Panel(NamedTuple):
-    """One panel of a sweep: its levels (x axis) and ``point(seed, level) -> (memories,
-    query variant)``."""
-
-    levels: list[float]
-    point: Callable[[int, float], tuple[Tensor, Variant]]
+#: a panel of a sweep: its levels (x axis) and ``point(seed, level) -> (memories, query variant)``
+Panel = tuple[list[float], Callable[[int, float], tuple[Tensor, Variant]]]
 
 
 def sweep(ctx: Context, panels: dict[str, Panel], settings: dict[str, tuple]) -> dict:
@@ -165,12 +151,12 @@ def sweep(ctx: Context, panels: dict[str, Panel], settings: dict[str, tuple]) ->
     criterion; ``settings``: label -> (similarity, separation, separation options). All N stored
     patterns are corrupted once and retrieved in one batched call."""
     results = {
-        p: {k: {v: [] for v in panel.levels} for k in settings} for p, panel in panels.items()
+        p: {k: {v: [] for v in levels} for k in settings} for p, (levels, _) in panels.items()
     }
     for seed in ctx.seeds:
-        for name, panel in panels.items():
-            for level in panel.levels:
-                memories, variant = panel.point(seed, level)
+        for name, (levels, point) in panels.items():
+            for level in levels:
+                memories, variant = point(seed, level)
                 seed_q = stream_seed(seed, STREAMS["test"], len(memories))
                 queries, sources = make_queries(memories, variant, 1, seed_q)
                 for label, (sim, sep, options) in settings.items():
@@ -226,7 +212,7 @@ def _size_sweep(
         f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
     }
     panels = {
-        name: Panel(sizes, lambda seed, n, v=variant: (ctx.memories(seed, int(n)), v))
+        name: (sizes, lambda seed, n, v=variant: (ctx.memories(seed, int(n)), v))
         for name, variant in variants.items()
     }
     results = sweep(ctx, panels, settings)
@@ -276,7 +262,7 @@ def robustness(ctx: Context) -> dict[str, Any]:
         ),
     }
     panels = {
-        name: Panel(levels, lambda seed, v, make=make: (ctx.memories(seed, num), make(v)))
+        name: (levels, lambda seed, v, make=make: (ctx.memories(seed, num), make(v)))
         for name, (levels, make) in variants.items()
     }
     results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
@@ -397,11 +383,11 @@ def adaptive(ctx: Context) -> dict[str, Any]:
     for difficulty, row in table.items():
         best = max(FIXED_SIMILARITIES, key=lambda s: row[s])
         rows.append([difficulty, *(row[c] for c in columns), f"{best} {row[best]:.3f}"])
-    print(f"\n**{ctx.dataset}: retrieval accuracy on mixed corruptions**\n")
-    print(markdown_table(["difficulty", *columns, "best fixed"], rows))
+    title = f"{ctx.dataset}: retrieval accuracy on mixed corruptions"
+    _bold_table(title, ["difficulty", *columns, "best fixed"], rows)
     hardest = table[difficulties[-1]]
-    print(f"\n**{ctx.dataset}: ablations at difficulty {difficulties[-1]}**\n")
-    print(markdown_table(["adaptive similarity", "accuracy"], [[k, hardest[k]] for k in ABLATIONS]))
+    title = f"{ctx.dataset}: ablations at difficulty {difficulties[-1]}"
+    _bold_table(title, ["adaptive similarity", "accuracy"], [[k, hardest[k]] for k in ABLATIONS])
     print("\ntraining seconds: " + ", ".join(f"{k}: {v:.0f}" for k, v in seconds.items()))
     figure = Figure(figsize=(10, 3.8))
     ax = figure.add_subplot(1, 2, 1)
@@ -439,20 +425,18 @@ def classical(ctx: Context) -> dict[str, Any]:
         for flip in (0.0, 0.1):
             per_load = results[f"N={num_units}, flip={flip}"] = {}
             for load in loads:
-                shape = (max(1, round(load * num_units)), num_units)
-                per_load[load] = {"exact": [], "overlap": []}
-                for seed in ctx.seeds:
-                    generator = torch.Generator().manual_seed(stream_seed(seed, num_units, 0))
-                    patterns = torch.randint(0, 2, shape, generator=generator) * 2.0 - 1.0
-                    network = BinaryHopfield(num_units).store(patterns)
-                    cues = torch.where(torch.rand(shape, generator=generator) < flip, -1.0, 1.0)
-                    states, _ = network.recall(
-                        cues * patterns, mode="async", max_sweeps=30, generator=generator
+                runs = [
+                    recall_statistics(
+                        num_units,
+                        max(1, round(load * num_units)),
+                        flip,
+                        "async",
+                        30,
+                        stream_seed(seed, num_units, 0),
                     )
-                    per_load[load]["exact"].append(
-                        float((states == patterns).all(dim=1).float().mean())
-                    )
-                    per_load[load]["overlap"].append(float((states * patterns).mean()))
+                    for seed in ctx.seeds
+                ]
+                per_load[load] = {"exact": [r[0] for r in runs], "overlap": [r[1] for r in runs]}
     headers = ["P/N", *(f"{k} exact / overlap" for k in results)]
     rows = [
         [load, *(f"{fmt(r[load]['exact'])} / {fmt(r[load]['overlap'])}" for r in results.values())]
@@ -577,6 +561,32 @@ def _acc_err(runs: list[dict[str, float]]) -> str:
     return f"{fmt([r['acc'] for r in runs])} / {statistics.fmean(r['error'] for r in runs):.3f}"
 
 
+def _bold_table(title: str, headers: Sequence[str], rows: list[list[Any]]) -> None:
+    print(f"\n**{title}**\n")
+    print(markdown_table(headers, rows))
+
+
+def _paper_point(memories, variant, val, test, budget, seed, ablate) -> tuple[dict, dict, dict]:
+    """Every method's scores at one memory draw and difficulty, the training seconds, and (with
+    ``ablate``) the scores of the ablated A-Hop models, by group."""
+    models = {label: (SIMILARITIES.build(sim), sep) for label, sim, sep in PAPER_FIXED}
+    uhop, u2hop, t_uhop, t_u2hop = _train_uhop(memories, variant, budget, seed)
+    ahop, t_ahop = _train_ahop(memories, variant, budget, seed)
+    models.update({UHOP: (uhop, "softmax"), U2HOP: (u2hop, "softmax"), AHOP: (ahop, "softmax")})
+    scores = {
+        k: _paper_scores(model, sep, memories, val, test) for k, (model, sep) in models.items()
+    }
+    ablated = {}
+    for group, settings in PAPER_ABLATIONS.items() if ablate else ():
+        ablated[group] = {}
+        for label, (options, _) in settings.items():
+            trained = (
+                _train_ahop(memories, variant, budget, seed, **options)[0] if options else ahop
+            )
+            ablated[group][label] = _paper_scores(trained, "softmax", memories, val, test)
+    return scores, {UHOP: t_uhop, U2HOP: t_u2hop, AHOP: t_ahop}, ablated
+
+
 def paper(ctx: Context) -> dict[str, Any]:
     """The A-Hop paper's retrieval benchmark: mixed noise + mask + bias variants of rising
     difficulty on synthetic and image memories; A-Hop vs M-Hop, S-Hop, U-Hop, U2-Hop and the
@@ -601,60 +611,36 @@ def paper(ctx: Context) -> dict[str, Any]:
             memories, shape = ctx.draw(dataset, budget.memories, seed)
             for level in levels[dataset]:
                 variant = build_variant("mixed", difficulty=level, image_shape=shape, combine="all")
-                val, test = (
-                    make_queries(
-                        memories,
-                        variant,
-                        count,
-                        stream_seed(seed, STREAMS[split], int(level * 100)),
-                    )
-                    for split, count in (
-                        ("val", budget.val_per_memory),
-                        ("test", budget.test_per_memory),
-                    )
-                )
-                row = results[dataset][level]
-                for label, sim, sep in PAPER_FIXED:
-                    row[label].append(
-                        _paper_scores(SIMILARITIES.build(sim), sep, memories, val, test)
-                    )
-                uhop, u2hop, t_uhop, t_u2hop = _train_uhop(memories, variant, budget, seed)
-                ahop, t_ahop = _train_ahop(memories, variant, budget, seed)
-                for label, model, took in (
-                    (UHOP, uhop, t_uhop),
-                    (U2HOP, u2hop, t_u2hop),
-                    (AHOP, ahop, t_ahop),
-                ):
-                    row[label].append(_paper_scores(model, "softmax", memories, val, test))
-                    seconds[dataset][label] += took
-                if dataset == "synthetic" and level in ablation_levels:
-                    for group, settings in PAPER_ABLATIONS.items():
-                        per_label = ablations[group].setdefault(level, {k: [] for k in settings})
-                        for label, (options, _) in settings.items():
-                            trained = (
-                                _train_ahop(memories, variant, budget, seed, **options)[0]
-                                if options
-                                else ahop
-                            )
-                            per_label[label].append(
-                                _paper_scores(trained, "softmax", memories, val, test)
-                            )
+                seed_of = {s: stream_seed(seed, STREAMS[s], int(level * 100)) for s in STREAMS}
+                val = make_queries(memories, variant, budget.val_per_memory, seed_of["val"])
+                test = make_queries(memories, variant, budget.test_per_memory, seed_of["test"])
+                ablate = dataset == "synthetic" and level in ablation_levels
+                point = _paper_point(memories, variant, val, test, budget, seed, ablate)
+                for method, score in point[0].items():
+                    results[dataset][level][method].append(score)
+                for method, took in point[1].items():
+                    seconds[dataset][method] += took
+                for group, per_label in point[2].items():
+                    for label, score in per_label.items():
+                        ablations[group].setdefault(level, {k: [] for k in per_label})[
+                            label
+                        ].append(score)
                 # a long run loses at most one (seed, difficulty) when interrupted
                 partial = {"results": results, "ablations": ablations, "seconds": seconds}
                 save_json(
                     f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial", partial
                 )
-                accuracies = ", ".join(f"{m}={row[m][-1]['acc']:.3f}" for m in PAPER_METHODS)
+                accuracies = ", ".join(f"{m}={s['acc']:.3f}" for m, s in point[0].items())
                 print(f"{dataset} seed {seed} d={level}: {accuracies}")
+    draws = len(ctx.seeds)
     for dataset in datasets:
-        print(
-            f"\n**{dataset}: accuracy (correct retrieval) ± std over {len(ctx.seeds)} memory draws / error (MSE)**\n"
+        title = (
+            f"{dataset}: accuracy (correct retrieval) ± std over {draws} memory draws / error (MSE)"
         )
         rows = [
             [lv, *(_acc_err(per[m]) for m in PAPER_METHODS)] for lv, per in results[dataset].items()
         ]
-        print(markdown_table(["difficulty", *PAPER_METHODS], rows))
-    print("\n**vs the published numbers (A-Hop paper)**\n")
+        _bold_table(title, ["difficulty", *PAPER_METHODS], rows)
     rows = []
     for dataset in datasets:
         for level, (pub, base_name, base) in PUBLISHED.get(dataset, {}).items():
@@ -667,20 +653,19 @@ def paper(ctx: Context) -> dict[str, Any]:
                 rows.append(
                     [dataset, level, pub, f"{base_name} {base}", _acc_err(ours[AHOP]), ours_best]
                 )
-    print(markdown_table(PUBLISHED_HEADERS, rows))
+    _bold_table("vs the published numbers (A-Hop paper)", PUBLISHED_HEADERS, rows)
     for group, per_level in ablations.items():
-        print(
-            f"\n**ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)**\n"
-        )
+        title = f"ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)"
+        headers = ["", *(f"d={lv}" for lv in per_level), "published (0.4 / 0.5)"]
         rows = [
             [
                 label,
                 *(_acc_err(per_level[lv][label]) for lv in per_level),
-                " / ".join(map(str, published)),
+                " / ".join(map(str, pub)),
             ]
-            for label, (_, published) in PAPER_ABLATIONS[group].items()
+            for label, (_, pub) in PAPER_ABLATIONS[group].items()
         ]
-        print(markdown_table(["", *(f"d={lv}" for lv in per_level), "published (0.4 / 0.5)"], rows))
+        _bold_table(title, headers, rows)
     ratio = {d: seconds[d][U2HOP] / seconds[d][AHOP] for d in datasets}
     times = [
         f"{d}: U-Hop stage I {t[UHOP]:.1f}, U2-Hop {t[U2HOP]:.1f}, A-Hop {t[AHOP]:.1f} (U2-Hop / A-Hop = {ratio[d]:.2f})"
