@@ -714,13 +714,9 @@ def paper_figure(
     return figure
 
 
+#: the experiments, by command-line name
 EXPERIMENTS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "capacity": capacity,
-    "robustness": robustness,
-    "separation": separation,
-    "adaptive": adaptive,
-    "classical": classical,
-    "paper": paper,
+    f.__name__: f for f in (capacity, robustness, separation, adaptive, classical, paper)
 }
 #: at most this many memory draws for the expensive experiments
 SEED_CAPS = {"adaptive": 1, "paper": 5}
