@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/image.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -44,10 +45,7 @@ from benchmarks.common import add_threads_option, markdown_table, save_figure, s
 from tasks.quiet import quiet_lightning  # noqa: E402
 
 #: dataset -> (config, default epochs); the data comes from the config's data_dir
-DATASETS: dict[str, tuple[str, int]] = {
-    "digits": ("configs/image.yaml", 30),
-    "mnist": ("configs/image_mnist.yaml", 5),
-}
+DATASETS = {"digits": ("configs/image.yaml", 30), "mnist": ("configs/image_mnist.yaml", 5)}
 SIMILARITIES = ("dot", "manhattan", "adaptive")
 
 
@@ -56,37 +54,27 @@ class EpochTimer(Callback):
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self._start = 0.0
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self._start = time.perf_counter()
+        self.times.append(-time.perf_counter())
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self.times.append(time.perf_counter() - self._start)
+        self.times[-1] += time.perf_counter()
 
 
 def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str, Any]:
-    """Train and test one (dataset, similarity); returns the row of the table."""
-    config, _ = DATASETS[dataset]
-    args = [
-        "--config",
-        str(ROOT / config),
-        "--model.init_args.network.similarity",
-        similarity,
-        "--trainer.max_epochs",
-        str(epochs),
-        "--model.init_args.lr_scheduler.init_args.T_max",
-        str(epochs),
-        "--trainer.logger",
-        "false",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        "--trainer.default_root_dir",
-        str(root / f"{dataset}-{similarity}"),
-    ]
-    cli = build_cli(args, run=False)
+    """Train and test one (dataset, similarity) through the ``ahop`` command line; its row."""
+    overrides = {
+        "model.init_args.network.similarity": similarity,
+        "trainer.max_epochs": epochs,
+        "model.init_args.lr_scheduler.init_args.T_max": epochs,
+        "trainer.logger": "false",
+        "trainer.enable_progress_bar": "false",
+        "trainer.enable_model_summary": "false",
+        "trainer.default_root_dir": root / f"{dataset}-{similarity}",
+    }
+    args = ["--config", str(ROOT / DATASETS[dataset][0])]
+    cli = build_cli(args + [f"--{key}={value}" for key, value in overrides.items()], run=False)
     timer = EpochTimer()
     cli.trainer.callbacks.append(timer)
     start = time.perf_counter()
@@ -95,7 +83,6 @@ def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str,
     (tested,) = cli.trainer.test(
         cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False
     )
-    best_val = cli.trainer.checkpoint_callback.best_model_score
     return {
         "dataset": dataset,
         "similarity": similarity,
@@ -103,7 +90,7 @@ def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str,
         "train_images": len(cli.datamodule.train_set),
         "test_images": len(cli.datamodule.test_set),
         "test_acc": float(tested["test/acc"]),
-        "best_val_acc": float(best_val),
+        "best_val_acc": float(cli.trainer.checkpoint_callback.best_model_score),
         "epoch_seconds": statistics.median(timer.times),
         "first_epoch_seconds": timer.times[0],
         "fit_seconds": fit_seconds,
@@ -113,36 +100,23 @@ def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str,
 
 def plot(rows: list[dict[str, Any]]) -> Path:
     """Test accuracy and epoch time per similarity, one group of bars per dataset."""
+    frame = pd.DataFrame(rows)
     figure = Figure(figsize=(9, 3.5))
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    similarities = list(dict.fromkeys(r["similarity"] for r in rows))
-    width = 0.8 / max(1, len(similarities))
     for index, (key, label) in enumerate(
         [("test_acc", "test accuracy"), ("epoch_seconds", "s / training epoch")]
     ):
         axis = figure.add_subplot(1, 2, index + 1)
-        for s, similarity in enumerate(similarities):
-            values = [
-                next(
-                    (r[key] for r in rows if r["dataset"] == d and r["similarity"] == similarity), 0
-                )
-                for d in datasets
-            ]
-            positions = [d + s * width for d in range(len(datasets))]
-            axis.bar(positions, values, width=width, label=similarity)
-        axis.set_xticks([d + width * (len(similarities) - 1) / 2 for d in range(len(datasets))])
-        axis.set_xticklabels(datasets)
-        axis.set_ylabel(label)
+        table = frame.pivot(index="dataset", columns="similarity", values=key)
+        table = table.loc[frame["dataset"].unique(), frame["similarity"].unique()]
+        table.plot.bar(ax=axis, rot=0, xlabel="", ylabel=label, logy=key != "test_acc")
         if key == "test_acc":
             axis.set_ylim(0.5, 1.0)
-        else:
-            axis.set_yscale("log")
         axis.legend(fontsize=8, loc="lower right" if key == "test_acc" else "upper left")
     figure.tight_layout()
     return save_figure(figure, "image")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--similarities", nargs="*", default=list(SIMILARITIES))
@@ -154,44 +128,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="epochs per dataset (default: digits=30 as in its config, mnist=5)",
     )
     add_threads_option(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    options = parse_args(argv)
+    options = parser.parse_args(argv)
     epochs = {name: spec[1] for name, spec in DATASETS.items()}
     for item in options.epochs:
         name, _, value = item.partition("=")
         if name not in DATASETS or not value.isdigit():
-            raise SystemExit(f"error: --epochs takes DATASET=N with DATASET in {list(DATASETS)}")
+            parser.error(f"--epochs takes DATASET=N with DATASET in {list(DATASETS)}")
         epochs[name] = int(value)
     torch.set_num_threads(options.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, quiet_lightning():
         for dataset in options.datasets:
             for similarity in options.similarities:
-                row = run_one(dataset, similarity, epochs[dataset], Path(tmp))
+                rows.append(row := run_one(dataset, similarity, epochs[dataset], Path(tmp)))
                 print(
                     f"{dataset} {similarity}: test acc {row['test_acc']:.4f}, "
                     f"{row['epoch_seconds']:.1f} s/epoch",
                     flush=True,
                 )
-                rows.append(row)
     headers = ["dataset", "similarity", "epochs", "train / test images", "test acc (%)"]
     headers += ["best val acc (%)", "s / train epoch", "parameters"]
-    table = [
-        [
-            r["dataset"],
-            r["similarity"],
-            r["epochs"],
-            f"{r['train_images']} / {r['test_images']}",
-            f"{100 * r['test_acc']:.2f}",
-            f"{100 * r['best_val_acc']:.2f}",
-            f"{r['epoch_seconds']:.2f}",
-            r["parameters"],
-        ]
-        for r in rows
-    ]
+    cells = (
+        "{dataset}|{similarity}|{epochs}|{train_images} / {test_images}|{test_acc:.2%}|"
+        "{best_val_acc:.2%}|{epoch_seconds:.2f}|{parameters}"
+    )
+    table = [cells.format(**r).replace("%", "").split("|") for r in rows]  # the header has "%"
     print(markdown_table(headers, table))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     print(f"\ntorch {torch.__version__}, {options.threads} threads, {machine}")

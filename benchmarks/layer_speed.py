@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -42,6 +43,7 @@ from ahop.sorting import sort_rows_, sort_rows_with_order  # noqa: E402
 from benchmarks.common import markdown_table, median_time, save_figure  # noqa: E402
 
 QUERIES = 256
+SIMILARITIES = ("dot", "euclidean", "manhattan", "adaptive")
 MAX_REPEATS = 50
 BETA = 0.1
 #: Run the naive adaptive baseline only when its autograd graph should fit in this many bytes.
@@ -66,7 +68,12 @@ def naive_adaptive(d: int):
     return lambda q, k, v: (BETA * score(q, k)).softmax(-1) @ v
 
 
-def baseline(similarity: str, d: int):
+def forward(kind: str, similarity: str, d: int):
+    """``(q, k, v) -> softmax(beta * similarity(k, q)) @ v``: ahop's ``retrieve`` (``kind``
+    ``"ahop"``) or the torch baseline."""
+    if kind == "ahop":
+        module = build_similarity(similarity, dim=d)
+        return lambda q, k, v: retrieve(q, k, v, similarity=module, beta=BETA)
     if similarity == "dot":
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=BETA)
     if similarity == "adaptive":
@@ -100,19 +107,11 @@ def run_case(
 ) -> dict:
     """Time one case in this process; report seconds and peak-RSS growth in MiB."""
     torch.manual_seed(0)
-    q = torch.rand(1, queries, d, requires_grad=True)
-    k = torch.rand(1, n, d, requires_grad=True)
-    v = torch.rand(1, n, d, requires_grad=True)
-    if kind == "ahop":
-        module = build_similarity(similarity, dim=d)
+    q, k, v = (torch.rand(1, size, d, requires_grad=True) for size in (queries, n, n))
+    fn = forward(kind, similarity, d)
 
-        def step() -> None:
-            retrieve(q, k, v, similarity=module, beta=BETA).sum().backward()
-    else:
-        fn = baseline(similarity, d)
-
-        def step() -> None:
-            fn(q, k, v).sum().backward()
+    def step() -> None:
+        fn(q, k, v).sum().backward()
 
     before = _reset_peak_rss_kib()
     start = time.perf_counter()
@@ -144,14 +143,8 @@ def sorting_speed(rows: int = 25600, d: int = 784) -> list[list[object]]:
     """Row sorts of ``(rows, d)`` float32 values: ``ahop.sorting`` against ``torch.sort``."""
     values = torch.rand(rows, d) - 0.5
     cases = {
-        "values only": (
-            lambda: sort_rows_(values.clone()),
-            lambda: values.clone().sort(dim=-1).values,
-        ),
-        "values + order": (
-            lambda: sort_rows_with_order(values),
-            lambda: values.sort(dim=-1),
-        ),
+        "values only": (lambda: sort_rows_(values.clone()), lambda: values.clone().sort(-1).values),
+        "values + order": (lambda: sort_rows_with_order(values), lambda: values.sort(dim=-1)),
     }
     table = []
     for name, (ours, theirs) in cases.items():
@@ -171,55 +164,29 @@ def main() -> None:
     if args.sorts_only:
         print(markdown_table(sort_headers, sorting_speed()))
         return
-    sizes = [1000] if args.quick else [1000, 10000]
-    repeats = 2 if args.quick else 3
     rows, records = [], []
+    sizes = [1000] if args.quick else [1000, 10000]
+    for n, d, similarity in itertools.product(sizes, (64, 784), SIMILARITIES):
+        repeats = 1 if similarity == "adaptive" and n > 1000 else 2 if args.quick else 3
+        ours = in_subprocess("ahop", similarity, n, d, repeats)
+        naive_bytes = QUERIES * n * d * NAIVE_ADAPTIVE_BYTES
+        fits = similarity != "adaptive" or naive_bytes <= NAIVE_ADAPTIVE_LIMIT
+        ref = in_subprocess("torch", similarity, n, d, repeats) if fits else None
+        name = {"dot": "sdpa", "adaptive": "naive autograd"}.get(similarity, "cdist")
+        name = name if fits else "naive autograd: does not fit"
+        ratio = ours["seconds"] / ref["seconds"] if ref else 0.0
+        baseline = (ref["seconds"] * 1e3, name, f"{ratio:.2f}x") if ref else ("-", name, "-")
+        peaks = ours["peak_mib"], ref["peak_mib"] if ref else "-"
+        naive_mib = QUERIES * n * d * 4 / 2**20
+        rows.append(
+            [similarity, QUERIES, n, d, ours["seconds"] * 1e3, *baseline, *peaks, naive_mib]
+        )
+        label = f"{similarity} N={n} d={d}"
+        records.append((label, ours["seconds"], ref["seconds"] if ref else 0.0, ratio))
+        print(f"done {label}", file=sys.stderr, flush=True)
+    headers = ["similarity", "Q", "N", "d", "ahop ms", "baseline ms", "baseline", "time ratio"]
+    headers += ["ahop peak MiB", "baseline peak MiB", "naive (Q,N,d) fp32 MiB"]
     budget_mib = DEFAULT_MEMORY_BUDGET / 2**20
-    for n in sizes:
-        for d in (64, 784):
-            for similarity in ("dot", "euclidean", "manhattan", "adaptive"):
-                q = QUERIES
-                large_adaptive = similarity == "adaptive" and n > 1000
-                ours = in_subprocess("ahop", similarity, n, d, 1 if large_adaptive else repeats, q)
-                naive_mib = q * n * d * 4 / 2**20
-                ref_name = {"dot": "sdpa", "adaptive": "naive autograd"}.get(similarity, "cdist")
-                ref, ratio = None, float("nan")
-                fits = q * n * d * NAIVE_ADAPTIVE_BYTES <= NAIVE_ADAPTIVE_LIMIT
-                if similarity != "adaptive" or fits:
-                    ref = in_subprocess("torch", similarity, n, d, 1 if large_adaptive else repeats)
-                    ratio = ours["seconds"] / ref["seconds"]
-                else:
-                    ref_name = "naive autograd: does not fit"
-                rows.append(
-                    [
-                        similarity,
-                        q,
-                        n,
-                        d,
-                        ours["seconds"] * 1e3,
-                        "-" if ref is None else ref["seconds"] * 1e3,
-                        ref_name,
-                        "-" if ref is None else f"{ratio:.2f}x",
-                        ours["peak_mib"],
-                        "-" if ref is None else ref["peak_mib"],
-                        naive_mib,
-                    ]
-                )
-                records.append((similarity, n, d, ours, ref))
-                print(f"done {similarity} N={n} d={d}", file=sys.stderr, flush=True)
-    headers = [
-        "similarity",
-        "Q",
-        "N",
-        "d",
-        "ahop ms",
-        "baseline ms",
-        "baseline",
-        "time ratio",
-        "ahop peak MiB",
-        "baseline peak MiB",
-        "naive (Q,N,d) fp32 MiB",
-    ]
     print(
         f"forward+backward, {args.threads} threads, memory budget {budget_mib:.0f} MiB per block\n"
     )
@@ -229,18 +196,12 @@ def main() -> None:
 
     figure = Figure(figsize=(12, 4.5))
     times, ratios = figure.subplots(1, 2)
-    labels = [f"{s} N={n} d={d}" for s, n, d, _, _ in records]
+    labels, ours_s, ref_s, ratio_values = zip(*records)
     positions = range(len(records))
-    times.bar([i - 0.2 for i in positions], [r[3]["seconds"] * 1e3 for r in records], 0.4)
-    times.bar(
-        [i + 0.2 for i in positions],
-        [r[4]["seconds"] * 1e3 if r[4] else 0 for r in records],
-        0.4,
-    )
+    times.bar([i - 0.2 for i in positions], [t * 1e3 for t in ours_s], 0.4)
+    times.bar([i + 0.2 for i in positions], [t * 1e3 for t in ref_s], 0.4)
     times.legend(["ahop", "baseline (sdpa / cdist / naive autograd)"], fontsize=8)
-    times.set_ylabel("forward+backward ms")
-    times.set_yscale("log")
-    ratio_values = [r[3]["seconds"] / r[4]["seconds"] if r[4] else 0 for r in records]
+    times.set(ylabel="forward+backward ms", yscale="log")
     ratios.bar(positions, ratio_values, color="tab:green")
     for target, name in ((1.2, "dot target 1.2x"), (1.5, "distance target 1.5x")):
         ratios.axhline(target, linestyle="--", linewidth=1, color="gray")

@@ -61,6 +61,18 @@ from datamodules.image_sources import load_images  # noqa: E402
 
 SIMILARITIES = ("manhattan", "euclidean", "dot")
 IMAGE_SHAPE = (1, 28, 28)
+#: the options of a run (``--latent-dim`` ...), with their defaults; every run's JSON records them
+OPTIONS = {
+    "steps": 4000,  # LSHN training steps
+    "lr": 1e-4,  # official 1e-4
+    "period": 500,  # loss-schedule period (official 500)
+    "latent_dim": 128,
+    "eval_max_steps": 1000,
+    "beta": 1000.0,  # UHN softmax inverse temperature
+    "threshold": 50.0,
+    "memory_seed": 0,
+    "seed": 0,
+}
 
 
 def stored_images(data_dir: Path, num: int, seed: int) -> torch.Tensor:
@@ -71,17 +83,65 @@ def stored_images(data_dir: Path, num: int, seed: int) -> torch.Tensor:
     return images[chosen].flatten(1).contiguous()
 
 
-def make_cues(memories: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-    """Official evaluation cues in [0, 1], by name (one per stored image)."""
+def run(p: int, args: argparse.Namespace) -> dict:
+    """Every method on the ``p`` stored images: ``results[method][cue]`` = fraction, MSE."""
+    memories = stored_images(args.data_dir, p, args.memory_seed)
     clean = scale_to_pm1(memories)
-    cues = {"half_mask": half_mask(clean, IMAGE_SHAPE)}
+    cues = {"half_mask": half_mask(clean, IMAGE_SHAPE)}  # official evaluation cues, one per image
     for i, sigma in enumerate(EVAL_NOISE_SIGMAS):
-        generator = torch.Generator().manual_seed(seed * 1000 + i)
+        generator = torch.Generator().manual_seed(args.seed * 1000 + i)
         cues[f"noise_{sigma:g}"] = pixel_noise(clean, sigma, generator)
-    return {name: scale_to_unit(cue) for name, cue in cues.items()}
+    cues = {name: scale_to_unit(cue) for name, cue in cues.items()}  # in [0, 1]
+
+    torch.manual_seed(args.seed)
+    model = LSHN(784, args.latent_dim, schedule_period=args.period)
+    optimizer = make_optimizer(model, lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+    fit(model, clean, args.steps, image_shape=IMAGE_SHAPE, optimizer=optimizer, generator=generator)
+    train_seconds = time.perf_counter() - start
+    print(f"P={p}: LSHN {args.steps} steps in {train_seconds:.0f} s", flush=True)
+
+    outputs: dict[str, dict[str, torch.Tensor]] = {}  # method -> cue -> retrieved, in [0, 1]
+    steps: dict[str, dict[str, dict]] = {}  # LSHN's mean settling steps
+    for method in ("lshn", "lshn_hebbian"):
+        if method == "lshn_hebbian":  # official ablation: Hebbian W_hh at eval
+            with torch.no_grad():
+                model.store_hebbian(model.encode(clean))
+        retrieved = {
+            c: model.retrieve(scale_to_pm1(cue), max_steps=args.eval_max_steps)
+            for c, cue in cues.items()
+        }
+        outputs[method] = {c: scale_to_unit(r.images) for c, r in retrieved.items()}
+        steps[method] = {c: {"steps": r.steps.float().mean().item()} for c, r in retrieved.items()}
+    for similarity in SIMILARITIES:  # Universal Hopfield: one softmax step over the stored images
+        outputs[f"uhn_{similarity}"] = {
+            c: retrieve(cue, memories, similarity=similarity, beta=args.beta)
+            for c, cue in cues.items()
+        }
+    net = BinaryHopfield(784).store(to_bipolar(memories))  # on binarised images
+    outputs["classical"] = {}
+    for c, cue in cues.items():
+        states, _ = net.recall(to_bipolar(cue), generator=torch.Generator().manual_seed(args.seed))
+        outputs["classical"][c] = to_binary(states)
+    results = {
+        method: {
+            c: {**score(out, memories, args.threshold), **steps.get(method, {}).get(c, {})}
+            for c, out in per_cue.items()
+        }
+        for method, per_cue in outputs.items()
+    }
+    return {
+        "P": p,
+        **{key: getattr(args, key) for key in OPTIONS},
+        "train_seconds": train_seconds,
+        "seconds_per_1000_steps": 1000 * train_seconds / max(args.steps, 1),
+        "results": results,
+    }
 
 
 def score(output: torch.Tensor, memories: torch.Tensor, threshold: float) -> dict[str, float]:
+    """Fraction correctly retrieved and MSE of retrieved images against the stored ones."""
     output = output.clamp(0, 1)
     return {
         "fraction": fraction_correctly_retrieved(output, memories, threshold).item(),
@@ -89,80 +149,16 @@ def score(output: torch.Tensor, memories: torch.Tensor, threshold: float) -> dic
     }
 
 
-def run(p: int, args: argparse.Namespace) -> dict:
-    memories = stored_images(args.data_dir, p, args.memory_seed)
-    cues = make_cues(memories, args.seed)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-
-    # -- LSHN ------------------------------------------------------------------------------------
-    torch.manual_seed(args.seed)
-    model = LSHN(784, args.latent_dim, schedule_period=args.period)
-    optimizer = make_optimizer(model, lr=args.lr)
-    clean = scale_to_pm1(memories)
-    generator = torch.Generator().manual_seed(args.seed)
-    start = time.perf_counter()
-    fit(model, clean, args.steps, image_shape=IMAGE_SHAPE, optimizer=optimizer, generator=generator)
-    train_seconds = time.perf_counter() - start
-    print(f"P={p}: LSHN {args.steps} steps in {train_seconds:.0f} s", flush=True)
-
-    def lshn_eval() -> dict[str, dict[str, float]]:
-        rows = {}
-        for name, cue in cues.items():
-            out = model.retrieve(scale_to_pm1(cue), max_steps=args.eval_max_steps)
-            rows[name] = score(scale_to_unit(out.images), memories, args.threshold)
-            rows[name]["steps"] = out.steps.float().mean().item()
-        return rows
-
-    results["lshn"] = lshn_eval()
-    with torch.no_grad():
-        model.store_hebbian(model.encode(clean))  # official ablation: Hebbian W_hh at eval
-    results["lshn_hebbian"] = lshn_eval()
-
-    # -- Universal Hopfield: one softmax step over the stored images ------------------------------
-    for similarity in SIMILARITIES:
-        results[f"uhn_{similarity}"] = {
-            name: score(
-                retrieve(cue, memories, similarity=similarity, beta=args.beta),
-                memories,
-                args.threshold,
-            )
-            for name, cue in cues.items()
-        }
-
-    # -- classical binary Hopfield on binarised images -------------------------------------------
-    net = BinaryHopfield(784).store(to_bipolar(memories))
-    results["classical"] = {}
-    for name, cue in cues.items():
-        states, _ = net.recall(to_bipolar(cue), generator=torch.Generator().manual_seed(args.seed))
-        results["classical"][name] = score(to_binary(states), memories, args.threshold)
-
-    return {
-        "P": p,
-        "steps": args.steps,
-        "lr": args.lr,
-        "period": args.period,
-        "latent_dim": args.latent_dim,
-        "beta": args.beta,
-        "threshold": args.threshold,
-        "train_seconds": train_seconds,
-        "seconds_per_1000_steps": 1000 * train_seconds / max(args.steps, 1),
-        "results": results,
-    }
-
-
-# --------------------------------------------------------------------------- report
-
-
-def load_runs() -> list[dict]:
-    runs = [json.loads(path.read_text()) for path in sorted(OUT.glob("lshn_P*.json"))]
-    return sorted(runs, key=lambda r: r["P"])
-
-
 def report() -> None:
-    runs = load_runs()
+    """Print the table of every stored run and draw their curves."""
+    runs = sorted(
+        (json.loads(p.read_text()) for p in OUT.glob("lshn_P*.json")), key=lambda r: r["P"]
+    )
     if not runs:
         raise SystemExit(f"no runs in {OUT}; run the benchmark first")
-    for run_ in runs:
+    figure = Figure(figsize=(5 * len(runs), 4))
+    axes = figure.subplots(1, len(runs), squeeze=False)[0]
+    for axis, run_ in zip(axes, runs):
         res = run_["results"]
         cues = list(next(iter(res.values())))
         print(
@@ -171,27 +167,21 @@ def report() -> None:
             f"{run_['seconds_per_1000_steps']:.0f} s / 1000 steps)\n"
         )
         print("fraction correctly retrieved (SSE <= 50) / MSE\n")
-        cells = {
-            m: [f"{r[c]['fraction']:.2f} / {r[c]['mse']:.3f}" for c in cues] for m, r in res.items()
-        }
-        print(markdown_table(["method", *cues], [[m, *row] for m, row in cells.items()]))
-    plot(runs)
-
-
-def plot(runs: list[dict]) -> None:
-    figure = Figure(figsize=(5 * len(runs), 4))
-    axes = figure.subplots(1, len(runs), squeeze=False)[0]
-    for axis, run_ in zip(axes, runs):
-        res = run_["results"]
-        cues = list(next(iter(res.values())))
+        rows = [
+            [m, *(f"{r[c]['fraction']:.2f} / {r[c]['mse']:.3f}" for c in cues)]
+            for m, r in res.items()
+        ]
+        print(markdown_table(["method", *cues], rows))
         for method, rows in res.items():
             axis.plot(
                 range(len(cues)), [rows[c]["fraction"] for c in cues], marker="o", label=method
             )
         axis.set_xticks(range(len(cues)), [c.replace("noise_", "σ=") for c in cues], rotation=45)
-        axis.set_ylim(-0.05, 1.05)
-        axis.set_title(f"MNIST, P = {run_['P']}")
-        axis.set_ylabel("fraction correctly retrieved")
+        axis.set(
+            ylim=(-0.05, 1.05),
+            title=f"MNIST, P = {run_['P']}",
+            ylabel="fraction correctly retrieved",
+        )
     axes[-1].legend(fontsize=8)
     figure.tight_layout()
     print(f"\nplot: {save_figure(figure, 'lshn')}")
@@ -201,27 +191,15 @@ def main(argv: list[str] | None = None) -> None:
     """Run the stored-set sizes of the command line (or only ``--report``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ps", type=int, nargs="+", default=[10, 100, 500])
-    parser.add_argument("--steps", type=int, default=4000, help="LSHN training steps")
-    parser.add_argument("--lr", type=float, default=1e-4, help="official 1e-4")
-    parser.add_argument("--period", type=int, default=500, help="schedule period (official 500)")
-    parser.add_argument("--latent-dim", type=int, default=128)
-    parser.add_argument("--eval-max-steps", type=int, default=1000)
-    parser.add_argument(
-        "--beta", type=float, default=1000.0, help="UHN softmax inverse temperature"
-    )
-    parser.add_argument("--threshold", type=float, default=50.0)
-    parser.add_argument("--memory-seed", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    for name, default in OPTIONS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--report", action="store_true", help="only print tables of stored runs")
     args = parser.parse_args(argv)
-    if args.report:
-        report()
-        return
-    torch.set_num_threads(1)
-    for p in args.ps:
-        result = run(p, args)
-        save_json(f"lshn_P{p}", result)
+    if not args.report:
+        torch.set_num_threads(1)
+        for p in args.ps:
+            save_json(f"lshn_P{p}", run(p, args))
     report()
 
 

@@ -51,7 +51,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from ahop.classical import CAPACITY_THEORY, BinaryHopfield  # noqa: E402
+from ahop.classical import CAPACITY_THEORY, recall_statistics  # noqa: E402
 from ahop.functional import retrieve  # noqa: E402
 from ahop.objectives import (  # noqa: E402
     fraction_correctly_retrieved,
@@ -74,26 +74,12 @@ BETA = 1000.0
 UHN_THRESHOLD, UHN_PIXELS = 50.0, 784
 #: noise of the capacity / separation query set (Gaussian, clamped to [0, 1])
 NOISE_SIGMA = 0.5
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Where one dataset's memories come from (options of ``MEMORY_SOURCES``)."""
-
-    name: str
-    split: str
-    carve_from: str | None
-    max_memories: int
-
-    def options(self, data_dir: Path) -> dict[str, Any]:
-        return {"split": self.split, "data_dir": str(data_dir), "carve_from": self.carve_from}
-
-
-DATASETS = {
-    "mnist": DataSpec("mnist", "train", "test", 1000),
-    "digits": DataSpec("digits", "train", None, 1000),
-    "cifar10": DataSpec("cifar10", "train", None, 1000),
-}
+#: dataset -> ``carve_from`` of its ``MEMORY_SOURCES`` options (memories from the train split)
+DATASETS = {"mnist": "test", "digits": None, "cifar10": None}
+#: memories of a run's pool: smaller memory sets are subsets of it
+MAX_MEMORIES = 1000
+#: synthetic memories of experiment 6 (our choice: the paper's generator is not published)
+SYNTHETIC_DIM = 50
 
 
 @dataclass
@@ -107,20 +93,20 @@ class Context:
     shape: tuple[int, ...] = ()
     _pools: dict[int, Tensor] = field(default_factory=dict)
 
-    @property
-    def spec(self) -> DataSpec:
-        return DATASETS[self.dataset]
+    def draw(self, source: str, num: int, seed: int) -> tuple[Tensor, tuple[int, ...]]:
+        """``num`` patterns ``(num, D)`` of ``source`` (a dataset, or ``"synthetic"``: U[0, 1]^50)
+        drawn with ``seed``, and their image shape."""
+        name = "uniform" if source == "synthetic" else source
+        options = {"split": "train", "data_dir": str(self.data_dir), "synthetic_dim": SYNTHETIC_DIM}
+        options["carve_from"] = DATASETS.get(source)
+        patterns, shape = MEMORY_SOURCES[name](num, torch.Generator().manual_seed(seed), options)
+        return patterns.float().contiguous(), tuple(shape)
 
     def pool(self, seed: int) -> Tensor:
-        """The largest memory set of run ``seed`` ``(max_memories, D)``; smaller sets are random
+        """The largest memory set of run ``seed`` ``(MAX_MEMORIES, D)``; smaller sets are random
         subsets of it (nested across N within a run, independent across runs)."""
         if seed not in self._pools:
-            spec = self.spec
-            generator = torch.Generator().manual_seed(seed)
-            patterns, shape = MEMORY_SOURCES[spec.name](
-                spec.max_memories, generator, spec.options(self.data_dir)
-            )
-            self._pools[seed], self.shape = patterns.float().contiguous(), tuple(shape)
+            self._pools[seed], self.shape = self.draw(self.dataset, MAX_MEMORIES, seed)
         return self._pools[seed]
 
     def memories(self, seed: int, num: int) -> Tensor:
@@ -136,9 +122,7 @@ class Context:
         return UHN_THRESHOLD * min(1.0, pixels / UHN_PIXELS)
 
     def variant(self, name: str, **kwargs: Any) -> Variant:
-        if name in ("mask", "mixed"):
-            kwargs["image_shape"] = self.shape
-        return build_variant(name, **kwargs)
+        return build_variant(name, image_shape=self.shape, **kwargs)  # ignored where not taken
 
 
 def fmt(values: Sequence[float]) -> str:
@@ -149,31 +133,6 @@ def fmt(values: Sequence[float]) -> str:
     return format_mean_std(statistics.fmean(values), std, digits=3, missing="nan")
 
 
-def fraction_retrieved(
-    ctx: Context,
-    memories: Tensor,
-    variant: Variant,
-    seed: int,
-    similarity: str,
-    separation: str = "softmax",
-    **options: Any,
-) -> float:
-    """UHN score of one (memories, query set, similarity, separation): all N stored patterns are
-    corrupted once and retrieved in one batched call."""
-    queries, sources = make_queries(
-        memories, variant, 1, stream_seed(seed, STREAMS["test"], len(memories))
-    )
-    output = retrieve(
-        queries, memories, similarity=similarity, separation=separation, beta=BETA, **options
-    )
-    return float(fraction_correctly_retrieved(output, memories[sources], ctx.threshold))
-
-
-def _save(name: str, payload: dict[str, Any], figure: Figure) -> None:
-    save_json(name, payload)
-    print(f"plot: {save_figure(figure, name)}")
-
-
 def _curve(ax, xs: Sequence[float], runs: list[list[float]], label: str) -> None:
     means = [statistics.fmean(r) for r in runs]
     stds = [statistics.pstdev(r) if len(r) > 1 else 0.0 for r in runs]
@@ -182,61 +141,59 @@ def _curve(ax, xs: Sequence[float], runs: list[list[float]], label: str) -> None
 
 # -- 1.-3. sweeps of the fixed retrieval ------------------------------------------------------
 
-#: a setting of a sweep: (similarity, separation, separation options)
-Setting = tuple[str, str, dict[str, Any]]
+
+#: a panel of a sweep: its levels (x axis) and ``point(seed, level) -> (memories, query variant)``
+Panel = tuple[list[float], Callable[[int, float], tuple[Tensor, Variant]]]
 
 
-@dataclass
-class Panel:
-    """One panel of a sweep: its levels (x axis), the query variant and stored set at a level."""
-
-    levels: list[float]
-    variant: Callable[[float], Variant]
-    memories: Callable[[int, float], Tensor]
-
-
-def sweep(
-    ctx: Context, panels: dict[str, Panel], settings: dict[str, Setting]
-) -> dict[str, dict[str, dict[float, list[float]]]]:
-    """``results[panel][setting][level]``: the fraction retrieved of every seed."""
+def sweep(ctx: Context, panels: dict[str, Panel], settings: dict[str, tuple]) -> dict:
+    """``results[panel][setting][level]``: the fraction retrieved of every seed, with UHN's
+    criterion; ``settings``: label -> (similarity, separation, separation options). All N stored
+    patterns are corrupted once and retrieved in one batched call."""
     results = {
-        p: {k: {v: [] for v in panel.levels} for k in settings} for p, panel in panels.items()
+        p: {k: {v: [] for v in levels} for k in settings} for p, (levels, _) in panels.items()
     }
     for seed in ctx.seeds:
-        for name, panel in panels.items():
-            for level in panel.levels:
-                memories, variant = panel.memories(seed, level), panel.variant(level)
+        for name, (levels, point) in panels.items():
+            for level in levels:
+                memories, variant = point(seed, level)
+                seed_q = stream_seed(seed, STREAMS["test"], len(memories))
+                queries, sources = make_queries(memories, variant, 1, seed_q)
                 for label, (sim, sep, options) in settings.items():
-                    score = fraction_retrieved(ctx, memories, variant, seed, sim, sep, **options)
-                    results[name][label][level].append(score)
+                    output = retrieve(
+                        queries, memories, similarity=sim, separation=sep, beta=BETA, **options
+                    )
+                    score = fraction_correctly_retrieved(output, memories[sources], ctx.threshold)
+                    results[name][label][level].append(float(score))
     return results
 
 
 def report_sweep(
-    results: dict[str, dict[str, dict[float, list[float]]]],
-    caption: Callable[[str], str],
-    header: Callable[[str], str],
-    xlabel: Callable[[str], str],
+    results: dict,
+    caption: str,
+    header: str,
+    xlabel: str,
     title: str,
     by_level: bool = True,
     log_x: bool = False,
 ) -> Figure:
-    """Print one table per panel (rows: levels, or settings with ``by_level=False``; ``caption``
-    and first-column ``header`` by panel) and draw every setting's curve over the levels."""
+    """Print one table per panel (rows: levels, or settings with ``by_level=False``; ``caption``,
+    first-column ``header`` and ``xlabel`` are formatted with the panel's name) and draw every
+    setting's curve over the levels."""
     figure = Figure(figsize=(10, 3.8))
     for i, (panel, per_setting) in enumerate(results.items()):
         labels, levels = list(per_setting), list(next(iter(per_setting.values())))
-        print(f"\n{caption(panel)}\n")
+        print(f"\n{caption.format(panel)}\n")
         if by_level:
             rows = [[v, *(fmt(per_setting[k][v]) for k in labels)] for v in levels]
-            print(markdown_table([header(panel), *labels], rows))
+            print(markdown_table([header.format(panel), *labels], rows))
         else:
             rows = [[k, *(fmt(per_setting[k][v]) for v in levels)] for k in labels]
-            print(markdown_table([header(panel), *map(str, levels)], rows))
+            print(markdown_table([header.format(panel), *map(str, levels)], rows))
         ax = figure.add_subplot(1, len(results), i + 1)
         for label in labels:
             _curve(ax, levels, [per_setting[label][v] for v in levels], label)
-        ax.set(xlabel=xlabel(panel), ylabel="fraction retrieved", ylim=(-0.05, 1.05))
+        ax.set(xlabel=xlabel.format(panel), ylabel="fraction retrieved", ylim=(-0.05, 1.05))
         if log_x:
             ax.set(xscale="log", title=panel)
         ax.legend(fontsize=8 if by_level else 7)
@@ -244,57 +201,31 @@ def report_sweep(
     return figure
 
 
-def _size_panels(ctx: Context) -> tuple[list[int], dict[str, Panel]]:
-    """The capacity / separation panels: N stored patterns, masked and noisy queries."""
+def _size_sweep(
+    ctx: Context, settings: dict[str, tuple], caption: str, header: str, title: str, by_level: bool
+) -> dict[str, Any]:
+    """Capacity / separation: N stored patterns; masked (bottom half) and noisy queries."""
     sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
     ctx.pool(ctx.seeds[0])
     variants = {
         "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
         f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
     }
-    return sizes, {
-        name: Panel(sizes, lambda _, v=variant: v, lambda seed, n: ctx.memories(seed, int(n)))
+    panels = {
+        name: (sizes, lambda seed, n, v=variant: (ctx.memories(seed, int(n)), v))
         for name, variant in variants.items()
     }
+    results = sweep(ctx, panels, settings)
+    figure = report_sweep(results, caption, header, "stored patterns N", title, by_level, True)
+    return {"sizes": sizes, "results": results, "figure": figure}
 
 
 def capacity(ctx: Context) -> dict[str, Any]:
     """Fraction correctly retrieved vs number of stored patterns, per similarity and query set."""
-    sizes, panels = _size_panels(ctx)
-    results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
-    figure = report_sweep(
-        results,
-        lambda q: f"**{ctx.dataset}, queries: {q}** (fraction correctly retrieved)",
-        lambda q: "N",
-        lambda q: "stored patterns N",
-        f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}",
-        log_x=True,
-    )
-    return {"sizes": sizes, "results": results, "figure": figure}
-
-
-def robustness(ctx: Context) -> dict[str, Any]:
-    """N = 100 stored patterns; vary the noise sigma and the masked fraction (bottom rows)."""
-    num = 100
-    sigmas = [0.1, 0.5, 1.5] if ctx.quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5]
-    fractions = [0.1, 0.5, 0.9] if ctx.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    ctx.pool(ctx.seeds[0])
-    stored = lambda seed, _: ctx.memories(seed, num)  # noqa: E731
-    panels = {
-        "noise sigma": Panel(sigmas, lambda v: ctx.variant("noise", sigma=v), stored),
-        "masked fraction (bottom rows)": Panel(
-            fractions, lambda v: ctx.variant("mask", fraction=v, mode="bottom"), stored
-        ),
-    }
-    results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
-    figure = report_sweep(
-        results,
-        lambda p: f"**{ctx.dataset}, N={num}, {p}** (fraction correctly retrieved)",
-        lambda p: p,
-        lambda p: p,
-        f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}",
-    )
-    return {"num_memories": num, "results": results, "figure": figure}
+    settings = {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES}
+    caption = f"**{ctx.dataset}, queries: {{}}** (fraction correctly retrieved)"
+    title = f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}"
+    return _size_sweep(ctx, settings, caption, "N", title, by_level=True)
 
 
 #: label -> (separation name, options); dot similarity throughout
@@ -311,19 +242,34 @@ SEPARATION_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def separation(ctx: Context) -> dict[str, Any]:
     """Dot similarity with each separation function, vs number of stored patterns."""
-    sizes, panels = _size_panels(ctx)
     settings = {k: ("dot", sep, opts) for k, (sep, opts) in SEPARATION_SETTINGS.items()}
-    results = sweep(ctx, panels, settings)
-    figure = report_sweep(
-        results,
-        lambda q: f"**{ctx.dataset}, dot similarity, queries: {q}** (fraction retrieved)",
-        lambda q: "separation \\ N",
-        lambda q: "stored patterns N",
-        f"Separation functions with dot similarity, {ctx.dataset}",
-        by_level=False,
-        log_x=True,
-    )
-    return {"sizes": sizes, "results": results, "figure": figure}
+    caption = f"**{ctx.dataset}, dot similarity, queries: {{}}** (fraction retrieved)"
+    title = f"Separation functions with dot similarity, {ctx.dataset}"
+    return _size_sweep(ctx, settings, caption, "separation \\ N", title, by_level=False)
+
+
+def robustness(ctx: Context) -> dict[str, Any]:
+    """N = 100 stored patterns; vary the noise sigma and the masked fraction (bottom rows)."""
+    num = 100
+    sigmas = [0.1, 0.5, 1.5] if ctx.quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5]
+    fractions = [0.1, 0.5, 0.9] if ctx.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    ctx.pool(ctx.seeds[0])
+    variants = {
+        "noise sigma": (sigmas, lambda v: ctx.variant("noise", sigma=v)),
+        "masked fraction (bottom rows)": (
+            fractions,
+            lambda v: ctx.variant("mask", fraction=v, mode="bottom"),
+        ),
+    }
+    panels = {
+        name: (levels, lambda seed, v, make=make: (ctx.memories(seed, num), make(v)))
+        for name, (levels, make) in variants.items()
+    }
+    results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
+    caption = f"**{ctx.dataset}, N={num}, {{}}** (fraction correctly retrieved)"
+    title = f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}"
+    figure = report_sweep(results, caption, "{}", "{}", title)
+    return {"num_memories": num, "results": results, "figure": figure}
 
 
 # -- 4. A-Hop vs fixed ------------------------------------------------------------------------
@@ -339,36 +285,38 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 #: A-Hop training: the init of configs/retrieval.yaml (start as 0.1 (<k,q> - ||k-q||²)); Adam at a
 #: constant lr 0.01 (the config's 0.03 with its cosine schedule oscillated here without one)
 ADAPTIVE_INIT = {"beta_dis": 0.1, "beta_dot": 0.1}
-ADAPTIVE_LR, ADAPTIVE_BETA = 0.01, 1.0
+ADAPTIVE_BETA = 1.0
 
 
 @dataclass(frozen=True)
-class AdaptiveBudget:
-    """Sizes of experiment 4 per dataset: memories, optimizer steps, batch, test queries."""
+class Budget:
+    """Sizes of experiments 4 and 6: memories, Adam steps, batch, learning rate, and training /
+    validation / test queries per memory."""
 
     memories: int
     steps: int
     batch: int
+    lr: float
     train_per_memory: int
     test_per_memory: int
+    val_per_memory: int = 0
 
 
 ADAPTIVE_BUDGETS = {
     # adaptive similarity costs O(Q N d log d): MNIST (d=784) is kept to N=100, batch 64
-    "mnist": AdaptiveBudget(100, 200, 64, 16, 5),
-    "digits": AdaptiveBudget(200, 300, 256, 16, 5),
-    "cifar10": AdaptiveBudget(100, 200, 64, 16, 5),
+    "mnist": Budget(100, 200, 64, 0.01, 16, 5),
+    "digits": Budget(200, 300, 256, 0.01, 16, 5),
+    "cifar10": Budget(100, 200, 64, 0.01, 16, 5),
+    "quick": Budget(50, 10, 64, 0.01, 4, 2),
 }
-QUICK_BUDGET = AdaptiveBudget(50, 10, 64, 4, 2)
 
 
 def fit_similarity(
     similarity: torch.nn.Module,
     memories: Tensor,
     variant: Variant,
-    budget: AdaptiveBudget | PaperBudget,
+    budget: Budget,
     seed: int,
-    lr: float,
     beta: float = 1.0,
     schedule: str = "constant",
 ) -> float:
@@ -385,7 +333,7 @@ def fit_similarity(
         memories,
         draw,
         steps=budget.steps,
-        lr=lr,
+        lr=budget.lr,
         beta=beta,
         batch_size=budget.batch,
         seed=stream_seed(seed, STREAMS["train"]),
@@ -396,63 +344,50 @@ def fit_similarity(
     return time.perf_counter() - start
 
 
-def _train_adaptive(
-    memories: Tensor, variant: Variant, budget: AdaptiveBudget, seed: int, **options: Any
-) -> tuple[AdaptiveSimilarity, float]:
-    """Experiment 4's adaptive similarity, trained; returns it and the seconds."""
-    similarity = AdaptiveSimilarity(memories.shape[1], **{**ADAPTIVE_INIT, **options})
-    took = fit_similarity(similarity, memories, variant, budget, seed, ADAPTIVE_LR, ADAPTIVE_BETA)
-    return similarity, took
-
-
-@torch.no_grad()
-def _accuracy(similarity: torch.nn.Module, memories: Tensor, queries: Tensor, src: Tensor) -> float:
-    # softmax is monotone, so argmax of the association = argmax of the scores
-    return float(retrieval_accuracy(similarity(memories, queries), src))
-
-
 def adaptive(ctx: Context) -> dict[str, Any]:
     """A-Hop's trained similarity vs the fixed ones on mixed corruptions of rising difficulty;
     ablations of the adaptive similarity at the hardest difficulty."""
-    budget = QUICK_BUDGET if ctx.quick else ADAPTIVE_BUDGETS[ctx.dataset]
+    budget = ADAPTIVE_BUDGETS["quick" if ctx.quick else ctx.dataset]
     difficulties = [0.5, 1.0] if ctx.quick else [0.25, 0.5, 0.75, 1.0]
     seed = ctx.seeds[0]
     memories = ctx.memories(seed, budget.memories)
     print(
         f"N={budget.memories} memories, d={memories.shape[1]}; adaptive: {budget.steps} Adam steps "
-        f"of {budget.batch} queries (lr={ADAPTIVE_LR}, beta={ADAPTIVE_BETA}, init "
+        f"of {budget.batch} queries (lr={budget.lr}, beta={ADAPTIVE_BETA}, init "
         f"{ADAPTIVE_INIT}); {budget.test_per_memory} test queries per memory"
     )
-    fixed = {name: SIMILARITIES.build(name) for name in FIXED_SIMILARITIES}
-    main_label = next(iter(ABLATIONS))
+    main_label, untrained = next(iter(ABLATIONS)), "adaptive, untrained init"
     table: dict[float, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     for difficulty in difficulties:
         variant = ctx.variant("mixed", difficulty=difficulty)
-        queries, sources = make_queries(
-            memories, variant, budget.test_per_memory, stream_seed(seed, STREAMS["test"])
-        )
-        row = {name: _accuracy(sim, memories, queries, sources) for name, sim in fixed.items()}
-        untrained = AdaptiveSimilarity(memories.shape[1], **ADAPTIVE_INIT)
-        row["adaptive, untrained init"] = _accuracy(untrained, memories, queries, sources)
-        labels = list(ABLATIONS) if difficulty == difficulties[-1] else [main_label]
-        for label in labels:
-            trained, took = _train_adaptive(memories, variant, budget, seed, **ABLATIONS[label])
-            row[label] = _accuracy(trained, memories, queries, sources)
+        test_seed = stream_seed(seed, STREAMS["test"])
+        queries, sources = make_queries(memories, variant, budget.test_per_memory, test_seed)
+        models = {name: SIMILARITIES.build(name) for name in FIXED_SIMILARITIES}
+        models[untrained] = AdaptiveSimilarity(memories.shape[1], **ADAPTIVE_INIT)
+        for label in ABLATIONS if difficulty == difficulties[-1] else [main_label]:
+            models[label] = AdaptiveSimilarity(
+                memories.shape[1], **ADAPTIVE_INIT, **ABLATIONS[label]
+            )
+            took = fit_similarity(models[label], memories, variant, budget, seed, ADAPTIVE_BETA)
             seconds[f"{label} @ {difficulty}"] = took
+        with torch.no_grad():  # softmax is monotone: argmax of the association = of the scores
+            row = {
+                k: float(retrieval_accuracy(m(memories, queries), sources))
+                for k, m in models.items()
+            }
         table[difficulty] = row
         print(f"difficulty {difficulty}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
-    columns = [*FIXED_SIMILARITIES, "adaptive, untrained init", main_label]
+    columns = [*FIXED_SIMILARITIES, untrained, main_label]
     rows = []
     for difficulty, row in table.items():
         best = max(FIXED_SIMILARITIES, key=lambda s: row[s])
         rows.append([difficulty, *(row[c] for c in columns), f"{best} {row[best]:.3f}"])
-    print(f"\n**{ctx.dataset}: retrieval accuracy on mixed corruptions**\n")
-    print(markdown_table(["difficulty", *columns, "best fixed"], rows))
+    title = f"{ctx.dataset}: retrieval accuracy on mixed corruptions"
+    _bold_table(title, ["difficulty", *columns, "best fixed"], rows)
     hardest = table[difficulties[-1]]
-    ablation_rows = [[label, hardest[label]] for label in ABLATIONS]
-    print(f"\n**{ctx.dataset}: ablations at difficulty {difficulties[-1]}**\n")
-    print(markdown_table(["adaptive similarity", "accuracy"], ablation_rows))
+    title = f"{ctx.dataset}: ablations at difficulty {difficulties[-1]}"
+    _bold_table(title, ["adaptive similarity", "accuracy"], [[k, hardest[k]] for k in ABLATIONS])
     print("\ntraining seconds: " + ", ".join(f"{k}: {v:.0f}" for k, v in seconds.items()))
     figure = Figure(figsize=(10, 3.8))
     ax = figure.add_subplot(1, 2, 1)
@@ -461,7 +396,7 @@ def adaptive(ctx: Context) -> dict[str, Any]:
     ax.set(xlabel="difficulty (mixed corruptions)", ylabel="retrieval accuracy", ylim=(0, 1.05))
     ax.legend(fontsize=7)
     ax = figure.add_subplot(1, 2, 2)
-    ax.barh([label for label in ABLATIONS], [hardest[label] for label in ABLATIONS])
+    ax.barh(list(ABLATIONS), [hardest[label] for label in ABLATIONS])
     ax.set(xlabel=f"accuracy at difficulty {difficulties[-1]}", xlim=(0, 1))
     figure.suptitle(f"A-Hop vs fixed similarities, {ctx.dataset}, N={budget.memories}")
     return {
@@ -485,27 +420,23 @@ def classical(ctx: Context) -> dict[str, Any]:
     """
     units = [100] if ctx.quick else [100, 200]
     loads = [0.05, 0.14, 0.25] if ctx.quick else [round(0.02 * i, 2) for i in range(1, 16)]
-    flips = [0.0, 0.1]
     results: dict[str, dict[float, dict[str, list[float]]]] = {}
     for num_units in units:
-        for flip in flips:
-            key = f"N={num_units}, flip={flip}"
-            results[key] = {}
+        for flip in (0.0, 0.1):
+            per_load = results[f"N={num_units}, flip={flip}"] = {}
             for load in loads:
-                num_patterns = max(1, round(load * num_units))
-                exact, overlap = [], []
-                for seed in ctx.seeds:
-                    generator = torch.Generator().manual_seed(stream_seed(seed, num_units, 0))
-                    shape = (num_patterns, num_units)
-                    patterns = torch.randint(0, 2, shape, generator=generator) * 2.0 - 1.0
-                    network = BinaryHopfield(num_units).store(patterns)
-                    cues = torch.where(torch.rand(shape, generator=generator) < flip, -1.0, 1.0)
-                    states, _ = network.recall(
-                        cues * patterns, mode="async", max_sweeps=30, generator=generator
+                runs = [
+                    recall_statistics(
+                        num_units,
+                        max(1, round(load * num_units)),
+                        flip,
+                        "async",
+                        30,
+                        stream_seed(seed, num_units, 0),
                     )
-                    exact.append(float((states == patterns).all(dim=1).float().mean()))
-                    overlap.append(float((states * patterns).mean()))
-                results[key][load] = {"exact": exact, "overlap": overlap}
+                    for seed in ctx.seeds
+                ]
+                per_load[load] = {"exact": [r[0] for r in runs], "overlap": [r[1] for r in runs]}
     headers = ["P/N", *(f"{k} exact / overlap" for k in results)]
     rows = [
         [load, *(f"{fmt(r[load]['exact'])} / {fmt(r[load]['overlap'])}" for r in results.values())]
@@ -535,32 +466,18 @@ PUBLISHED = {
 }
 PUBLISHED_HEADERS = ["data", "difficulty", "published A-Hop", "published best baseline"]
 PUBLISHED_HEADERS += ["ours A-Hop", "ours best baseline"]
-PUBLISHED_ERROR = {"synthetic": {0.4: (0.106, 0.176)}, "mnist": {0.7: (0.015, 0.068)}}
-PUBLISHED_ABLATIONS = {
-    "sort / cumulative": {
-        "no sort, no cumsum": (0.517, 0.209),
-        "no sort, cumsum": (0.544, 0.189),
-        "sort, no cumsum": (0.693, 0.337),
-        "sort, cumsum (A-Hop)": (0.728, 0.363),
-    },
-    "bases": {
-        "dot base only": (0.593, 0.252),
-        "distance base only": (0.646, 0.329),
-        "distance + dot (A-Hop)": (0.724, 0.360),
-    },
-}
-#: A-Hop options of every ablation label (the full model is the empty dict)
+#: the ablations: label -> (A-Hop options, the full model being {}; published accuracy at 0.4, 0.5)
 PAPER_ABLATIONS = {
     "sort / cumulative": {
-        "no sort, no cumsum": {"sort": False, "cumulative": False},
-        "no sort, cumsum": {"sort": False},
-        "sort, no cumsum": {"cumulative": False},
-        "sort, cumsum (A-Hop)": {},
+        "no sort, no cumsum": ({"sort": False, "cumulative": False}, (0.517, 0.209)),
+        "no sort, cumsum": ({"sort": False}, (0.544, 0.189)),
+        "sort, no cumsum": ({"cumulative": False}, (0.693, 0.337)),
+        "sort, cumsum (A-Hop)": ({}, (0.728, 0.363)),
     },
     "bases": {
-        "dot base only": {"bases": ("dot",)},
-        "distance base only": {"bases": ("distance",)},
-        "distance + dot (A-Hop)": {},
+        "dot base only": ({"bases": ("dot",)}, (0.593, 0.252)),
+        "distance base only": ({"bases": ("distance",)}, (0.646, 0.329)),
+        "distance + dot (A-Hop)": ({}, (0.724, 0.360)),
     },
 }
 #: (label, similarity name, separation name) of the fixed baselines
@@ -575,39 +492,10 @@ UHOP, U2HOP, AHOP = "U-Hop", "U2-Hop (+ variant loss)", "A-Hop"
 PAPER_METHODS = [*(label for label, _, _ in PAPER_FIXED), UHOP, U2HOP, AHOP]
 #: inverse temperatures tried on the validation queries (every method, trained ones included)
 PAPER_BETAS = [10.0**e for e in torch.arange(-3.0, 3.01, 0.5).tolist()]
-#: synthetic memories (our choice: the paper's generator is not published): U[0, 1]^50
-SYNTHETIC_DIM = 50
-
-
-@dataclass(frozen=True)
-class PaperBudget:
-    """Sizes of experiment 6: memories, training budget (shared by A-Hop and U2-Hop), queries."""
-
-    memories: int
-    steps: int
-    batch: int
-    lr: float
-    train_per_memory: int
-    val_per_memory: int
-    test_per_memory: int
-
-
-PAPER_BUDGET = PaperBudget(100, 300, 128, 0.1, 16, 5, 10)
-PAPER_QUICK = PaperBudget(30, 5, 32, 0.1, 2, 2, 2)
+PAPER_BUDGET = Budget(100, 300, 128, 0.1, 16, 10, val_per_memory=5)
+PAPER_QUICK = Budget(30, 5, 32, 0.1, 2, 2, val_per_memory=2)
 #: difficulties swept (images from 0.5: at 0.4 cosine already retrieves 99 % of MNIST queries)
 PAPER_LEVELS = {"synthetic": [0.2, 0.3, 0.4, 0.5, 0.6], "images": [0.5, 0.6, 0.7, 0.8]}
-
-
-def _paper_memories(ctx: Context, dataset: str, seed: int, num: int) -> tuple[Tensor, tuple]:
-    generator = torch.Generator().manual_seed(seed)
-    if dataset == "synthetic":
-        patterns, shape = MEMORY_SOURCES["uniform"](
-            num, generator, {"synthetic_dim": SYNTHETIC_DIM}
-        )
-    else:
-        spec = DATASETS[dataset]
-        patterns, shape = MEMORY_SOURCES[spec.name](num, generator, spec.options(ctx.data_dir))
-    return patterns.float().contiguous(), tuple(shape)
 
 
 def _correct_and_error(weights: Tensor, memories: Tensor, sources: Tensor) -> tuple[float, float]:
@@ -625,29 +513,31 @@ def _paper_scores(
 ) -> dict[str, float]:
     """Accuracy and error on the test queries at the beta that is best on the validation ones."""
     scores = {name: similarity(memories, q) for name, (q, _) in (("val", val), ("test", test))}
-    best = None
-    for beta in PAPER_BETAS:
-        sep = build_separation(separation, beta=beta)
-        acc, err = _correct_and_error(sep(scores["val"]), memories, val[1])
-        if best is None or (acc, -err) > best[0]:
-            best = ((acc, -err), beta)
-    beta = best[1]
-    acc, err = _correct_and_error(
-        build_separation(separation, beta=beta)(scores["test"]), memories, test[1]
-    )
+
+    def accuracy_error(split: str, sources: Tensor, beta: float) -> tuple[float, float]:
+        weights = build_separation(separation, beta=beta)(scores[split])
+        return _correct_and_error(weights, memories, sources)
+
+    def validation(beta: float) -> tuple[float, float]:
+        accuracy, error = accuracy_error("val", val[1], beta)
+        return accuracy, -error
+
+    beta = max(PAPER_BETAS, key=validation)  # the first of the best on the validation queries
+    acc, err = accuracy_error("test", test[1], beta)
     return {"acc": acc, "error": err, "beta": beta}
 
 
-def _mean_square_distance(patterns: Tensor) -> float:
-    return float(torch.pdist(patterns).square().mean())
+def _scale(patterns: Tensor) -> float:
+    """1 / the mean squared distance between patterns: a start with score gaps of order 1."""
+    return 1.0 / float(torch.pdist(patterns).square().mean())
 
 
 def _train_ahop(memories, variant, budget, seed, **options) -> tuple[AdaptiveSimilarity, float]:
     # data-driven start: beta * (<k,q> - ||k-q||²) with score gaps of order 1
-    scale = 1.0 / _mean_square_distance(memories)
+    scale = _scale(memories)
     similarity = AdaptiveSimilarity(memories.shape[1], beta_dis=scale, beta_dot=scale, **options)
     return similarity, fit_similarity(
-        similarity, memories, variant, budget, seed, budget.lr, schedule="cosine"
+        similarity, memories, variant, budget, seed, schedule="cosine"
     )
 
 
@@ -662,11 +552,39 @@ def _train_uhop(
     stage_one = time.perf_counter() - start
     u2hop = copy.deepcopy(uhop)
     with torch.no_grad():
-        beta = 1.0 / _mean_square_distance(u2hop.phi(memories))
-    took = fit_similarity(
-        u2hop, memories, variant, budget, seed, budget.lr, beta=beta, schedule="cosine"
-    )
+        beta = _scale(u2hop.phi(memories))
+    took = fit_similarity(u2hop, memories, variant, budget, seed, beta=beta, schedule="cosine")
     return uhop.eval(), u2hop, stage_one, stage_one + took
+
+
+def _acc_err(runs: list[dict[str, float]]) -> str:
+    return f"{fmt([r['acc'] for r in runs])} / {statistics.fmean(r['error'] for r in runs):.3f}"
+
+
+def _bold_table(title: str, headers: Sequence[str], rows: list[list[Any]]) -> None:
+    print(f"\n**{title}**\n")
+    print(markdown_table(headers, rows))
+
+
+def _paper_point(memories, variant, val, test, budget, seed, ablate) -> tuple[dict, dict, dict]:
+    """Every method's scores at one memory draw and difficulty, the training seconds, and (with
+    ``ablate``) the scores of the ablated A-Hop models, by group."""
+    models = {label: (SIMILARITIES.build(sim), sep) for label, sim, sep in PAPER_FIXED}
+    uhop, u2hop, t_uhop, t_u2hop = _train_uhop(memories, variant, budget, seed)
+    ahop, t_ahop = _train_ahop(memories, variant, budget, seed)
+    models.update({UHOP: (uhop, "softmax"), U2HOP: (u2hop, "softmax"), AHOP: (ahop, "softmax")})
+    scores = {
+        k: _paper_scores(model, sep, memories, val, test) for k, (model, sep) in models.items()
+    }
+    ablated = {}
+    for group, settings in PAPER_ABLATIONS.items() if ablate else ():
+        ablated[group] = {}
+        for label, (options, _) in settings.items():
+            trained = (
+                _train_ahop(memories, variant, budget, seed, **options)[0] if options else ahop
+            )
+            ablated[group][label] = _paper_scores(trained, "softmax", memories, val, test)
+    return scores, {UHOP: t_uhop, U2HOP: t_u2hop, AHOP: t_ahop}, ablated
 
 
 def paper(ctx: Context) -> dict[str, Any]:
@@ -675,10 +593,8 @@ def paper(ctx: Context) -> dict[str, Any]:
     distance similarities; ablations of the footprint (sort / cumulative, bases) on synthetic."""
     budget = PAPER_QUICK if ctx.quick else PAPER_BUDGET
     datasets = ["synthetic", ctx.dataset]
-    levels = {
-        "synthetic": PAPER_LEVELS["synthetic"][2:4] if ctx.quick else PAPER_LEVELS["synthetic"],
-        ctx.dataset: PAPER_LEVELS["images"][2:4] if ctx.quick else PAPER_LEVELS["images"],
-    }
+    levels = {d: PAPER_LEVELS["synthetic" if d == "synthetic" else "images"] for d in datasets}
+    levels = {d: v[2:4] for d, v in levels.items()} if ctx.quick else levels
     ablation_levels = levels["synthetic"][-2:] if ctx.quick else [0.4, 0.5]
     print(
         f"N={budget.memories} memories; synthetic U[0,1]^{SYNTHETIC_DIM}; MixedDifficulty(d, "
@@ -687,109 +603,83 @@ def paper(ctx: Context) -> dict[str, Any]:
         "queries per memory; beta of every method chosen on the validation queries"
     )
     # results[dataset][level][method] -> list of {"acc", "error", "beta"} over seeds
-    results: dict[str, dict[float, dict[str, list]]] = {}
+    results = {d: {lv: {m: [] for m in PAPER_METHODS} for lv in levels[d]} for d in datasets}
     ablations: dict[str, dict[float, dict[str, list]]] = {g: {} for g in PAPER_ABLATIONS}
-    seconds: dict[str, dict[str, float]] = {d: {UHOP: 0.0, U2HOP: 0.0, AHOP: 0.0} for d in datasets}
+    seconds = {d: {UHOP: 0.0, U2HOP: 0.0, AHOP: 0.0} for d in datasets}
     for dataset in datasets:
-        results[dataset] = {level: {m: [] for m in PAPER_METHODS} for level in levels[dataset]}
         for seed in ctx.seeds:
-            memories, shape = _paper_memories(ctx, dataset, seed, budget.memories)
+            memories, shape = ctx.draw(dataset, budget.memories, seed)
             for level in levels[dataset]:
                 variant = build_variant("mixed", difficulty=level, image_shape=shape, combine="all")
-                val, test = (
-                    make_queries(
-                        memories,
-                        variant,
-                        count,
-                        stream_seed(seed, STREAMS[split], int(level * 100)),
-                    )
-                    for split, count in (
-                        ("val", budget.val_per_memory),
-                        ("test", budget.test_per_memory),
-                    )
+                seed_of = {s: stream_seed(seed, STREAMS[s], int(level * 100)) for s in STREAMS}
+                val = make_queries(memories, variant, budget.val_per_memory, seed_of["val"])
+                test = make_queries(memories, variant, budget.test_per_memory, seed_of["test"])
+                ablate = dataset == "synthetic" and level in ablation_levels
+                point = _paper_point(memories, variant, val, test, budget, seed, ablate)
+                for method, score in point[0].items():
+                    results[dataset][level][method].append(score)
+                for method, took in point[1].items():
+                    seconds[dataset][method] += took
+                for group, per_label in point[2].items():
+                    for label, score in per_label.items():
+                        ablations[group].setdefault(level, {k: [] for k in per_label})[
+                            label
+                        ].append(score)
+                # a long run loses at most one (seed, difficulty) when interrupted
+                partial = {"results": results, "ablations": ablations, "seconds": seconds}
+                save_json(
+                    f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial", partial
                 )
-                row = results[dataset][level]
-                for label, sim, sep in PAPER_FIXED:
-                    row[label].append(
-                        _paper_scores(SIMILARITIES.build(sim), sep, memories, val, test)
-                    )
-                uhop, u2hop, t_uhop, t_u2hop = _train_uhop(memories, variant, budget, seed)
-                ahop, t_ahop = _train_ahop(memories, variant, budget, seed)
-                for label, model in ((UHOP, uhop), (U2HOP, u2hop), (AHOP, ahop)):
-                    row[label].append(_paper_scores(model, "softmax", memories, val, test))
-                for label, took in ((UHOP, t_uhop), (U2HOP, t_u2hop), (AHOP, t_ahop)):
-                    seconds[dataset][label] += took
-                if dataset == "synthetic" and level in ablation_levels:
-                    for group, settings in PAPER_ABLATIONS.items():
-                        per_label = ablations[group].setdefault(level, {k: [] for k in settings})
-                        for label, options in settings.items():
-                            trained = (
-                                ahop
-                                if not options
-                                else _train_ahop(memories, variant, budget, seed, **options)[0]
-                            )
-                            per_label[label].append(
-                                _paper_scores(trained, "softmax", memories, val, test)
-                            )
-                _save_partial(ctx, {"results": results, "ablations": ablations, "seconds": seconds})
-                print(
-                    f"{dataset} seed {seed} d={level}: "
-                    + ", ".join(f"{m}={row[m][-1]['acc']:.3f}" for m in PAPER_METHODS)
-                )
+                accuracies = ", ".join(f"{m}={s['acc']:.3f}" for m, s in point[0].items())
+                print(f"{dataset} seed {seed} d={level}: {accuracies}")
+    draws = len(ctx.seeds)
     for dataset in datasets:
-        print(
-            f"\n**{dataset}: accuracy (correct retrieval) ± std over {len(ctx.seeds)} memory draws / error (MSE)**\n"
+        title = (
+            f"{dataset}: accuracy (correct retrieval) ± std over {draws} memory draws / error (MSE)"
         )
-        rows = []
-        for level, per_method in results[dataset].items():
-            rows.append([level, *(_acc_err(per_method[m]) for m in PAPER_METHODS)])
-        print(markdown_table(["difficulty", *PAPER_METHODS], rows))
-    print("\n**vs the published numbers (A-Hop paper)**\n")
+        rows = [
+            [lv, *(_acc_err(per[m]) for m in PAPER_METHODS)] for lv, per in results[dataset].items()
+        ]
+        _bold_table(title, ["difficulty", *PAPER_METHODS], rows)
     rows = []
     for dataset in datasets:
         for level, (pub, base_name, base) in PUBLISHED.get(dataset, {}).items():
-            if level not in results[dataset]:
-                continue
-            ours = results[dataset][level]
-            best = max(
-                PAPER_METHODS[:-1], key=lambda m: statistics.fmean(r["acc"] for r in ours[m])
-            )
-            ours_best = f"{best} {_acc_err(ours[best])}"
-            rows.append(
-                [dataset, level, pub, f"{base_name} {base}", _acc_err(ours[AHOP]), ours_best]
-            )
-    print(markdown_table(PUBLISHED_HEADERS, rows))
+            if level in results[dataset]:
+                ours = results[dataset][level]
+                best = max(
+                    PAPER_METHODS[:-1], key=lambda m: statistics.fmean(r["acc"] for r in ours[m])
+                )
+                ours_best = f"{best} {_acc_err(ours[best])}"
+                rows.append(
+                    [dataset, level, pub, f"{base_name} {base}", _acc_err(ours[AHOP]), ours_best]
+                )
+    _bold_table("vs the published numbers (A-Hop paper)", PUBLISHED_HEADERS, rows)
     for group, per_level in ablations.items():
-        print(
-            f"\n**ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)**\n"
-        )
-        labels = list(PAPER_ABLATIONS[group])
+        title = f"ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)"
+        headers = ["", *(f"d={lv}" for lv in per_level), "published (0.4 / 0.5)"]
         rows = [
             [
                 label,
                 *(_acc_err(per_level[lv][label]) for lv in per_level),
-                " / ".join(map(str, PUBLISHED_ABLATIONS[group][label])),
+                " / ".join(map(str, pub)),
             ]
-            for label in labels
+            for label, (_, pub) in PAPER_ABLATIONS[group].items()
         ]
-        print(markdown_table(["", *(f"d={lv}" for lv in per_level), "published (0.4 / 0.5)"], rows))
-    figure = paper_figure(results, ablations)
+        _bold_table(title, headers, rows)
     ratio = {d: seconds[d][U2HOP] / seconds[d][AHOP] for d in datasets}
-    print(
-        "\ntraining seconds (all levels and seeds): "
-        + "; ".join(
-            f"{d}: U-Hop stage I {t[UHOP]:.1f}, U2-Hop {t[U2HOP]:.1f}, A-Hop {t[AHOP]:.1f} (U2-Hop / A-Hop = {ratio[d]:.2f})"
-            for d, t in seconds.items()
-        )
-    )
+    times = [
+        f"{d}: U-Hop stage I {t[UHOP]:.1f}, U2-Hop {t[U2HOP]:.1f}, A-Hop {t[AHOP]:.1f} (U2-Hop / A-Hop = {ratio[d]:.2f})"
+        for d, t in seconds.items()
+    ]
+    print("\ntraining seconds (all levels and seeds): " + "; ".join(times))
     return {
         "budget": vars(budget),
-        "levels": {d: levels[d] for d in datasets},
+        "levels": levels,
         "results": results,
         "ablations": ablations,
         "train_seconds": seconds,
         "uhop_over_ahop_time": ratio,
-        "figure": figure,
+        "figure": paper_figure(results, ablations),
     }
 
 
@@ -803,55 +693,31 @@ def paper_figure(
     for ax, (dataset, per_level) in zip(axes, results.items()):
         levels = sorted(per_level)
         for method in PAPER_METHODS:
-            runs = [[r["acc"] for r in per_level[lv][method]] for lv in levels]
-            _curve(ax, levels, runs, method)
+            _curve(ax, levels, [[r["acc"] for r in per_level[lv][method]] for lv in levels], method)
         for level, (pub, _, base) in PUBLISHED.get(dataset, {}).items():
             ax.scatter([level], [pub], marker="*", s=140, color="k", zorder=5)
             ax.scatter([level], [base], marker="x", s=60, color="k", zorder=5)
         ax.set(title=f"{dataset} (star: published A-Hop, x: its best baseline)")
         ax.set(xlabel="difficulty", ylabel="accuracy (correct retrieval)", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
-    ax = axes[-1]
-    names, values, colours = [], [], []
-    for colour, per_level in zip(("tab:blue", "tab:orange"), ablations.values()):
-        if not per_level:
-            continue
-        level = min(per_level)
-        for label, runs in per_level[level].items():
-            names.append(label)
-            values.append(statistics.fmean(r["acc"] for r in runs))
-            colours.append(colour)
-    ax.barh(names, values, color=colours)
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set(
-        xlabel="accuracy",
-        xlim=(0, 1),
-        title=f"ablations, synthetic d={min(next(iter(ablations.values())), default='-')}",
-    )
+    bars = [  # (label, mean accuracy at the lowest ablation level, colour) of every ablation
+        (label, statistics.fmean(r["acc"] for r in runs), colour)
+        for colour, per_level in zip(("tab:blue", "tab:orange"), ablations.values())
+        if per_level
+        for label, runs in per_level[min(per_level)].items()
+    ]
+    axes[-1].barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
+    axes[-1].tick_params(axis="y", labelsize=8)
+    level = min(next(iter(ablations.values())), default="-")
+    axes[-1].set(xlabel="accuracy", xlim=(0, 1), title=f"ablations, synthetic d={level}")
     figure.suptitle("A-Hop paper's retrieval benchmark (mixed noise + mask + bias)")
     return figure
 
 
-def _save_partial(ctx: Context, payload: dict[str, Any]) -> None:
-    # a long run loses at most one (seed, difficulty) when interrupted
-    save_json(f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial", payload)
-
-
-def _acc_err(runs: list[dict[str, float]]) -> str:
-    acc = [r["acc"] for r in runs]
-    return f"{fmt(acc)} / {statistics.fmean(r['error'] for r in runs):.3f}"
-
-
+#: the experiments, by command-line name
 EXPERIMENTS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "capacity": capacity,
-    "robustness": robustness,
-    "separation": separation,
-    "adaptive": adaptive,
-    "classical": classical,
-    "paper": paper,
+    f.__name__: f for f in (capacity, robustness, separation, adaptive, classical, paper)
 }
-
-
 #: at most this many memory draws for the expensive experiments
 SEED_CAPS = {"adaptive": 1, "paper": 5}
 
@@ -871,21 +737,23 @@ def run(name: str, ctx: Context) -> dict[str, Any]:
     print(f"\nwall time: {wall:.1f} s")
     figure = result.pop("figure")
     tag = f"retrieval_{name}_{dataset}{'_quick' if ctx.quick else ''}"
-    payload = {
-        "experiment": name,
-        "dataset": dataset,
-        "quick": ctx.quick,
-        "seeds": seeds,
-        "beta": BETA,
-        "threshold": ctx.threshold,
-        "wall_seconds": wall,
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        **result,
-    }
-    _save(tag, payload, figure)
-    result["wall_seconds"] = wall
-    return result
+    save_json(
+        tag,
+        {
+            "experiment": name,
+            "dataset": dataset,
+            "quick": ctx.quick,
+            "seeds": seeds,
+            "beta": BETA,
+            "threshold": ctx.threshold,
+            "wall_seconds": wall,
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine(),
+            **result,
+        },
+    )
+    print(f"plot: {save_figure(figure, tag)}")
+    return {**result, "wall_seconds": wall}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ahop.classical import CAPACITY_THEORY, BinaryHopfield, recall_fraction, to_binary, to_bipolar
+from ahop.classical import (
+    CAPACITY_THEORY,
+    BinaryHopfield,
+    recall_fraction,
+    recall_statistics,
+    to_binary,
+    to_bipolar,
+)
 
 
 def random_patterns(count: int, units: int, seed: int = 0) -> torch.Tensor:
@@ -57,6 +64,18 @@ def test_capacity_well_below_and_above_theory() -> None:
     assert below >= 0.95
     assert above <= 0.2
     assert 0.05 < CAPACITY_THEORY < 0.3
+
+
+def test_recall_statistics_exact_recall_and_overlap() -> None:
+    """Below capacity every pattern is a fixed point (overlap 1); far above it exact recall
+    fails while the final states still overlap their patterns; ``recall_fraction`` is the first
+    of the two numbers."""
+    assert recall_statistics(200, 10, seed=1) == (1.0, 1.0)
+    exact, overlap = recall_statistics(200, 60, flip_fraction=0.1, mode="async", seed=1)
+    assert exact < 0.2 and 0.0 < overlap < 0.95
+    assert exact == recall_fraction(200, 60, flip_fraction=0.1, mode="async", seed=1)
+    with pytest.raises(ValueError, match="flip_fraction"):
+        recall_statistics(10, 2, flip_fraction=1.5)
 
 
 def test_conversions_round_trip() -> None:
