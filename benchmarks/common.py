@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: timing, markdown tables, PNG plots, JSON results."""
+"""Helpers shared by the benchmarks: timing, peak memory, markdown tables, PNG plots, JSON
+results."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from lightning.pytorch.callbacks import Callback
 
 from tasks import reports
 
@@ -25,6 +28,51 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class EpochTimer(Callback):
+    """Wall time of every training epoch in ``times`` (the memory refresh and training batches;
+    validation excluded)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self.times.append(time.perf_counter() - self.start)
+
+
+class PeakMemory:
+    """Peak resident memory (MiB) added while the ``with`` block runs: Linux's ``VmHWM`` after
+    resetting it to the current size (``clear_refs``), so earlier peaks (imports, other cases)
+    do not hide this one; ``nan`` where the kernel does not allow the reset."""
+
+    def __enter__(self) -> PeakMemory:
+        self.peak_mib = float("nan")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.supported = True
+        except OSError:
+            self.supported = False
+        self.base = _status_kib("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.supported:
+            self.peak_mib = (_status_kib("VmHWM") - self.base) / 1024
+
+
+def _status_kib(key: str) -> float:
+    """A ``/proc/self/status`` field in KiB (``nan`` if absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float("nan")
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:

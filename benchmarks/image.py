@@ -37,29 +37,21 @@ if str(ROOT) not in sys.path:  # `python benchmarks/image.py` from anywhere
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli.cli import main as build_cli  # noqa: E402
-from benchmarks.common import add_threads_option, markdown_table, save_figure, save_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    EpochTimer,
+    add_threads_option,
+    markdown_table,
+    save_figure,
+    save_json,
+)
 from tasks.quiet import quiet_lightning  # noqa: E402
 
 #: dataset -> (config, default epochs); the data comes from the config's data_dir
 DATASETS = {"digits": ("configs/image.yaml", 30), "mnist": ("configs/image_mnist.yaml", 5)}
 SIMILARITIES = ("dot", "manhattan", "adaptive")
-
-
-class EpochTimer(Callback):
-    """Wall time of every training epoch (the training loop only, validation excluded)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self.times.append(-time.perf_counter())
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self.times[-1] += time.perf_counter()
 
 
 def run_one(dataset: str, similarity: str, epochs: int, root: Path) -> dict[str, Any]:

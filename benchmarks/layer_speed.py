@@ -19,11 +19,9 @@ instead of staying cached).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -40,7 +38,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/layer_speed.py` from anywher
 from ahop.functional import retrieve  # noqa: E402
 from ahop.similarity import DEFAULT_MEMORY_BUDGET, build_similarity  # noqa: E402
 from ahop.sorting import sort_rows_, sort_rows_with_order  # noqa: E402
-from benchmarks.common import markdown_table, median_time, save_figure  # noqa: E402
+from benchmarks.common import PeakMemory, markdown_table, median_time, save_figure  # noqa: E402
 
 QUERIES = 256
 SIMILARITIES = ("dot", "euclidean", "manhattan", "adaptive")
@@ -82,26 +80,6 @@ def forward(kind: str, similarity: str, d: int):
     return lambda q, k, v: (-BETA * torch.cdist(q, k, p=p)).softmax(-1) @ v
 
 
-def _peak_rss_kib() -> int:
-    """Peak RSS of this process in KiB: Linux's ``VmHWM`` (the high-water mark of this process
-    image; ``ru_maxrss`` also counts the parent's size at the ``fork`` before ``exec``, which hid
-    small cases under a large parent), else ``ru_maxrss``."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _reset_peak_rss_kib() -> int:
-    """Reset the high-water mark to the current RSS where Linux allows it (``clear_refs``), so
-    the imports' peak does not hide the case's; returns the peak from which growth counts."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-    return _peak_rss_kib()
-
-
 def run_case(
     kind: str, similarity: str, n: int, d: int, repeats: int, queries: int = QUERIES
 ) -> dict:
@@ -113,13 +91,13 @@ def run_case(
     def step() -> None:
         fn(q, k, v).sum().backward()
 
-    before = _reset_peak_rss_kib()
-    start = time.perf_counter()
-    step()  # warm-up, and a first estimate: millisecond cases get more repeats (up to ~1 s)
-    first = time.perf_counter() - start
-    repeats = max(repeats, min(MAX_REPEATS, int(1.0 / max(first, 1e-6))))
-    seconds = median_time(step, repeats=repeats, warmup=0)
-    return {"seconds": seconds, "peak_mib": (_peak_rss_kib() - before) / 1024}
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        step()  # warm-up, and a first estimate: millisecond cases get more repeats (up to ~1 s)
+        first = time.perf_counter() - start
+        repeats = max(repeats, min(MAX_REPEATS, int(1.0 / max(first, 1e-6))))
+        seconds = median_time(step, repeats=repeats, warmup=0)
+    return {"seconds": seconds, "peak_mib": memory.peak_mib}
 
 
 def in_subprocess(

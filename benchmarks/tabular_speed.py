@@ -34,15 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/tabular_speed.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
+from benchmarks.common import EpochTimer, PeakMemory  # noqa: E402
 from benchmarks.tabular import csv_data  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
 from tasks.reports import markdown_table  # noqa: E402
@@ -70,48 +69,6 @@ def synthetic_table(
     noisy = score + 0.3 * generator.normal(size=rows)
     frame["label"] = np.where(noisy > np.median(noisy), "yes", "no")
     return frame
-
-
-class EpochTimer(Callback):
-    """Wall time of each training epoch (refresh + training batches, not validation)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.times.append(time.perf_counter() - self.start)
-
-
-class PeakMemory:
-    """Peak resident memory (MiB) added while the ``with`` block runs (Linux: resets VmHWM)."""
-
-    def __enter__(self) -> PeakMemory:
-        self.supported = Path("/proc/self/clear_refs").exists()
-        self.peak_mib = float("nan")
-        if self.supported:
-            try:
-                Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                self.supported = False
-        self.base = self._status("VmRSS")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.supported:
-            self.peak_mib = (self._status("VmHWM") - self.base) / 1024
-
-    @staticmethod
-    def _status(key: str) -> float:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    return float(line.split()[1])  # kB
-        except OSError:
-            pass
-        return float("nan")
 
 
 def fit_args(csv: Path, root: str, extra: Sequence[str]) -> list[str]:
