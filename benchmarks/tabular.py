@@ -179,11 +179,16 @@ def best_validation_score(fold: Any) -> float:
 
 
 def evaluate_model(
-    data: DataSet, model: str, extra: Sequence[str] = (), baselines: Sequence[str] = ()
+    data: DataSet,
+    model: str,
+    extra: Sequence[str] = (),
+    baselines: Sequence[str] = (),
+    keep_test: bool = True,
 ) -> list[dict[str, Any]]:
     """``ahop cv`` (selection ``validation``, ``--baselines``) of a Hopfield model on the splits
     of a data set: the UCI folds from 0 (one repeat), else one repeat per seed (``seed``,
-    ``seed + 1``, ...). One row per split and model (the baselines' rows too)."""
+    ``seed + 1``, ...). One row per split and model (the baselines' rows too). ``keep_test``
+    false (tuning): every ``test_acc`` is ``nan`` and no test number is printed."""
     ids = list(data.splits)
     if ids != list(range(ids[0], ids[0] + len(ids))) or (data.uci and ids[0] != 0):
         raise ValueError(f"{data.name}: the engine runs consecutive splits (UCI from 0); got {ids}")
@@ -221,10 +226,12 @@ def evaluate_model(
             row |= {"val_acc": scores["val/acc"], "test_acc": scores["test/acc"], "setting": ""}
             rows.append({**row, "fit_s": scores["seconds"]})
     for row in rows:
+        if not keep_test:
+            row["test_acc"] = float("nan")
+        test = f"  test {100 * row['test_acc']:5.1f}" if keep_test else ""
         print(
             f"{row['dataset']:>28} #{row['split']} {row['model']:>20}: val "
-            f"{100 * row['val_acc']:5.1f}  test {100 * row['test_acc']:5.1f}  fit "
-            f"{row['fit_s']:.1f} s",
+            f"{100 * row['val_acc']:5.1f}{test}  fit {row['fit_s']:.1f} s",
             flush=True,
         )
     return rows
@@ -460,9 +467,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
                 for m, model in enumerate(hopfield):
                     extra = (*overrides, *point)
                     with_baselines = baselines if p == m == 0 else ()  # once per data set
-                    for row in evaluate_model(data, model, extra, with_baselines):
+                    for row in evaluate_model(data, model, extra, with_baselines, not args.tune):
                         if args.tune:  # validation scores only: no test number is kept
-                            row["test_acc"] = float("nan")
                             row["setting"] = "(baseline)" if row["model"] in BASELINES else setting
                         rows.append(row)
                 pd.DataFrame(rows).to_csv(save, index=False)

@@ -4,6 +4,7 @@ benchmarks/tabular_speed.py."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,7 @@ def test_tune_scores_validation_rows_only(tmp_path: Path, capsys, monkeypatch) -
     assert set(frame["setting"]) == {"context_size=4", "context_size=8", "(baseline)"}
     out = capsys.readouterr().out
     assert "Validation score" in out and "| context_size=4 | retrieval-euclidean |" in out
+    assert ": val " in out and not re.search(r"test +[0-9]", out)  # no test number printed
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
