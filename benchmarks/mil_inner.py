@@ -58,6 +58,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "input_dropout0.3": {"model.init_args.network.input_dropout": 0.3},
     "emb16": {"model.init_args.network.embedding_dim": 16},
     "lr3e-4": {"model.init_args.optimizer.init_args.lr": 3e-4},
+    "ens3": {"model.init_args.ensemble_size": 3},
+    "ens5": {"model.init_args.ensemble_size": 5},
     "ema": {
         "trainer.callbacks": [
             {
