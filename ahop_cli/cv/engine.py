@@ -187,6 +187,8 @@ class FoldRunner:
         self.monitor = monitor
         self.mode = protocol.mode or mode_of(monitor)
         self._test_ids: set[Any] | None = None
+        #: the final fit's set-up datamodule (after :meth:`final_fit`)
+        self.final_datamodule: Any = None
 
     # -- configs ---------------------------------------------------------------------------
     def fold_edits(self) -> dict[str, Any]:
@@ -321,6 +323,7 @@ class FoldRunner:
         if set(test_ids) != self.test_ids():
             raise RuntimeError("the final fit tested other samples than the fold's test split")
         sizes = {s: len(split_ids(datamodule, s)) for s in ("train", "val", "test")}
+        self.final_datamodule = datamodule  # set up: the baselines read the same samples
         saved = "ensemble.pt" if selection.ensemble else "final.ckpt"
         details = {
             "epochs": trainer.current_epoch if ckpt_path is None else _ckpt_epoch(trainer),
@@ -416,9 +419,8 @@ def run_fold(
     seconds = time.perf_counter() - start
     baselines = {}
     if protocol.baselines:  # on the final fit's training samples, the fold's test samples
-        datamodule = instantiate(get_option(runner.final_config(selection), "data"))
         baselines = fold_baselines(
-            protocol.baselines, datamodule, spec.seed, runner.test_ids(), split_ids
+            protocol.baselines, runner.final_datamodule, spec.seed, runner.test_ids(), split_ids
         )
     return FoldResult(
         repeat=spec.repeat,

@@ -48,6 +48,20 @@ def test_pooled_baselines_use_the_engines_folds_and_learn(tmp_path: Path) -> Non
     assert saved["folds"][0]["baselines"]["max-pool-logreg"]["test/acc"] > 0.5
 
 
+def test_baselines_read_the_final_fits_data_not_a_second_copy(tmp_path: Path, monkeypatch) -> None:
+    loads = []
+    original = MILDataModule.load
+    monkeypatch.setattr(MILDataModule, "load", lambda self: loads.append(1) or original(self))
+
+    def count(names: list[str]) -> int:
+        loads.clear()
+        protocol = Protocol(folds=3, selection="fixed", baselines=names)
+        evaluate(mil_args(tmp_path), protocol, output_dir=tmp_path / "cv", max_folds=1, log=None)
+        return len(loads)
+
+    assert count(["mean-pool-logreg", "max-pool-logreg"]) == count([]) > 0
+
+
 def test_row_baselines_score_validation_and_test_rows() -> None:
     datamodule = TabularDataModule(source="sklearn", name="breast_cancer", seed=3)
     datamodule.setup("fit")
