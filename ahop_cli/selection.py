@@ -43,28 +43,26 @@ class CurveRecorder(Callback):
         self.stage = stage
         self.epochs: list[dict[str, float]] = []
 
+    def _record(self, trainer: Trainer) -> None:
+        prefix = f"{self.stage}/"
+        self.epochs.append(
+            {
+                name.removesuffix("_epoch"): float(value)
+                for name, value in trainer.callback_metrics.items()
+                if name.startswith(prefix)
+                and not name.endswith(("_best", "_step"))
+                and value.numel() == 1
+            }
+        )
+
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # on_validation_end, not *_epoch_end: callback_metrics hold the epoch's values only here
-        if trainer.sanity_checking or self.stage != "val":
-            return
-        row = {
-            name: float(value)
-            for name, value in trainer.callback_metrics.items()
-            if name.startswith("val/") and not name.endswith("_best") and value.numel() == 1
-        }
-        self.epochs.append(row)
+        if self.stage == "val" and not trainer.sanity_checking:
+            self._record(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.stage != "train":
-            return
-        row = {
-            name.removesuffix("_epoch"): float(value)
-            for name, value in trainer.callback_metrics.items()
-            if name.startswith("train/")
-            and not name.endswith(("_best", "_step"))
-            and value.numel() == 1
-        }
-        self.epochs.append(row)
+        if self.stage == "train":
+            self._record(trainer)
 
 
 class StateHistory(Callback):
