@@ -20,6 +20,7 @@ logger (:mod:`datamodules.logs`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,13 @@ def infer_column_kinds(
                     "to treat its values as categories"
                 )
             distinct = pd.unique(labels[series.notna().to_numpy()])
+            if len(distinct) > max_categories and _looks_like_dates(distinct):
+                raise ValueError(
+                    f"column {column!r} holds dates or times ({len(distinct)} distinct, e.g. "
+                    f"{distinct[0]!r}), which are not features as text: convert it to numbers "
+                    "(e.g. days since a reference date, month, weekday) in the CSV, or drop it "
+                    "(drop_columns)"
+                )
             if len(distinct) > max_categories:
                 raise ValueError(
                     f"column {column!r} is non-numeric with {len(distinct)} distinct values, more "
@@ -172,6 +180,17 @@ def infer_column_kinds(
         f"categorical [{reasons}]"
     )
     return numeric, list(categorical)
+
+
+def _looks_like_dates(values: np.ndarray, sample: int = 200) -> bool:
+    """Whether (a sample of) distinct text values nearly all parse as dates / times."""
+    head = pd.Series(values[:sample]).astype(str)
+    if head.str.fullmatch(r"[+-]?\d+").all():  # plain integers are ids, not dates
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format" for mixed layouts
+        parsed = pd.to_datetime(head, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
 
 
 # ----------------------------------------------------------------------------- labels and splits

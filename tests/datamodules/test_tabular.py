@@ -376,6 +376,17 @@ def test_identifier_like_text_column_is_rejected(tmp_path: Path) -> None:
         make_csv_module(write_frame(tmp_path, frame), max_categories=10).setup()
 
 
+def test_date_text_column_gets_its_own_message(tmp_path: Path) -> None:
+    days = pd.date_range("2024-01-01", periods=20).strftime("%d.%m.%Y %H:%M").tolist()
+    frame = pd.DataFrame({"when": days, "y": [0, 1] * 10})
+    with pytest.raises(ValueError, match=r"column 'when' holds dates or times .* convert it"):
+        make_csv_module(write_frame(tmp_path, frame), max_categories=10).setup()
+    for ids in ([f"cust_{i:05d}" for i in range(20)], [f"{1000 + i}x" for i in range(20)]):
+        frame = pd.DataFrame({"name": ids, "y": [0, 1] * 10})
+        with pytest.raises(ValueError, match="is non-numeric with 20 distinct values"):
+            make_csv_module(write_frame(tmp_path, frame), max_categories=10).setup()
+
+
 def test_unusable_feature_types_are_rejected() -> None:
     dates = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=4)})
     with pytest.raises(ValueError, match="column 'when' has dtype datetime64"):
