@@ -8,6 +8,7 @@ Only rank 0 reports, so a DDP run prints each decision once.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -28,3 +29,9 @@ def warn(message: str) -> None:
     """Log a data decision the user most likely wants to revisit, at WARNING level (rank 0)."""
     if rank_zero_only.rank == 0:
         log.warning(message)
+
+
+@functools.cache
+def warn_once(message: str) -> None:
+    """:func:`warn`, once per process for the same message (a decision every fold repeats)."""
+    warn(message)

@@ -19,6 +19,7 @@ from sklearn.model_selection import StratifiedKFold
 from torch import Tensor
 
 from datamodules.image_sources import stratified_split
+from datamodules.logs import warn_once
 
 
 def _as_numpy(labels: Tensor | np.ndarray) -> np.ndarray:
@@ -58,6 +59,13 @@ def kfold_split(
         what: name used in the error message (e.g. ``"inner folds"``).
     """
     y = _as_numpy(labels)
+    classes, counts = np.unique(y, return_counts=True)
+    rare = {str(c): int(n) for c, n in zip(classes, counts, strict=True) if n < num_folds}
+    if rare and len(classes) > len(rare):  # a single class fails below, with its own message
+        warn_once(
+            f"class(es) {rare} (label: samples) have fewer samples than the {num_folds} {what}: "
+            "some folds hold none of them, so their per-class scores are undefined there"
+        )
     splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
     try:
         rest, held_out = list(splitter.split(np.zeros(len(y)), y))[fold]
