@@ -57,6 +57,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "idrop0.3": {"model.init_args.network.instance_dropout": 0.3},
     "input_dropout0.3": {"model.init_args.network.input_dropout": 0.3},
     "emb16": {"model.init_args.network.embedding_dim": 16},
+    "layers1": {"model.init_args.network.num_embedding_layers": 1},
+    "layers1_emb128": {
+        "model.init_args.network.num_embedding_layers": 1,
+        "model.init_args.network.embedding_dim": 128,
+    },
     "lr3e-4": {"model.init_args.optimizer.init_args.lr": 3e-4},
     "ens3": {"model.init_args.ensemble_size": 3},
     "ens5": {"model.init_args.ensemble_size": 5},
