@@ -117,9 +117,9 @@ class TabularHopfieldClassifier(nn.Module):
 
     def prepare(self, features: Tensor, labels: Tensor | None = None) -> None:
         """Fit the feature embedding's data-dependent parts (piecewise-linear bins) on training
-        rows ``(N, F)`` if it has none yet; the labels are not used."""
+        rows ``(N, F)`` (and their labels, for target-aware bins) if it has none yet."""
         if not self.embed.fitted:
-            self.embed.fit(features)
+            self.embed.fit(features, labels)
 
     def forward(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
         """``(B, F)`` features -> ``(B, C)`` class logits (``labels`` unused: the lookup memory

@@ -136,8 +136,9 @@ class RowEmbedding(nn.Module):
         """``(B, num_numeric)`` -> ``(B, numeric_width)``."""
         raise NotImplementedError
 
-    def fit(self, features: Tensor) -> None:
-        """Fit data-dependent parts on training rows ``(N, F)`` (a no-op unless ``needs_fit``)."""
+    def fit(self, features: Tensor, labels: Tensor | None = None) -> None:
+        """Fit data-dependent parts on training rows ``(N, F)`` and their class labels ``(N,)``
+        (a no-op unless ``needs_fit``)."""
 
     @property
     def fitted(self) -> bool:
@@ -253,15 +254,31 @@ class PeriodicFeatureEmbedding(RowEmbedding):
         return self.periodic(numeric).flatten(-2)
 
 
-def quantile_bins(numeric: Tensor, bins: int) -> list[Tensor]:
+#: how the piecewise-linear bins are placed (``binning``)
+BINNINGS = ("quantile", "tree", "quantile+tree")
+#: the decision trees of target-aware bins (Gorishniy et al. 2022's PLE-T)
+TREE_BIN_OPTIONS = {"min_samples_leaf": 64, "min_impurity_decrease": 1e-4}
+
+
+def quantile_bins(
+    numeric: Tensor, bins: int, labels: Tensor | None = None, binning: str = "quantile"
+) -> list[Tensor]:
     """Bin edges per column of training rows ``(N, n)`` (``rtdl_num_embeddings.compute_bins``).
 
+    ``binning``: ``quantile`` (equal-frequency bins), ``tree`` (the thresholds of a small decision
+    tree of each column against the class ``labels``: fine bins where the class changes, which
+    quantiles miss on a mostly-zero column) or ``quantile+tree`` (the union of both edge sets).
     A column with a single distinct value gets one bin around it (``compute_bins`` rejects such
     columns); ``bins`` shrinks to ``N - 1`` for very small training sets.
 
     Raises:
-        ValueError: fewer than 2 rows, or non-finite values.
+        ValueError: fewer than 2 rows, non-finite values, an unknown ``binning``, or ``tree``
+            bins without labels.
     """
+    if binning not in BINNINGS:
+        raise ValueError(f"unknown binning {binning!r}; allowed: {', '.join(BINNINGS)}")
+    if binning != "quantile" and labels is None:
+        raise ValueError(f"binning {binning!r} needs the training rows' class labels")
     if numeric.shape[0] < 2:
         raise ValueError(
             f"piecewise-linear bins need at least 2 training rows, got {numeric.shape[0]}"
@@ -276,7 +293,18 @@ def quantile_bins(numeric: Tensor, bins: int) -> list[Tensor]:
         n_bins = max(2, min(bins, numeric.shape[0] - 1))
         with warnings.catch_warnings():  # one-bin (binary) features are expected here
             warnings.filterwarnings("ignore", ".*just two bin edges.*")
-            found = compute_bins(numeric[:, varying], n_bins)
+            found = compute_bins(numeric[:, varying], n_bins) if binning != "tree" else None
+            if binning != "quantile":
+                y = labels.detach().cpu().long()
+                trees = compute_bins(
+                    numeric[:, varying], n_bins, tree_kwargs=TREE_BIN_OPTIONS, y=y,
+                    regression=False,
+                )  # fmt: skip
+                found = (
+                    trees
+                    if found is None
+                    else [torch.unique(torch.cat([q, t])) for q, t in zip(found, trees)]
+                )
         for column, column_edges in zip(varying, found):
             edges[column] = column_edges
     for column in constant.nonzero().flatten().tolist():
@@ -292,14 +320,20 @@ class _PiecewiseLinear(nn.Module):
     shapes depend on the bins) before its weights are copied in.
     """
 
-    def __init__(self, num_numeric: int, feature_dim: int, bins: int) -> None:
+    def __init__(
+        self, num_numeric: int, feature_dim: int, bins: int, binning: str = "quantile"
+    ) -> None:
         super().__init__()
+        if binning not in BINNINGS:
+            raise ValueError(f"unknown binning {binning!r}; allowed: {', '.join(BINNINGS)}")
         self.num_numeric, self.feature_dim, self.bins = num_numeric, feature_dim, bins
+        self.binning = binning
         self.register_buffer("edges", torch.empty(0))  # (num_numeric, max edges), NaN-padded
         self.embedding: PiecewiseLinearEmbeddings | None = None
 
-    def fit(self, numeric: Tensor) -> None:
-        self._build(quantile_bins(numeric, self.bins), device=self.edges.device)
+    def fit(self, numeric: Tensor, labels: Tensor | None = None) -> None:
+        edges = quantile_bins(numeric, self.bins, labels, self.binning)
+        self._build(edges, device=self.edges.device)
 
     def _build(self, bins: list[Tensor], device: torch.device) -> None:
         width = max(len(b) for b in bins)
@@ -349,6 +383,8 @@ class PiecewiseLinearFeatureEmbedding(RowEmbedding):
     Args:
         bins: quantile bins per feature (at most; fewer when a feature has few distinct values).
         feature_dim: size of each feature's embedding.
+        binning: where the bin edges go (:func:`quantile_bins`): ``quantile``, ``tree``
+            (target-aware) or ``quantile+tree``.
         (other arguments: :class:`RowEmbedding`)
     """
 
@@ -365,6 +401,7 @@ class PiecewiseLinearFeatureEmbedding(RowEmbedding):
         activation: str = "gelu",
         bins: int = 48,
         feature_dim: int = 16,
+        binning: str = "quantile",
     ) -> None:
         check_positive_ints(bins=bins, feature_dim=feature_dim)
         if bins < 2:
@@ -379,16 +416,17 @@ class PiecewiseLinearFeatureEmbedding(RowEmbedding):
             categorical_dim,
             activation,
         )
-        self.piecewise = _PiecewiseLinear(self.num_numeric, feature_dim, bins)
+        self.piecewise = _PiecewiseLinear(self.num_numeric, feature_dim, bins, binning)
 
     @property
     def fitted(self) -> bool:
         return not self.num_numeric or self.piecewise.embedding is not None
 
-    def fit(self, features: Tensor) -> None:
-        """Compute the bins on training rows ``(N, F)`` (their numeric block)."""
+    def fit(self, features: Tensor, labels: Tensor | None = None) -> None:
+        """Compute the bins on training rows ``(N, F)`` (their numeric block) and, for
+        target-aware ``binning``, their class labels ``(N,)``."""
         if self.num_numeric:
-            self.piecewise.fit(features[:, : self.num_numeric])
+            self.piecewise.fit(features[:, : self.num_numeric], labels)
 
     def numeric_width(self) -> int:
         return self.num_numeric * self.feature_dim

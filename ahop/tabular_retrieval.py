@@ -347,7 +347,7 @@ class TabularRetrievalClassifier(nn.Module):
                 f"{labels.dtype} in [{labels.min()}, {labels.max()}]"
             )
         if not self.embed.fitted:
-            self.embed.fit(features)
+            self.embed.fit(features, labels)
         device = self.memory_features.device
         self.memory_features = features.detach().to(device, torch.float32).contiguous()
         self.memory_labels = labels.detach().to(device, torch.long).contiguous()

@@ -95,6 +95,27 @@ def test_piecewise_linear_bins_come_from_the_rows_it_is_fitted_on() -> None:
     assert not embedding.piecewise.embedding.linear.weight.any()
 
 
+def test_target_aware_bins_split_where_the_class_changes() -> None:
+    """A mostly-zero column whose class flips at 6: quantile bins waste their edges on the zeros'
+    neighbourhood and miss 6; tree bins put an edge next to it; the union keeps both."""
+    torch.manual_seed(0)
+    column = torch.cat([torch.zeros(1500), torch.rand(500) * 10]).unsqueeze(1)
+    labels = (column[:, 0] > 6).long()
+    quantile = quantile_bins(column, 8, labels, "quantile")[0]
+    tree = quantile_bins(column, 8, labels, "tree")[0]
+    union = quantile_bins(column, 8, labels, "quantile+tree")[0]
+    assert (tree - 6).abs().min() < 0.1 < (quantile - 6).abs().min()
+    assert set(quantile.tolist()) | set(tree.tolist()) == set(union.tolist())
+    assert bool((union[1:] > union[:-1]).all())
+    embedding = PiecewiseLinearFeatureEmbedding(1, 4, bins=8, binning="tree")
+    embedding.fit(column, labels)
+    torch.testing.assert_close(embedding.piecewise.edges[0], tree)
+    with pytest.raises(ValueError, match="binning 'tree' needs the training rows' class labels"):
+        PiecewiseLinearFeatureEmbedding(1, 4, binning="tree").fit(column)
+    with pytest.raises(ValueError, match="unknown binning 'kmeans'; allowed: quantile, tree"):
+        PiecewiseLinearFeatureEmbedding(1, 4, binning="kmeans")
+
+
 def test_piecewise_linear_state_dict_rebuilds_the_bins() -> None:
     torch.manual_seed(0)
     train = torch.randn(100, 4) * torch.tensor([1.0, 2.0, 0.5, 3.0])
