@@ -260,7 +260,13 @@ BINNINGS = ("quantile", "tree", "quantile+tree")
 TREE_BIN_OPTIONS = {"min_samples_leaf": 64, "min_impurity_decrease": 1e-4}
 
 
-def quantile_bins(
+def check_binning(binning: str) -> None:
+    """One-line error for a ``binning`` outside :data:`BINNINGS`."""
+    if binning not in BINNINGS:
+        raise ValueError(f"unknown binning {binning!r}; allowed: {', '.join(BINNINGS)}")
+
+
+def bin_edges(
     numeric: Tensor, bins: int, labels: Tensor | None = None, binning: str = "quantile"
 ) -> list[Tensor]:
     """Bin edges per column of training rows ``(N, n)`` (``rtdl_num_embeddings.compute_bins``).
@@ -275,8 +281,7 @@ def quantile_bins(
         ValueError: fewer than 2 rows, non-finite values, an unknown ``binning``, or ``tree``
             bins without labels.
     """
-    if binning not in BINNINGS:
-        raise ValueError(f"unknown binning {binning!r}; allowed: {', '.join(BINNINGS)}")
+    check_binning(binning)
     if binning != "quantile" and labels is None:
         raise ValueError(f"binning {binning!r} needs the training rows' class labels")
     if numeric.shape[0] < 2:
@@ -293,18 +298,21 @@ def quantile_bins(
         n_bins = max(2, min(bins, numeric.shape[0] - 1))
         with warnings.catch_warnings():  # one-bin (binary) features are expected here
             warnings.filterwarnings("ignore", ".*just two bin edges.*")
-            found = compute_bins(numeric[:, varying], n_bins) if binning != "tree" else None
+            columns, parts = numeric[:, varying], []
+            if binning != "tree":
+                parts.append(compute_bins(columns, n_bins))
             if binning != "quantile":
-                y = labels.detach().cpu().long()
-                trees = compute_bins(
-                    numeric[:, varying], n_bins, tree_kwargs=TREE_BIN_OPTIONS, y=y,
-                    regression=False,
-                )  # fmt: skip
-                found = (
-                    trees
-                    if found is None
-                    else [torch.unique(torch.cat([q, t])) for q, t in zip(found, trees)]
+                parts.append(
+                    compute_bins(
+                        columns,
+                        n_bins,
+                        tree_kwargs=TREE_BIN_OPTIONS,
+                        y=labels.detach().cpu().long(),
+                        regression=False,
+                    )
                 )
+        # one edge set per column: the union where both rules ran
+        found = [torch.unique(torch.cat(sets)) for sets in zip(*parts)]
         for column, column_edges in zip(varying, found):
             edges[column] = column_edges
     for column in constant.nonzero().flatten().tolist():
@@ -324,15 +332,14 @@ class _PiecewiseLinear(nn.Module):
         self, num_numeric: int, feature_dim: int, bins: int, binning: str = "quantile"
     ) -> None:
         super().__init__()
-        if binning not in BINNINGS:
-            raise ValueError(f"unknown binning {binning!r}; allowed: {', '.join(BINNINGS)}")
+        check_binning(binning)
         self.num_numeric, self.feature_dim, self.bins = num_numeric, feature_dim, bins
         self.binning = binning
         self.register_buffer("edges", torch.empty(0))  # (num_numeric, max edges), NaN-padded
         self.embedding: PiecewiseLinearEmbeddings | None = None
 
     def fit(self, numeric: Tensor, labels: Tensor | None = None) -> None:
-        edges = quantile_bins(numeric, self.bins, labels, self.binning)
+        edges = bin_edges(numeric, self.bins, labels, self.binning)
         self._build(edges, device=self.edges.device)
 
     def _build(self, bins: list[Tensor], device: torch.device) -> None:
@@ -383,7 +390,7 @@ class PiecewiseLinearFeatureEmbedding(RowEmbedding):
     Args:
         bins: quantile bins per feature (at most; fewer when a feature has few distinct values).
         feature_dim: size of each feature's embedding.
-        binning: where the bin edges go (:func:`quantile_bins`): ``quantile``, ``tree``
+        binning: where the bin edges go (:func:`bin_edges`): ``quantile``, ``tree``
             (target-aware) or ``quantile+tree``.
         (other arguments: :class:`RowEmbedding`)
     """

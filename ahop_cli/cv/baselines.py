@@ -163,8 +163,9 @@ def fold_baselines(
     test_ids: set[Any],
     split_ids: Callable[[Any, str], list[Any]],
 ) -> dict[str, dict[str, float]]:
-    """:func:`fit_baselines` on the final fit's datamodule of one fold (set up if it is not), scored on
-    its validation samples (if any) and its test samples, which must be the fold's ``test_ids``."""
+    """:func:`fit_baselines` on the final fit's datamodule of one fold (set up if it is not),
+    scored on its validation samples (if any) and its test samples, which must be the fold's
+    ``test_ids``."""
     datamodule.setup("fit")
     if set(split_ids(datamodule, "test")) != test_ids:
         raise RuntimeError("the baselines' datamodule has other test samples than the fold")

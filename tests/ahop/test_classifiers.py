@@ -18,7 +18,7 @@ from ahop.classifiers import (
 from ahop.feature_embeddings import (
     PeriodicFeatureEmbedding,
     PiecewiseLinearFeatureEmbedding,
-    quantile_bins,
+    bin_edges,
 )
 
 
@@ -83,7 +83,7 @@ def test_piecewise_linear_bins_come_from_the_rows_it_is_fitted_on() -> None:
         embedding(train[:2])
     embedding.fit(train)
     assert embedding.fitted
-    bins = quantile_bins(train, 8)
+    bins = bin_edges(train, 8)
     want = rtdl_num_embeddings.compute_bins(train[:, :2], n_bins=8)
     for got, expected in zip(bins[:2], want):
         torch.testing.assert_close(got, expected)
@@ -101,9 +101,9 @@ def test_target_aware_bins_split_where_the_class_changes() -> None:
     torch.manual_seed(0)
     column = torch.cat([torch.zeros(1500), torch.rand(500) * 10]).unsqueeze(1)
     labels = (column[:, 0] > 6).long()
-    quantile = quantile_bins(column, 8, labels, "quantile")[0]
-    tree = quantile_bins(column, 8, labels, "tree")[0]
-    union = quantile_bins(column, 8, labels, "quantile+tree")[0]
+    quantile = bin_edges(column, 8, labels, "quantile")[0]
+    tree = bin_edges(column, 8, labels, "tree")[0]
+    union = bin_edges(column, 8, labels, "quantile+tree")[0]
     assert (tree - 6).abs().min() < 0.1 < (quantile - 6).abs().min()
     assert set(quantile.tolist()) | set(tree.tolist()) == set(union.tolist())
     assert bool((union[1:] > union[:-1]).all())
