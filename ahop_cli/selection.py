@@ -1,9 +1,9 @@
 """Model-selection rules of ``ahop cv`` / ``ahop search``: how a fold's final model is chosen using
 its training data only (registry :data:`SELECTION_RULES`, chosen by name in the protocol).
 
-- ``inner_cv`` (default): train on every inner fold of the training data (``inner_folds``, e.g.
-  5) for ``max_epochs``, record the validation metrics after every epoch, average the curves over
-  the inner folds and take the number of epochs where the mean monitored metric is best; then
+- ``inner_cv`` (the default of every task but MIL): train on every inner fold of the training
+  data (``inner_folds``, e.g. 5) for ``max_epochs``, record the validation metrics after every
+  epoch, average the curves over the inner folds and take the number of epochs where the mean monitored metric is best; then
   retrain on the **whole** training data for that many epochs and test those weights. Every
   training sample is a validation sample once, so the choice rests on all of them (~180 bags on
   the MIL sets) instead of a 10 % split (~18 bags, where early stopping picked epoch 0-1 in most
@@ -12,8 +12,9 @@ its training data only (registry :data:`SELECTION_RULES`, chosen by name in the 
   prediction of the inner models at that epoch (no retrain; a k-fold bagging ensemble).
 - ``validation``: train once on the datamodule's own validation split with the config's callbacks
   (early stopping, best checkpoint) and test the best checkpoint; for large data sets.
-- ``fixed``: train on the whole training data for ``max_epochs`` and test the last weights (a
-  fixed schedule, e.g. one chosen by a search, or with weight averaging from the config).
+- ``fixed`` (the MIL default): train on the whole training data for ``max_epochs``, test the
+  last weights (a fixed schedule, e.g. one chosen by a search, or with weight averaging from the
+  config). For MIL, held-out inner folds of four bag sets scored it above ``inner_cv``.
 
 Rules only decide *what* to train; :mod:`ahop_cli.evaluate` builds and runs the fits (so the CLI,
 the search and the benchmarks share one implementation).

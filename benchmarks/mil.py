@@ -7,7 +7,7 @@
    ``--model.init_args.network.similarity <s>`` (the Hopfield pooling, ``--similarities``) or
    ``--model.init_args.pooling attention | mean`` (the deep baselines, ``--networks``):
    stratified k-fold over bags repeated with new fold seeds, the model chosen on the training
-   folds only (default selection ``inner_cv``), optionally after an Optuna search per training
+   folds only (default selection: the task's, ``fixed`` for MIL), optionally after an Optuna search per training
    fold (``--search configs/search/mil.yaml``). The first model's run also fits
    ``--baselines mean-pool-logreg max-pool-logreg`` on the same folds: mean- and max-pool +
    logistic regression (:mod:`ahop_cli.cv.baselines`). Shown next to the published numbers
@@ -141,7 +141,7 @@ def run_datasets(options: argparse.Namespace) -> list[dict[str, Any]]:
             protocol = options.protocol
             if index == 0 and not options.skip_baselines:
                 protocol = dataclasses.replace(protocol, baselines=list(BASELINES))
-            key = f"{dataset}/{label}/{protocol.selection}"
+            key = f"{dataset}/{label}/{protocol.selection or 'default'}"
             evaluation = _run(options, key, [*_config_args(dataset), *model_args], protocol)
             models = {BASELINES[n]: folds for n, folds in evaluation.baselines.items()}
             for model, folds in {**models, label: evaluation.folds}.items():
@@ -162,7 +162,7 @@ def run_mnist_bags(options: argparse.Namespace) -> list[dict[str, Any]]:
             args += ["--model.init_args.network.similarity", similarity]
             args += ["--data.init_args.num_train_bags", str(count)]
             args += ["--data.init_args.num_test_bags", str(options.test_bags)]
-            key = f"mnist_bags{count}/{similarity}/{protocol.selection}"
+            key = f"mnist_bags{count}/{similarity}/{protocol.selection or 'default'}"
             folds = _run(options, key, args, protocol).folds
             model = f"hopfield ({similarity})"
             rows.append(_row(folds, train_bags=count, similarity=similarity, model=model))
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         protocol = options.protocol
         search = f", Optuna search {options.search} per training fold" if options.search else ""
         print(
-            f"\nk-fold CV x {protocol.repeats} repeat(s), selection {protocol.selection}{search} "
+            f"\nk-fold CV x {protocol.repeats} repeat(s), selection {protocol.selection or 'the task default'}{search} "
             "(x100): (folds) = mean ± std over all folds; (repeats) = mean ± std of the "
             "per-repeat means (the published convention)"
         )

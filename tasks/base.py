@@ -89,6 +89,9 @@ class BaseTask(LightningModule):
     #: the metric checkpoints and early stopping watch, and whether larger is better
     monitor: str = "val/acc"
     monitor_mode: str = "max"
+    #: the model-selection rule ``ahop cv`` uses when none is given (a name in
+    #: ``ahop_cli.selection.SELECTION_RULES``): the one measured best for this kind of task
+    cv_selection: str = "inner_cv"
     #: init arguments the networks cannot be built without: sizes of the data (e.g.
     #: ``num_features``), which the command line takes from the datamodule's attribute of the same
     #: name (:mod:`tasks.links`); in Python pass ``**tasks.links.data_sizes(datamodule)``

@@ -59,6 +59,10 @@ class MILClassifier(BaseTask):
 
     monitor = "val/loss"
     monitor_mode = "min"
+    # ``max_epochs`` on all training bags, no epoch choice: held-out inner folds of elephant,
+    # UCSB, musk1 and musk2 scored 1.3-1.9 AUROC points higher for it than for the epoch count
+    # chosen by the inner validation loss (docs/results.md)
+    cv_selection = "fixed"
     data_sizes = ("num_features",)
 
     def __init__(

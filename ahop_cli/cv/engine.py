@@ -372,8 +372,12 @@ def prepare(
     args: Sequence[str], protocol: Protocol, search: InnerSearch | None = None
 ) -> tuple[dict[str, Any], list[FoldSpec], str]:
     """The base config, the fold plan and the monitored metric of ``args`` under ``protocol``
-    (a protocol with a search is checked by ``search`` here, before any run folder or fit)."""
+    (a protocol with a search is checked by ``search`` here, before any run folder or fit; a
+    protocol without a selection rule gets the task's ``cv_selection``)."""
     cli, base = probe(args, protocol)
+    if protocol.selection is None:  # the task's own default, recorded in run.json as chosen
+        protocol.selection = str(getattr(cli.model, "cv_selection", None) or "inner_cv")
+        get_rule(protocol.selection)
     if protocol.search:
         require_search(search).check(protocol.search, base)
     check_baselines(protocol.baselines, cli.datamodule)

@@ -19,7 +19,9 @@ class Protocol:
         repeats: repeats of the whole cross-validation; repeat ``r`` uses seed ``seed + r``.
         folds: outer folds (overrides ``data.init_args.num_folds``; ``None``: the config's).
         seed: base seed (``None``: the config's ``data.init_args.seed``).
-        selection: model-selection rule, a name in :data:`ahop_cli.selection.SELECTION_RULES`.
+        selection: model-selection rule, a name in :data:`ahop_cli.selection.SELECTION_RULES`
+            (``None``: the task's ``cv_selection``: ``fixed`` for MIL, else ``inner_cv``; set
+            by :func:`ahop_cli.cv.engine.prepare`).
         inner_folds: inner folds of the training data (selection ``inner_cv`` and searches).
         monitor: validation metric that selects (``None``: the model's ``monitor``, e.g.
             ``val/loss`` for MIL, ``val/acc`` for the other classifiers); mode follows the name
@@ -34,7 +36,7 @@ class Protocol:
     repeats: int = 1
     folds: int | None = None
     seed: int | None = None
-    selection: str = "inner_cv"
+    selection: str | None = None
     inner_folds: int = 5
     monitor: str | None = None
     mode: str | None = None
@@ -53,7 +55,8 @@ class Protocol:
             raise ValueError(f"inner_folds must be >= 2, got {self.inner_folds}")
         if self.mode not in (None, "min", "max"):
             raise ValueError(f"mode must be min or max, got {self.mode!r}")
-        get_rule(self.selection)
+        if self.selection is not None:
+            get_rule(self.selection)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Protocol:

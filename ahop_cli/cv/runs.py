@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,8 @@ def check_resume(
             f"--resume {run_dir}: it was started with other arguments {saved['args']}; "
             "resume without arguments, or start a new run"
         )
+    if protocol is not None and protocol.selection is None:  # the task's default: the run's
+        protocol = replace(protocol, selection=saved_protocol.selection)
     if protocol is not None and protocol != saved_protocol:
         raise ValueError(
             f"--resume {run_dir}: it was started with another protocol {saved['protocol']}"

@@ -161,6 +161,28 @@ def test_resume_skips_finished_folds(tiny, tmp_path: Path, monkeypatch) -> None:
         evaluate([*args, "--trainer.max_epochs", "3"], None, resume=run_dir, log=None)
 
 
+def test_protocol_without_a_rule_takes_the_tasks_default(tiny, tmp_path: Path) -> None:
+    """MIL defaults to ``fixed`` (max_epochs on all training bags, no inner folds), recorded in
+    run.json; a resume that leaves the rule unset keeps the run's; other tasks keep inner_cv."""
+    args, log = tiny
+    result = evaluate(args, Protocol(), output_dir=tmp_path / "cv", log=None, max_folds=1)
+    assert result.protocol.selection == "fixed"
+    (fold,) = result.folds
+    assert fold.selection["rule"] == "fixed" and fold.epochs == TINY_MIL["trainer"]["max_epochs"]
+    fits = [r for r in _records(log) if r["event"] == "fit"]
+    assert [r["inner_fold"] for r in fits] == [None]  # one fit: no inner folds were trained
+    saved = json.loads((result.run_dir / "run.json").read_text())
+    assert saved["protocol"]["selection"] == "fixed"
+    resumed = evaluate([], Protocol(), resume=result.run_dir, log=None)
+    assert [r.fold for r in resumed.folds] == [0, 1, 2]
+    with pytest.raises(ValueError, match="another protocol"):
+        evaluate([], Protocol(selection="inner_cv"), resume=result.run_dir, log=None)
+    from tasks.base import BaseTask
+    from tasks.tabular import TabularClassifier
+
+    assert BaseTask.cv_selection == "inner_cv" == TabularClassifier.cv_selection
+
+
 def test_invocations_never_share_a_folder(tmp_path: Path) -> None:
     folders = {new_run_dir(tmp_path, "same") for _ in range(20)}
     assert len(folders) == 20 and all(f.is_dir() for f in folders)
