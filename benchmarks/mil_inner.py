@@ -8,7 +8,8 @@ No test fold is trained on, tested or looked at. Reported per variant: the mean 
 AUROC / accuracy at the epoch count that the mean validation loss selects, the best mean AUROC
 over epochs, and the time; and a plot (``benchmarks/out/mil_curves.png``) of the mean training
 vs inner-validation loss and AUROC per epoch, per data set and variant: where a variant starts to
-memorise its training bags.
+memorise its training bags. Also scored without a test bag: the epoch-selection rules (the
+loss- or AUROC-chosen epoch count vs a fixed ``--max-epochs``), by leave-one-inner-fold-out.
 
     python benchmarks/mil_inner.py                       # default vs projected pooling vs baselines
     python benchmarks/mil_inner.py --datasets elephant --variants default idrop0.3 emb16
@@ -34,7 +35,9 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from lightning import Callback  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, prepare  # noqa: E402
 from ahop_cli.selection import CurveRecorder  # noqa: E402
@@ -88,6 +91,57 @@ def _train_curve(recorders: Sequence[CurveRecorder], name: str) -> list[float]:
     return _mean_curve([[epoch.get(name, np.nan) for epoch in r.epochs] for r in recorders])
 
 
+class PredictionRecorder(Callback):
+    """Each validation epoch's positive-bag probabilities and labels (``epochs[i]`` = after epoch
+    ``i``), recomputed by the task's ``shared_step`` (the validation bags are few)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._batches: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._batches = []
+
+    @torch.no_grad()
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+        _, (probabilities, labels) = pl_module.shared_step(batch, "val")
+        self._batches.append((probabilities.cpu().numpy(), labels.cpu().numpy()))
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self.epochs.append(tuple(np.concatenate(part) for part in zip(*self._batches)))
+
+
+def held_out_rules(
+    folds: Sequence[Sequence[dict[str, float]]], predictions: Sequence[PredictionRecorder]
+) -> dict[str, float]:
+    """Epoch-selection rules scored without a test bag: for each inner fold, the rule picks an
+    epoch count from the *other* inner folds' curves, and that fold's validation predictions at
+    it are kept; the AUROC / accuracy of all kept predictions (every training bag once)."""
+    length = min(len(p.epochs) for p in predictions)
+    chosen: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for held in range(len(folds)):
+        others = [k for k in range(len(folds)) if k != held]
+        mean = {
+            name: np.mean([[folds[k][e][name] for e in range(length)] for k in others], axis=0)
+            for name in ("val/loss", "val/auroc")
+        }
+        epochs = {
+            "loss": int(np.argmin(mean["val/loss"])),
+            "auroc": int(np.nanargmax(mean["val/auroc"])),
+            "fixed": length - 1,
+        }
+        for rule, epoch in epochs.items():
+            chosen.setdefault(rule, []).append(predictions[held].epochs[epoch])
+    scores = {}
+    for rule, parts in chosen.items():
+        probabilities, labels = (np.concatenate(part) for part in zip(*parts))
+        scores[f"held_out_auroc_{rule}"] = float(roc_auc_score(labels, probabilities))
+        scores[f"held_out_acc_{rule}"] = float(np.mean((probabilities > 0.5) == labels))
+    return scores
+
+
 def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str, Any]:
     """The inner-validation facts of one variant on the first outer folds of a data set."""
     args = [*_config_args(dataset), "--data.init_args.data_dir", str(options.data_dir)]
@@ -100,7 +154,10 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
         for spec in plan[: options.outer_folds]:
             runner = FoldRunner(base, spec, protocol, Path(tmp) / spec.key, None, monitor)
             train = [CurveRecorder("train") for _ in range(options.inner_folds)]
-            hooks = InnerHooks(lambda inner_fold, train=train: [train[inner_fold]])
+            predictions = [PredictionRecorder() for _ in range(options.inner_folds)]
+            hooks = InnerHooks(
+                lambda k, train=train, predictions=predictions: [train[k], predictions[k]]
+            )
             curves = runner.inner_curves(VARIANTS[variant], hooks)
             epochs, evidence = curves.choose("val/loss", "min")
             auroc = curves.mean("val/auroc")
@@ -117,6 +174,7 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
                     "mean_val_loss_curve": [float(v) for v in curves.mean("val/loss")],
                     "mean_train_loss_curve": _train_curve(train, "train/loss"),
                     "mean_train_auroc_curve": _train_curve(train, "train/auroc"),
+                    **held_out_rules(curves.folds, predictions),
                 }
             )
     names = [key for key in per_fold[0] if key.endswith("_curve")]
@@ -178,6 +236,23 @@ def table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(headers, body)
 
 
+METRICS = {"auroc": "AUROC", "acc": "acc"}
+RULES = {"loss": "loss-chosen epochs", "auroc": "AUROC-chosen epochs", "fixed": "fixed epochs"}
+
+
+def rules_table(rows: list[dict[str, Any]]) -> str:
+    """Held-out inner-fold AUROC / accuracy of the epoch-selection rules (:func:`held_out_rules`)."""
+    headers = ["data set", "variant"]
+    headers += [f"{METRICS[m]}, {RULES[r]}" for m in METRICS for r in RULES]
+    body = [
+        [r["dataset"], r["variant"]]
+        + [f"{100 * r[f'held_out_{m}_{rule}']:.1f}" for m in METRICS for rule in RULES]
+        for r in rows
+        if "held_out_auroc_fixed" in r
+    ]
+    return markdown_table(headers, body)
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -215,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         f"{options.inner_folds} inner folds, {options.max_epochs} epochs), x100"
     )
     print(table(chosen))
+    print("\nepoch-selection rules, held-out inner folds (every training bag once), x100")
+    print(rules_table(chosen))
     print(f"plot: {plot_curves(chosen)}")
     return chosen
 
