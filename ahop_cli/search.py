@@ -478,7 +478,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "--inner_folds", type=int, default=5, help="inner folds of the training data"
     )
     parser.add_argument(
-        "--selection", default="inner_cv", help="rule of the final config: inner_cv | fixed"
+        "--selection",
+        choices=["inner_cv", "fixed"],
+        help="rule of the final config: inner_cv | fixed (default: the task's, fixed for MIL)",
     )
     parser.add_argument("--monitor", help="validation metric (default: the model's monitor)")
     parser.add_argument("--mode", choices=["min", "max"])
@@ -494,10 +496,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
         raise ValueError("ahop search needs a config (--config FILE)")
     if options.threads is not None:
         torch.set_num_threads(options.threads)
-    if options.selection not in ("inner_cv", "fixed"):
-        raise ValueError(
-            f"--selection must be inner_cv or fixed (a search needs inner folds), got {options.selection!r}"
-        )
     values = load_search_file(options.search)
     if options.trials is not None:
         values["trials"] = options.trials
@@ -510,6 +508,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     with quiet_lightning():
         cli, base = probe(rest, protocol)
+        if protocol.selection is None:  # the task's default rule, as in ahop cv
+            protocol.selection = getattr(cli.model, "cv_selection", None) or "inner_cv"
+        if protocol.selection not in ("inner_cv", "fixed"):
+            raise ValueError(
+                f"the task's selection rule {protocol.selection!r} cannot follow a search; "
+                "pass --selection inner_cv or fixed"
+            )
         config = SearchConfig.from_dict(values, base)
         monitor = protocol.monitor or getattr(cli.model, "monitor", None) or "val/loss"
         fold = int(get_option(base, "data.init_args.fold", 0) or 0)
@@ -529,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             logs_dir=run_dir / "logs" / "search",
             log=print,
         )
-        selection = get_rule(options.selection).select(runner, outcome.params, outcome.curves)
+        selection = get_rule(protocol.selection).select(runner, outcome.params, outcome.curves)
         best = run_dir / "best_config.yaml"
         best.write_text(
             f"# best trial of study {study_name!r}: inner-validation {monitor} {outcome.value:.4f} "

@@ -378,6 +378,12 @@ def test_search_command_writes_a_config_that_fit_runs(tiny, tmp_path: Path) -> N
         assert "inner_mean/val/loss" in events.Tags()["scalars"]
     saved = yaml.safe_load(best.read_text())
     assert saved["data"]["init_args"]["val_fraction"] == 0.0
+    # no --selection: the MIL task's own rule, fixed (max_epochs on all training bags)
+    assert saved["trainer"]["max_epochs"] == TINY_MIL["trainer"]["max_epochs"]
+    with pytest.raises(SystemExit):  # a rule that cannot follow a search: argparse's error
+        ahop_cli.EXTRA_COMMANDS["search"](
+            [*args, "--search", str(search), "--selection", "validation"]
+        )
     log.unlink()
     cli = ahop_cli.main(
         [
