@@ -9,9 +9,10 @@
 initialisation) and every outer fold ``k`` of the datamodule (``data.init_args.num_folds``
 stratified folds, the predefined splits of a UCI set, or the one fixed test split), the fold's
 model is chosen on its training data only by the selection rule (:mod:`ahop_cli.selection`,
-default: the task's ``cv_selection``: ``inner_cv``, the epoch count by inner k-fold, then a retrain
-on the whole training data; MIL: ``fixed``, ``max_epochs`` on it), optionally after an Optuna search on the same inner folds (:mod:`ahop_cli.search`), and
-tested once on fold ``k``. No test sample reaches a fit (checked by id in every fit).
+default: the task's ``cv_selection``: ``inner_cv``, the epoch count by inner k-fold, then a
+retrain on the whole training data; MIL: ``fixed``, ``max_epochs`` on it), optionally after an
+Optuna search on the same inner folds (:mod:`ahop_cli.search`), and tested once on fold ``k``.
+No test sample reaches a fit (checked by id in every fit).
 
 **Outputs.** Every invocation gets its own run folder ``<output_dir>/<config>-<date>-<id>/``
 (never reused, except by ``--resume``): ``run.json`` (arguments), ``folds/<key>/result.json``

@@ -58,7 +58,7 @@ from optuna.storages.journal import JournalFileBackend
 from torch.utils.tensorboard import SummaryWriter
 
 from ahop_cli.config_edit import get_option, has_option, to_yaml, unknown_option_message
-from ahop_cli.cv.engine import FoldRunner, InnerHooks, probe
+from ahop_cli.cv.engine import FoldRunner, InnerHooks, apply_task_defaults, probe
 from ahop_cli.cv.protocol import FoldSpec, Protocol
 from ahop_cli.cv.runs import new_run_dir, run_name
 from ahop_cli.selection import InnerCurves, get_rule
@@ -508,15 +508,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     with quiet_lightning():
         cli, base = probe(rest, protocol)
-        if protocol.selection is None:  # the task's default rule, as in ahop cv
-            protocol.selection = getattr(cli.model, "cv_selection", None) or "inner_cv"
+        monitor = apply_task_defaults(protocol, cli.model)
         if protocol.selection not in ("inner_cv", "fixed"):
             raise ValueError(
                 f"the task's selection rule {protocol.selection!r} cannot follow a search; "
                 "pass --selection inner_cv or fixed"
             )
         config = SearchConfig.from_dict(values, base)
-        monitor = protocol.monitor or getattr(cli.model, "monitor", None) or "val/loss"
         fold = int(get_option(base, "data.init_args.fold", 0) or 0)
         seed = int(
             get_option(base, "data.init_args.seed", get_option(base, "seed_everything", 0)) or 0

@@ -3,11 +3,11 @@ its training data only (registry :data:`SELECTION_RULES`, chosen by name in the 
 
 - ``inner_cv`` (the default of every task but MIL): train on every inner fold of the training
   data (``inner_folds``, e.g. 5) for ``max_epochs``, record the validation metrics after every
-  epoch, average the curves over the inner folds and take the number of epochs where the mean monitored metric is best; then
-  retrain on the **whole** training data for that many epochs and test those weights. Every
-  training sample is a validation sample once, so the choice rests on all of them (~180 bags on
-  the MIL sets) instead of a 10 % split (~18 bags, where early stopping picked epoch 0-1 in most
-  folds), and the final model sees all training data.
+  epoch, average the curves over the inner folds and take the number of epochs where the mean
+  monitored metric is best; then retrain on the **whole** training data for that many epochs and
+  test those weights. Every training sample is a validation sample once, so the choice rests on
+  all of them (~180 bags on the MIL sets) instead of a 10 % split (~18 bags, where early stopping
+  picked epoch 0-1 in most folds), and the final model sees all training data.
 - ``inner_cv_ensemble``: the same inner folds and epoch choice, but the fold's model is the mean
   prediction of the inner models at that epoch (no retrain; a k-fold bagging ensemble).
 - ``validation``: train once on the datamodule's own validation split with the config's callbacks

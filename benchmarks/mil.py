@@ -7,9 +7,9 @@
    ``--model.init_args.network.similarity <s>`` (the Hopfield pooling, ``--similarities``) or
    ``--model.init_args.pooling attention | mean`` (the deep baselines, ``--networks``):
    stratified k-fold over bags repeated with new fold seeds, the model chosen on the training
-   folds only (default selection: the task's, ``fixed`` for MIL), optionally after an Optuna search per training
-   fold (``--search configs/search/mil.yaml``). The first model's run also fits
-   ``--baselines mean-pool-logreg max-pool-logreg`` on the same folds: mean- and max-pool +
+   folds only (default selection: the task's, ``fixed`` for MIL), optionally after an Optuna
+   search per training fold (``--search configs/search/mil.yaml``). The first model's run also
+   fits ``--baselines mean-pool-logreg max-pool-logreg`` on the same folds: mean- and max-pool +
    logistic regression (:mod:`ahop_cli.cv.baselines`). Shown next to the published numbers
    (Ramsauer et al. 2020, Hopfield pooling ROC-AUC; Ilse et al. 2018, attention-MIL accuracy).
 2. **MNIST-bags** (``configs/mil_mnist_bags.yaml``): test AUROC vs number of training bags, one
@@ -328,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         protocol = options.protocol
         search = f", Optuna search {options.search} per training fold" if options.search else ""
         print(
-            f"\nk-fold CV x {protocol.repeats} repeat(s), selection {protocol.selection or 'the task default'}{search} "
+            f"\nk-fold CV x {protocol.repeats} repeat(s), "
+            f"selection {protocol.selection or 'the task default'}{search} "
             "(x100): (folds) = mean ± std over all folds; (repeats) = mean ± std of the "
             "per-repeat means (the published convention)"
         )

@@ -241,7 +241,7 @@ RULES = {"loss": "loss-chosen epochs", "auroc": "AUROC-chosen epochs", "fixed": 
 
 
 def rules_table(rows: list[dict[str, Any]]) -> str:
-    """Held-out inner-fold AUROC / accuracy of the epoch-selection rules (:func:`held_out_rules`)."""
+    """Held-out inner-fold AUROC / accuracy per epoch-selection rule (:func:`held_out_rules`)."""
     headers = ["data set", "variant"]
     headers += [f"{METRICS[m]}, {RULES[r]}" for m in METRICS for r in RULES]
     body = [

@@ -368,6 +368,15 @@ def probe(args: Sequence[str], protocol: Protocol) -> tuple[AhopCLI, dict[str, A
     return cli, base
 
 
+def apply_task_defaults(protocol: Protocol, model: Any) -> str:
+    """Give a protocol without a selection rule the task's ``cv_selection`` (``inner_cv`` when the
+    task names none); return the monitored metric: the protocol's, else the task's ``monitor``."""
+    if protocol.selection is None:  # recorded in run.json as if chosen
+        protocol.selection = str(getattr(model, "cv_selection", None) or "inner_cv")
+        get_rule(protocol.selection)
+    return protocol.monitor or getattr(model, "monitor", None) or "val/loss"
+
+
 def prepare(
     args: Sequence[str], protocol: Protocol, search: InnerSearch | None = None
 ) -> tuple[dict[str, Any], list[FoldSpec], str]:
@@ -375,13 +384,10 @@ def prepare(
     (a protocol with a search is checked by ``search`` here, before any run folder or fit; a
     protocol without a selection rule gets the task's ``cv_selection``)."""
     cli, base = probe(args, protocol)
-    if protocol.selection is None:  # the task's own default, recorded in run.json as chosen
-        protocol.selection = str(getattr(cli.model, "cv_selection", None) or "inner_cv")
-        get_rule(protocol.selection)
+    monitor = apply_task_defaults(protocol, cli.model)
     if protocol.search:
         require_search(search).check(protocol.search, base)
     check_baselines(protocol.baselines, cli.datamodule)
-    monitor = protocol.monitor or getattr(cli.model, "monitor", None) or "val/loss"
     base_seed = protocol.seed
     if base_seed is None:
         fallback = get_option(base, "seed_everything", 0)
