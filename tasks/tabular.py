@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 
 from ahop.classifiers import TABULAR_NETWORKS
 from ahop.ensemble import mean_probability_logits, member_mean_loss
@@ -114,6 +114,9 @@ class TabularClassifier(ClassificationTask):
         max_memory_rows: retrieval: the largest training set the memory accepts.
         ensemble_size: retrieval: TabM-mini members after the retrieval (:mod:`ahop.ensemble`):
             training takes the members' mean cross-entropy, predictions their mean probability.
+        label_smoothing: the training loss's label smoothing (Szegedy et al. 2016; 0: none).
+            Validation and test losses stay the plain cross-entropy, so ``val/selection`` is
+            comparable across settings.
         early_stopping_patience: epochs without a better ``val/selection`` before training stops
             (``null``: never).
         optimizer: a ``params -> Optimizer`` callable (``class_path`` + ``init_args`` in a
@@ -155,6 +158,7 @@ class TabularClassifier(ClassificationTask):
         memory_refresh: str | None = None,
         max_memory_rows: int | None = None,
         ensemble_size: int | None = None,
+        label_smoothing: float = 0.0,
         early_stopping_patience: int | None = 16,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -176,6 +180,8 @@ class TabularClassifier(ClassificationTask):
             raise ValueError(
                 f"early_stopping_patience must be an integer >= 1 or null, got {early_stopping_patience!r}"
             )
+        if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_task_hyperparameters()
 
     # -- network --------------------------------------------------------------------------------
@@ -191,6 +197,10 @@ class TabularClassifier(ClassificationTask):
             categorical_cardinalities=list(hp.categorical_cardinalities),
             **options,
         )
+
+    def configure_losses(self) -> None:
+        super().configure_losses()
+        self.train_criterion = nn.CrossEntropyLoss(label_smoothing=self.hparams.label_smoothing)
 
     @property
     def holds_memory(self) -> bool:
@@ -240,11 +250,11 @@ class TabularClassifier(ClassificationTask):
         # in training the labels let the retrieval network exclude each row's own memory row
         if self.network.training and hasattr(self.network, "member_logits"):
             members = self.network.member_logits(features, target)  # (B, k, C)
-            loss = member_mean_loss(members, target, self.criterion)
+            loss = member_mean_loss(members, target, self.train_criterion)
             logits = mean_probability_logits(members)
         else:
             logits = self.network(features, target if self.network.training else None)
-            loss = self.criterion(logits, target)
+            loss = (self.train_criterion if stage == "train" else self.criterion)(logits, target)
         return loss, (self.probabilities(logits.detach()), target)
 
     # -- model selection ------------------------------------------------------------------------

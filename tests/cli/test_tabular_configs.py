@@ -326,3 +326,34 @@ def test_search_with_inner_folds_on_a_tabular_config(tmp_path: Path, monkeypatch
     (final,) = [r for r in fits if r["inner_fold"] is None]
     assert set(final["train"]) == outer_train and not final["val"]
     assert fold.search["trials"] == {"complete": 2} and 0 <= fold.metrics["test/acc"] <= 1
+
+
+def test_label_smoothing_applies_to_the_training_loss_only() -> None:
+    torch.manual_seed(0)
+    features, labels = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    task = TabularClassifier(
+        num_features=5,
+        num_classes=3,
+        num_numeric=5,
+        categorical_cardinalities=[],
+        embedding_dim=8,
+        label_smoothing=0.3,
+    )
+    task.network.prepare(features, labels)
+    task.eval()  # the same logits in both stages: no dropout, no own-row exclusion
+    with torch.no_grad():
+        logits = task.network(features, None)
+        train_loss, _ = task.shared_step((features, labels), "train")
+        val_loss, _ = task.shared_step((features, labels), "val")
+    smoothed = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.3)
+    torch.testing.assert_close(train_loss, smoothed)
+    torch.testing.assert_close(val_loss, torch.nn.functional.cross_entropy(logits, labels))
+    assert not torch.isclose(train_loss, val_loss)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        TabularClassifier(
+            num_features=5,
+            num_classes=3,
+            num_numeric=5,
+            categorical_cardinalities=[],
+            label_smoothing=1.5,
+        )
