@@ -20,7 +20,10 @@
 A trial trains the config with the sampled values on every inner fold of the training data
 (``inner_folds``), records the validation curves and scores the best epoch of their mean
 (:class:`ahop_cli.selection.InnerCurves`): the objective is that inner-validation value, and the
-best trial's epoch count is the final model's schedule. Bad trials are pruned per epoch by the
+best trial's epoch count is the final model's schedule. Under the ``fixed`` rule (MIL's default)
+the final model trains the whole schedule, so a trial is scored at its last epoch instead
+(:meth:`ahop_cli.selection.SelectionRule.trial_score`); search ``trainer.max_epochs`` to choose
+the length. Bad trials are pruned per epoch by the
 pruner (a small Lightning callback, :class:`OptunaPruning`). Each trial's parameters and scores go
 to TensorBoard (``<run>/logs/search/.../trial_<n>``: hparams + mean inner curves).
 
@@ -61,7 +64,7 @@ from ahop_cli.config_edit import get_option, has_option, to_yaml, unknown_option
 from ahop_cli.cv.engine import FoldRunner, InnerHooks, apply_task_defaults, probe
 from ahop_cli.cv.protocol import FoldSpec, Protocol
 from ahop_cli.cv.runs import new_run_dir, run_name
-from ahop_cli.selection import InnerCurves, get_rule
+from ahop_cli.selection import InnerCurves, SelectionRule, get_rule
 from tasks.quiet import quiet_lightning
 
 #: step offset between inner folds in the pruner's reports (step = fold * stride + epoch)
@@ -332,6 +335,7 @@ def run_search(
     logs_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
     keep_models: bool = False,
+    rule: SelectionRule | None = None,
 ) -> SearchOutcome:
     """Run (or continue) the study ``study_name`` on the inner folds of ``runner``'s fold.
 
@@ -344,6 +348,8 @@ def run_search(
         log: receives one line per finished trial.
         keep_models: keep the inner models of this process's best trial in memory (for a rule
             that uses them; trials of other workers come without and are refitted by the rule).
+        rule: the selection rule that follows; its ``trial_score`` scores a trial (``None``:
+            ``inner_cv``'s best epoch; ``fixed`` scores the last epoch, the one it deploys).
     """
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -357,6 +363,7 @@ def run_search(
         load_if_exists=True,
     )
     monitor = runner.monitor
+    rule = rule or get_rule("inner_cv")
     kept: dict[str, Any] = {}  # best trial of this process: number, value, curves with models
     better = (lambda a, b: a < b) if direction == "minimize" else (lambda a, b: a > b)
 
@@ -378,7 +385,7 @@ def run_search(
         curves = runner.inner_curves(
             params, InnerHooks(callbacks, after_fold), keep_states=keep_models
         )
-        epochs, evidence = curves.choose(monitor, runner.mode)
+        epochs, evidence = rule.trial_score(curves, monitor, runner.mode)
         if keep_models and ("value" not in kept or better(evidence[monitor], kept["value"])):
             kept.update(number=trial.number, value=evidence[monitor], curves=curves)
         trial.set_user_attr("epochs", epochs)
@@ -443,6 +450,7 @@ class OptunaSearch:
         study_name: str,
         logs_dir: Path | None,
         keep_models: bool,
+        rule: SelectionRule | None = None,
     ) -> SearchOutcome:
         """Run the study ``study_name`` of ``values`` on ``runner``'s inner folds."""
         return run_search(
@@ -452,6 +460,7 @@ class OptunaSearch:
             study_name=study_name,
             logs_dir=logs_dir,
             keep_models=keep_models,
+            rule=rule,
         )
 
 
@@ -524,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
             base, FoldSpec(0, fold, seed), protocol, run_dir, run_dir / "logs", monitor
         )
         study_name = options.study_name or run_dir.name
+        rule = get_rule(protocol.selection)
         outcome = run_search(
             runner,
             config,
@@ -531,8 +541,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
             study_name=study_name,
             logs_dir=run_dir / "logs" / "search",
             log=print,
+            rule=rule,
         )
-        selection = get_rule(protocol.selection).select(runner, outcome.params, outcome.curves)
+        selection = rule.select(runner, outcome.params, outcome.curves)
         best = run_dir / "best_config.yaml"
         best.write_text(
             f"# best trial of study {study_name!r}: inner-validation {monitor} {outcome.value:.4f} "

@@ -121,8 +121,18 @@ class InnerCurves:
                 f"{available}); set the protocol's monitor to one of them"
             )
         best = int(np.nanargmin(curve) if mode == "min" else np.nanargmax(curve))
-        evidence = {name: float(self.mean(name)[best]) for name in self.metrics()}
-        return best + 1, evidence
+        return best + 1, self.at_epoch(best + 1)
+
+    def at_epoch(self, epochs: int) -> dict[str, float]:
+        """The mean of every metric after ``epochs`` epochs (1-based)."""
+        return {name: float(self.mean(name)[epochs - 1]) for name in self.metrics()}
+
+    def last(self, monitor: str) -> tuple[int, dict[str, float]]:
+        """Number of epochs of the (shortest) curve and the mean of every metric there."""
+        epochs = len(self.mean(monitor))
+        if epochs == 0:
+            raise ValueError(f"no validation values of {monitor!r} were recorded")
+        return epochs, self.at_epoch(epochs)
 
 
 class Fitter(Protocol):
@@ -176,6 +186,11 @@ class SelectionRule:
     needs_inner_folds: bool = False
     #: whether the rule uses the inner models themselves (a search then keeps the best trial's)
     needs_inner_models: bool = False
+
+    def trial_score(self, curves: InnerCurves, monitor: str, mode: str) -> tuple[int, dict]:
+        """How a search scores a trial's inner curves: (epochs, mean metrics there). The epoch
+        rules take the best epoch, since the final model trains that many."""
+        return curves.choose(monitor, mode)
 
     def select(
         self, fitter: Fitter, edits: dict[str, Any], curves: InnerCurves | None = None
@@ -250,6 +265,11 @@ class ValidationCheckpoint(SelectionRule):
 
 class FixedSchedule(SelectionRule):
     name = "fixed"
+
+    def trial_score(self, curves: InnerCurves, monitor: str, mode: str) -> tuple[int, dict]:
+        """The last epoch: the final model trains the config's whole schedule, so a search
+        scores what it will deploy (search ``trainer.max_epochs`` to choose the length)."""
+        return curves.last(monitor)
 
     def select(
         self, fitter: Fitter, edits: dict[str, Any], curves: InnerCurves | None = None

@@ -43,7 +43,14 @@ from ahop_cli.cv.runs import (
     write_json,
 )
 from ahop_cli.lightning_cli import AhopCLI, build_cli, dump_config, main
-from ahop_cli.selection import CurveRecorder, InnerCurves, Selection, StateHistory, get_rule
+from ahop_cli.selection import (
+    CurveRecorder,
+    InnerCurves,
+    Selection,
+    SelectionRule,
+    StateHistory,
+    get_rule,
+)
 from datamodules.cv import require_cross_validatable
 from tasks.class_paths import import_class
 from tasks.ensemble import EnsembleTask
@@ -107,6 +114,7 @@ class InnerSearch(typing.Protocol):
         study_name: str,
         logs_dir: Path | None,
         keep_models: bool,
+        rule: SelectionRule,
     ) -> SearchResult:
         """Search on ``runner``'s inner folds (:meth:`FoldRunner.inner_curves` does the fits)."""
         ...
@@ -420,6 +428,7 @@ def run_fold(
             study_name=spec.key,
             logs_dir=run_dir / "logs" / "search" / spec.key,
             keep_models=rule.needs_inner_models,
+            rule=rule,
         )
         edits, curves = dict(outcome.params), outcome.curves
         search_info = outcome.summary()

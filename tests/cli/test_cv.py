@@ -20,7 +20,7 @@ from ahop_cli.evaluate import (
     summarize,
 )
 from ahop_cli.search import SearchConfig
-from ahop_cli.selection import InnerCurves
+from ahop_cli.selection import InnerCurves, get_rule
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,6 +278,22 @@ def test_inner_curves_choose_the_best_mean_epoch() -> None:
         curves.choose("val/acc", "max")
 
 
+def test_a_search_scores_trials_where_the_rule_deploys_them() -> None:
+    """inner_cv deploys the best inner epoch, fixed the whole schedule: a trial whose loss is
+    best early and worse at its end scores its best epoch for one, its last for the other."""
+    curves = InnerCurves(folds=[[{"val/loss": 0.6}, {"val/loss": 0.2}, {"val/loss": 0.5}]] * 2)
+    assert get_rule("inner_cv").trial_score(curves, "val/loss", "min") == (
+        2,
+        pytest.approx({"val/loss": 0.2}),
+    )
+    assert get_rule("fixed").trial_score(curves, "val/loss", "min") == (
+        3,
+        pytest.approx({"val/loss": 0.5}),
+    )
+    with pytest.raises(ValueError, match="no validation values"):
+        get_rule("fixed").trial_score(InnerCurves(), "val/loss", "min")
+
+
 def test_summary_over_folds_and_repeats() -> None:
     def result(repeat: int, fold: int, auroc: float) -> FoldResult:
         return FoldResult(repeat, fold, repeat, {"test/auroc": auroc}, 1, {}, 0.0)
@@ -380,6 +396,8 @@ def test_search_command_writes_a_config_that_fit_runs(tiny, tmp_path: Path) -> N
     assert saved["data"]["init_args"]["val_fraction"] == 0.0
     # no --selection: the MIL task's own rule, fixed (max_epochs on all training bags)
     assert saved["trainer"]["max_epochs"] == TINY_MIL["trainer"]["max_epochs"]
+    # ... and its trials were scored at that last epoch, the one the final model deploys
+    assert f"{TINY_MIL['trainer']['max_epochs']} epochs" in best.read_text().splitlines()[0]
     with pytest.raises(SystemExit):  # a rule that cannot follow a search: argparse's error
         ahop_cli.EXTRA_COMMANDS["search"](
             [*args, "--search", str(search), "--selection", "validation"]
