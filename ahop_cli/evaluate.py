@@ -10,7 +10,8 @@ initialisation) and every outer fold ``k`` of the datamodule (``data.init_args.n
 stratified folds, the predefined splits of a UCI set, or the one fixed test split), the fold's
 model is chosen on its training data only by the selection rule (:mod:`ahop_cli.selection`,
 default: the task's ``cv_selection``: ``inner_cv``, the epoch count by inner k-fold, then a
-retrain on the whole training data; MIL: ``fixed``, ``max_epochs`` on it), optionally after an
+retrain on the whole training data; MIL: ``fixed``, ``max_epochs`` on it; tabular:
+``validation``, the config's validation split and best checkpoint), optionally after an
 Optuna search on the same inner folds (:mod:`ahop_cli.search`), and tested once on fold ``k``.
 No test sample reaches a fit (checked by id in every fit).
 

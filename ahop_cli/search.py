@@ -466,6 +466,14 @@ class OptunaSearch:
 
 # --------------------------------------------------------------------------- command line
 
+#: the rules whose decision is one config that ``ahop fit`` runs (not the inner-model ensemble)
+CONFIG_RULES = ("inner_cv", "fixed", "validation")
+#: what the best config trains, by ``Selection.whole_training_data``
+WHAT_FIT_TRAINS = {
+    True: "trains on all training data of the fold",
+    False: "trains on the fold's training split, early-stopped on its validation split",
+}
+
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """The ``ahop search`` options of ``argv`` and the remaining (``ahop fit``) arguments."""
@@ -488,8 +496,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         "--selection",
-        choices=["inner_cv", "fixed"],
-        help="rule of the final config: inner_cv | fixed (default: the task's, fixed for MIL)",
+        choices=CONFIG_RULES,
+        help="rule of the final config: " + " | ".join(CONFIG_RULES) + " (default: the task's: "
+        "fixed for MIL, validation for tabular, else inner_cv)",
     )
     parser.add_argument("--monitor", help="validation metric (default: the model's monitor)")
     parser.add_argument("--mode", choices=["min", "max"])
@@ -518,10 +527,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     with quiet_lightning():
         cli, base = probe(rest, protocol)
         monitor = apply_task_defaults(protocol, cli.model)
-        if protocol.selection not in ("inner_cv", "fixed"):
+        if protocol.selection not in CONFIG_RULES:
             raise ValueError(
                 f"the task's selection rule {protocol.selection!r} cannot follow a search; "
-                "pass --selection inner_cv or fixed"
+                "pass --selection " + " or ".join(CONFIG_RULES)
             )
         config = SearchConfig.from_dict(values, base)
         fold = int(get_option(base, "data.init_args.fold", 0) or 0)
@@ -549,8 +558,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
             f"# best trial of study {study_name!r}: inner-validation {monitor} {outcome.value:.4f} "
             f"({options.inner_folds} inner folds), {outcome.epochs} epochs; trials {outcome.trials}\n"
             f"# params: {outcome.params}\n"
-            "# trains on all training data of the fold; `ahop fit --config <this file>` runs it\n"
-            + to_yaml(runner.final_config(selection))
+            f"# {WHAT_FIT_TRAINS[selection.whole_training_data]}; "
+            "`ahop fit --config <this file>` runs it\n" + to_yaml(runner.final_config(selection))
         )
     print(f"best {monitor} {outcome.value:.4f} at {outcome.epochs} epochs: {outcome.params}")
     print(f"best config: {best}  (ahop fit --config {best})")

@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--seed", type=int, help="base seed (default: data.init_args.seed)")
     parser.add_argument(
         "--selection",
-        help="model-selection rule (default: the task's, fixed for MIL, else inner_cv): "
+        help="model-selection rule (default: the task's: fixed for MIL, validation for tabular, else inner_cv): "
         + " | ".join(SELECTION_RULES),
     )
     parser.add_argument("--inner_folds", type=int, help="inner folds of the training data (5)")

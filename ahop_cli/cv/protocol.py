@@ -20,8 +20,8 @@ class Protocol:
         folds: outer folds (overrides ``data.init_args.num_folds``; ``None``: the config's).
         seed: base seed (``None``: the config's ``data.init_args.seed``).
         selection: model-selection rule, a name in :data:`ahop_cli.selection.SELECTION_RULES`
-            (``None``: the task's ``cv_selection``: ``fixed`` for MIL, else ``inner_cv``; set
-            by :func:`ahop_cli.cv.engine.prepare`).
+            (``None``: the task's ``cv_selection``: ``fixed`` for MIL, ``validation`` for
+            tabular, else ``inner_cv``; set by :func:`ahop_cli.cv.engine.prepare`).
         inner_folds: inner folds of the training data (selection ``inner_cv`` and searches).
         monitor: validation metric that selects (``None``: the model's ``monitor``, e.g.
             ``val/loss`` for MIL, ``val/acc`` for the other classifiers); mode follows the name

@@ -163,7 +163,8 @@ def test_resume_skips_finished_folds(tiny, tmp_path: Path, monkeypatch) -> None:
 
 def test_protocol_without_a_rule_takes_the_tasks_default(tiny, tmp_path: Path) -> None:
     """MIL defaults to ``fixed`` (max_epochs on all training bags, no inner folds), recorded in
-    run.json; a resume that leaves the rule unset keeps the run's; other tasks keep inner_cv."""
+    run.json; a resume that leaves the rule unset keeps the run's; tabular defaults to its own
+    validation rule, the other tasks to inner_cv."""
     args, log = tiny
     result = evaluate(args, Protocol(), output_dir=tmp_path / "cv", log=None, max_folds=1)
     assert result.protocol.selection == "fixed"
@@ -180,7 +181,7 @@ def test_protocol_without_a_rule_takes_the_tasks_default(tiny, tmp_path: Path) -
     from tasks.base import BaseTask
     from tasks.tabular import TabularClassifier
 
-    assert BaseTask.cv_selection == "inner_cv" == TabularClassifier.cv_selection
+    assert BaseTask.cv_selection == "inner_cv" and TabularClassifier.cv_selection == "validation"
 
 
 def test_invocations_never_share_a_folder(tmp_path: Path) -> None:
@@ -400,7 +401,7 @@ def test_search_command_writes_a_config_that_fit_runs(tiny, tmp_path: Path) -> N
     assert f"{TINY_MIL['trainer']['max_epochs']} epochs" in best.read_text().splitlines()[0]
     with pytest.raises(SystemExit):  # a rule that cannot follow a search: argparse's error
         ahop_cli.EXTRA_COMMANDS["search"](
-            [*args, "--search", str(search), "--selection", "validation"]
+            [*args, "--search", str(search), "--selection", "inner_cv_ensemble"]
         )
     log.unlink()
     cli = ahop_cli.main(

@@ -308,7 +308,7 @@ def test_search_with_inner_folds_on_a_tabular_config(tmp_path: Path, monkeypatch
     space = {"trials": 2, "pruner": "none", "space": {"model.init_args.dropout": {"low": 0.0, "high": 0.5}}}  # fmt: skip
     result = evaluate(
         args,
-        Protocol(inner_folds=2, search=space),
+        Protocol(selection="inner_cv", inner_folds=2, search=space),
         output_dir=tmp_path / "cv",
         max_folds=1,
         log=None,
@@ -357,3 +357,29 @@ def test_label_smoothing_applies_to_the_training_loss_only() -> None:
             categorical_cardinalities=[],
             label_smoothing=1.5,
         )
+
+
+def test_search_command_on_a_tabular_config_keeps_its_validation_rule(tmp_path: Path) -> None:
+    """``ahop search`` without --selection on a tabular config: the task's own rule
+    (``validation``), so the best config trains on the training split with early stopping."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "trials": 2,
+                "pruner": "none",
+                "space": {"model.init_args.dropout": {"low": 0.0, "high": 0.5}},
+            }
+        )
+    )
+    args = ["--config", str(CONFIGS / "tabular.yaml"), "--data.init_args.name", "iris"]
+    args += ["--trainer.max_epochs", "2", "--model.init_args.embedding_dim", "8"]
+    args += ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    best = ahop_cli.EXTRA_COMMANDS["search"](
+        [*args, "--search", str(space), "--inner_folds", "2", "--output_dir", str(tmp_path)]
+    )
+    header = best.read_text().splitlines()[:3]
+    assert "early-stopped on its validation split" in header[2]
+    saved = yaml.safe_load(best.read_text())
+    assert saved["data"]["init_args"].get("val_size", 0.15) > 0  # the split is kept
+    assert 0.0 <= saved["model"]["init_args"]["dropout"] <= 0.5
