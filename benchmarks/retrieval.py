@@ -18,21 +18,20 @@ Datasets: ``mnist`` = the offline MNIST 10k test split in ``../shared/data`` car
 (``carve_from="test"``); memories are drawn from the 8,000-image part. ``digits`` = scikit-learn's
 8x8 digits (train carve, 1,437 images). ``cifar10`` = torchvision's pickles (not available here).
 
-Everything goes through the library: memories from :data:`datamodules.retrieval.MEMORY_SOURCES`,
-queries from :func:`datamodules.retrieval.make_queries` with :mod:`ahop.variants`, retrieval with
-:func:`ahop.functional.retrieve` (all queries of a set in one batched call), scores from
-:mod:`ahop.objectives`, the A-Hop similarity trained by :func:`ahop.objectives.train_similarity`,
-the binary network from :mod:`ahop.classical`.
+Everything goes through the library: memories from ``MEMORY_SOURCES`` and queries from
+``make_queries`` (:mod:`datamodules.retrieval`), retrieval, scores and training from :mod:`ahop`.
 
 Seeds: seed ``s`` draws the memories of run ``s`` (``memory_seed = s``); query corruptions use
 ``stream_seed(s, STREAMS["test"], N)``, A-Hop training corruptions a separate stream, so test
 queries are never seen in training.
 """
+# ruff: noqa: E402
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import math
 import platform
 import statistics
@@ -44,27 +43,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/retrieval.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/retrieval.py` from anywhere
 
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
-from ahop.classical import CAPACITY_THEORY, recall_statistics  # noqa: E402
-from ahop.functional import retrieve  # noqa: E402
-from ahop.objectives import (  # noqa: E402
-    fraction_correctly_retrieved,
-    retrieval_accuracy,
-    train_similarity,
-)
-from ahop.separation import build_separation  # noqa: E402
-from ahop.similarity import SIMILARITIES, AdaptiveSimilarity  # noqa: E402
-from ahop.uhop import UHopSimilarity  # noqa: E402
-from ahop.variants import Variant, build_variant  # noqa: E402
-from benchmarks.common import markdown_table, save_figure, save_json  # noqa: E402
-from datamodules.retrieval import MEMORY_SOURCES, STREAMS, make_queries, stream_seed  # noqa: E402
-from tasks.reports import format_mean_std  # noqa: E402
+from ahop.classical import CAPACITY_THEORY, recall_statistics
+from ahop.functional import retrieve
+from ahop.objectives import fraction_correctly_retrieved, retrieval_accuracy, train_similarity
+from ahop.separation import build_separation
+from ahop.similarity import SIMILARITIES, AdaptiveSimilarity
+from ahop.uhop import UHopSimilarity
+from ahop.variants import Variant, build_variant
+from benchmarks.common import markdown_table, save_figure, save_json
+from datamodules.retrieval import MEMORY_SOURCES, STREAMS, make_queries, stream_seed
+from tasks.reports import format_mean_std
 
 SHARED = ROOT.parent / "shared" / "data"
 FIXED_SIMILARITIES = ("dot", "euclidean", "manhattan", "cosine")
@@ -96,22 +90,19 @@ class Context:
     def draw(self, source: str, num: int, seed: int) -> tuple[Tensor, tuple[int, ...]]:
         """``num`` patterns ``(num, D)`` of ``source`` (a dataset, or ``"synthetic"``: U[0, 1]^50)
         drawn with ``seed``, and their image shape."""
-        name = "uniform" if source == "synthetic" else source
         options = {"split": "train", "data_dir": str(self.data_dir), "synthetic_dim": SYNTHETIC_DIM}
         options["carve_from"] = DATASETS.get(source)
+        name = "uniform" if source == "synthetic" else source
         patterns, shape = MEMORY_SOURCES[name](num, torch.Generator().manual_seed(seed), options)
         return patterns.float().contiguous(), tuple(shape)
 
-    def pool(self, seed: int) -> Tensor:
-        """The largest memory set of run ``seed`` ``(MAX_MEMORIES, D)``; smaller sets are random
-        subsets of it (nested across N within a run, independent across runs)."""
+    def memories(self, seed: int, num: int) -> Tensor:
+        """``num`` memories of run ``seed``: a random subset of its pool of ``MAX_MEMORIES``
+        (nested across N within a run, independent across runs)."""
         if seed not in self._pools:
             self._pools[seed], self.shape = self.draw(self.dataset, MAX_MEMORIES, seed)
-        return self._pools[seed]
-
-    def memories(self, seed: int, num: int) -> Tensor:
-        pool = self.pool(seed)
         generator = torch.Generator().manual_seed(stream_seed(seed, 3, num))
+        pool = self._pools[seed]
         return pool[torch.randperm(len(pool), generator=generator)[:num]]
 
     @property
@@ -139,85 +130,64 @@ def _curve(ax, xs: Sequence[float], runs: list[list[float]], label: str) -> None
     ax.errorbar(xs, means, yerr=stds, marker="o", ms=3, capsize=2, label=label)
 
 
+def _bold_table(title: str, headers: Sequence[str], rows: list[list[Any]]) -> None:
+    print(f"\n**{title}**\n\n{markdown_table(headers, rows)}")
+
+
 # -- 1.-3. sweeps of the fixed retrieval ------------------------------------------------------
 
 
-#: a panel of a sweep: its levels (x axis) and ``point(seed, level) -> (memories, query variant)``
-Panel = tuple[list[float], Callable[[int, float], tuple[Tensor, Variant]]]
-
-
-def sweep(ctx: Context, panels: dict[str, Panel], settings: dict[str, tuple]) -> dict:
-    """``results[panel][setting][level]``: the fraction retrieved of every seed, with UHN's
-    criterion; ``settings``: label -> (similarity, separation, separation options). All N stored
-    patterns are corrupted once and retrieved in one batched call."""
-    results = {
-        p: {k: {v: [] for v in levels} for k in settings} for p, (levels, _) in panels.items()
-    }
-    for seed in ctx.seeds:
-        for name, (levels, point) in panels.items():
-            for level in levels:
-                memories, variant = point(seed, level)
-                seed_q = stream_seed(seed, STREAMS["test"], len(memories))
-                queries, sources = make_queries(memories, variant, 1, seed_q)
-                for label, (sim, sep, options) in settings.items():
-                    output = retrieve(
-                        queries, memories, similarity=sim, separation=sep, beta=BETA, **options
-                    )
-                    score = fraction_correctly_retrieved(output, memories[sources], ctx.threshold)
-                    results[name][label][level].append(float(score))
-    return results
-
-
-def report_sweep(
-    results: dict,
-    caption: str,
-    header: str,
-    xlabel: str,
-    title: str,
-    by_level: bool = True,
-    log_x: bool = False,
-) -> Figure:
-    """Print one table per panel (rows: levels, or settings with ``by_level=False``; ``caption``,
-    first-column ``header`` and ``xlabel`` are formatted with the panel's name) and draw every
-    setting's curve over the levels."""
+def sweep(
+    ctx, panels, settings, caption, title, header="{}", xlabel="{}", by_level=True, log=False
+):
+    """Fraction retrieved (UHN's criterion) of every seed, ``results[panel][setting][level]``,
+    printed (rows: levels, or settings without ``by_level``) and plotted. ``panels``: name ->
+    (levels, ``level -> (N, query variant)``); ``settings``: label -> (similarity, separation,
+    its options); ``caption``, ``header``, ``xlabel`` are formatted with the panel's name. All N
+    stored patterns are corrupted once and retrieved in one batched call."""
+    results = {p: {k: {v: [] for v in lv} for k in settings} for p, (lv, _) in panels.items()}
+    for seed, (name, (levels, point)) in itertools.product(ctx.seeds, panels.items()):
+        for level in levels:
+            num, variant = point(level)
+            memories = ctx.memories(seed, num)
+            seed_q = stream_seed(seed, STREAMS["test"], num)
+            queries, sources = make_queries(memories, variant, 1, seed_q)
+            for label, (sim, sep, options) in settings.items():
+                out = retrieve(
+                    queries, memories, similarity=sim, separation=sep, beta=BETA, **options
+                )
+                score = fraction_correctly_retrieved(out, memories[sources], ctx.threshold)
+                results[name][label][level].append(float(score))
     figure = Figure(figsize=(10, 3.8))
     for i, (panel, per_setting) in enumerate(results.items()):
-        labels, levels = list(per_setting), list(next(iter(per_setting.values())))
-        print(f"\n{caption.format(panel)}\n")
+        labels, levels = list(per_setting), panels[panel][0]
         if by_level:
             rows = [[v, *(fmt(per_setting[k][v]) for k in labels)] for v in levels]
-            print(markdown_table([header.format(panel), *labels], rows))
+            table = markdown_table([header.format(panel), *labels], rows)
         else:
             rows = [[k, *(fmt(per_setting[k][v]) for v in levels)] for k in labels]
-            print(markdown_table([header.format(panel), *map(str, levels)], rows))
+            table = markdown_table([header.format(panel), *map(str, levels)], rows)
+        print(f"\n{caption.format(panel)}\n\n{table}")
         ax = figure.add_subplot(1, len(results), i + 1)
         for label in labels:
             _curve(ax, levels, [per_setting[label][v] for v in levels], label)
         ax.set(xlabel=xlabel.format(panel), ylabel="fraction retrieved", ylim=(-0.05, 1.05))
-        if log_x:
+        if log:
             ax.set(xscale="log", title=panel)
         ax.legend(fontsize=8 if by_level else 7)
     figure.suptitle(title)
-    return figure
+    return {"results": results, "figure": figure}
 
 
-def _size_sweep(
-    ctx: Context, settings: dict[str, tuple], caption: str, header: str, title: str, by_level: bool
-) -> dict[str, Any]:
+def _size_sweep(ctx: Context, settings: dict, caption: str, title: str, **plot: Any) -> dict:
     """Capacity / separation: N stored patterns; masked (bottom half) and noisy queries."""
     sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
-    ctx.pool(ctx.seeds[0])
-    variants = {
-        "mask": ctx.variant("mask", fraction=0.5, mode="bottom"),
-        f"noise {NOISE_SIGMA}": ctx.variant("noise", sigma=NOISE_SIGMA),
-    }
-    panels = {
-        name: (sizes, lambda seed, n, v=variant: (ctx.memories(seed, int(n)), v))
-        for name, variant in variants.items()
-    }
-    results = sweep(ctx, panels, settings)
-    figure = report_sweep(results, caption, header, "stored patterns N", title, by_level, True)
-    return {"sizes": sizes, "results": results, "figure": figure}
+    ctx.memories(ctx.seeds[0], 1)  # the image shape, for the variants
+    variants = {"mask": ctx.variant("mask", fraction=0.5, mode="bottom")}
+    variants[f"noise {NOISE_SIGMA}"] = ctx.variant("noise", sigma=NOISE_SIGMA)
+    panels = {name: (sizes, lambda n, v=v: (int(n), v)) for name, v in variants.items()}
+    plot.update(xlabel="stored patterns N", log=True)
+    return {"sizes": sizes, **sweep(ctx, panels, settings, caption, title, **plot)}
 
 
 def capacity(ctx: Context) -> dict[str, Any]:
@@ -225,7 +195,7 @@ def capacity(ctx: Context) -> dict[str, Any]:
     settings = {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES}
     caption = f"**{ctx.dataset}, queries: {{}}** (fraction correctly retrieved)"
     title = f"UHN capacity, {ctx.dataset}, softmax beta={BETA:g}"
-    return _size_sweep(ctx, settings, caption, "N", title, by_level=True)
+    return _size_sweep(ctx, settings, caption, title, header="N")
 
 
 #: label -> (separation name, options); dot similarity throughout
@@ -245,7 +215,7 @@ def separation(ctx: Context) -> dict[str, Any]:
     settings = {k: ("dot", sep, opts) for k, (sep, opts) in SEPARATION_SETTINGS.items()}
     caption = f"**{ctx.dataset}, dot similarity, queries: {{}}** (fraction retrieved)"
     title = f"Separation functions with dot similarity, {ctx.dataset}"
-    return _size_sweep(ctx, settings, caption, "separation \\ N", title, by_level=False)
+    return _size_sweep(ctx, settings, caption, title, header="separation \\ N", by_level=False)
 
 
 def robustness(ctx: Context) -> dict[str, Any]:
@@ -253,23 +223,18 @@ def robustness(ctx: Context) -> dict[str, Any]:
     num = 100
     sigmas = [0.1, 0.5, 1.5] if ctx.quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5]
     fractions = [0.1, 0.5, 0.9] if ctx.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    ctx.pool(ctx.seeds[0])
-    variants = {
-        "noise sigma": (sigmas, lambda v: ctx.variant("noise", sigma=v)),
+    ctx.memories(ctx.seeds[0], 1)  # the image shape, for the variants
+    panels = {
+        "noise sigma": (sigmas, lambda v: (num, ctx.variant("noise", sigma=v))),
         "masked fraction (bottom rows)": (
             fractions,
-            lambda v: ctx.variant("mask", fraction=v, mode="bottom"),
+            lambda v: (num, ctx.variant("mask", fraction=v, mode="bottom")),
         ),
     }
-    panels = {
-        name: (levels, lambda seed, v, make=make: (ctx.memories(seed, num), make(v)))
-        for name, (levels, make) in variants.items()
-    }
-    results = sweep(ctx, panels, {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES})
+    settings = {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES}
     caption = f"**{ctx.dataset}, N={num}, {{}}** (fraction correctly retrieved)"
     title = f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}"
-    figure = report_sweep(results, caption, "{}", "{}", title)
-    return {"num_memories": num, "results": results, "figure": figure}
+    return {"num_memories": num, **sweep(ctx, panels, settings, caption, title)}
 
 
 # -- 4. A-Hop vs fixed ------------------------------------------------------------------------
@@ -311,15 +276,7 @@ ADAPTIVE_BUDGETS = {
 }
 
 
-def fit_similarity(
-    similarity: torch.nn.Module,
-    memories: Tensor,
-    variant: Variant,
-    budget: Budget,
-    seed: int,
-    beta: float = 1.0,
-    schedule: str = "constant",
-) -> float:
+def fit_similarity(similarity, memories, variant, budget, seed, beta=1.0, schedule="constant"):
     """Train ``similarity`` in place on fresh corruptions of ``memories`` (their own random
     stream, never the test one: :func:`ahop.objectives.train_similarity`); the seconds."""
 
@@ -328,18 +285,9 @@ def fit_similarity(
         return make_queries(memories, variant, budget.train_per_memory, pool_seed)
 
     start = time.perf_counter()
-    train_similarity(
-        similarity,
-        memories,
-        draw,
-        steps=budget.steps,
-        lr=budget.lr,
-        beta=beta,
-        batch_size=budget.batch,
-        seed=stream_seed(seed, STREAMS["train"]),
-        progress=False,
-        schedule=schedule,
-    )
+    options = {"lr": budget.lr, "beta": beta, "batch_size": budget.batch, "schedule": schedule}
+    seed = stream_seed(seed, STREAMS["train"])
+    train_similarity(similarity, memories, draw, budget.steps, seed=seed, progress=False, **options)
     similarity.eval()
     return time.perf_counter() - start
 
@@ -351,8 +299,9 @@ def adaptive(ctx: Context) -> dict[str, Any]:
     difficulties = [0.5, 1.0] if ctx.quick else [0.25, 0.5, 0.75, 1.0]
     seed = ctx.seeds[0]
     memories = ctx.memories(seed, budget.memories)
+    dim = memories.shape[1]
     print(
-        f"N={budget.memories} memories, d={memories.shape[1]}; adaptive: {budget.steps} Adam steps "
+        f"N={budget.memories} memories, d={dim}; adaptive: {budget.steps} Adam steps "
         f"of {budget.batch} queries (lr={budget.lr}, beta={ADAPTIVE_BETA}, init "
         f"{ADAPTIVE_INIT}); {budget.test_per_memory} test queries per memory"
     )
@@ -362,21 +311,17 @@ def adaptive(ctx: Context) -> dict[str, Any]:
     for difficulty in difficulties:
         variant = ctx.variant("mixed", difficulty=difficulty)
         test_seed = stream_seed(seed, STREAMS["test"])
-        queries, sources = make_queries(memories, variant, budget.test_per_memory, test_seed)
+        q, src = make_queries(memories, variant, budget.test_per_memory, test_seed)
         models = {name: SIMILARITIES.build(name) for name in FIXED_SIMILARITIES}
-        models[untrained] = AdaptiveSimilarity(memories.shape[1], **ADAPTIVE_INIT)
+        models[untrained] = AdaptiveSimilarity(dim, **ADAPTIVE_INIT)
         for label in ABLATIONS if difficulty == difficulties[-1] else [main_label]:
-            models[label] = AdaptiveSimilarity(
-                memories.shape[1], **ADAPTIVE_INIT, **ABLATIONS[label]
-            )
+            models[label] = AdaptiveSimilarity(dim, **ADAPTIVE_INIT, **ABLATIONS[label])
             took = fit_similarity(models[label], memories, variant, budget, seed, ADAPTIVE_BETA)
             seconds[f"{label} @ {difficulty}"] = took
         with torch.no_grad():  # softmax is monotone: argmax of the association = of the scores
-            row = {
-                k: float(retrieval_accuracy(m(memories, queries), sources))
-                for k, m in models.items()
+            row = table[difficulty] = {
+                k: float(retrieval_accuracy(m(memories, q), src)) for k, m in models.items()
             }
-        table[difficulty] = row
         print(f"difficulty {difficulty}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
     columns = [*FIXED_SIMILARITIES, untrained, main_label]
     rows = []
@@ -390,22 +335,16 @@ def adaptive(ctx: Context) -> dict[str, Any]:
     _bold_table(title, ["adaptive similarity", "accuracy"], [[k, hardest[k]] for k in ABLATIONS])
     print("\ntraining seconds: " + ", ".join(f"{k}: {v:.0f}" for k, v in seconds.items()))
     figure = Figure(figsize=(10, 3.8))
-    ax = figure.add_subplot(1, 2, 1)
+    ax, bars = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     for column in columns:
         ax.plot(difficulties, [table[d][column] for d in difficulties], marker="o", label=column)
     ax.set(xlabel="difficulty (mixed corruptions)", ylabel="retrieval accuracy", ylim=(0, 1.05))
     ax.legend(fontsize=7)
-    ax = figure.add_subplot(1, 2, 2)
-    ax.barh(list(ABLATIONS), [hardest[label] for label in ABLATIONS])
-    ax.set(xlabel=f"accuracy at difficulty {difficulties[-1]}", xlim=(0, 1))
+    bars.barh(list(ABLATIONS), [hardest[label] for label in ABLATIONS])
+    bars.set(xlabel=f"accuracy at difficulty {difficulties[-1]}", xlim=(0, 1))
     figure.suptitle(f"A-Hop vs fixed similarities, {ctx.dataset}, N={budget.memories}")
-    return {
-        "budget": vars(budget),
-        "difficulties": difficulties,
-        "accuracy": table,
-        "train_seconds": seconds,
-        "figure": figure,
-    }
+    result = {"budget": vars(budget), "difficulties": difficulties, "accuracy": table}
+    return {**result, "train_seconds": seconds, "figure": figure}
 
 
 # -- 5. classical binary Hopfield -------------------------------------------------------------
@@ -421,29 +360,17 @@ def classical(ctx: Context) -> dict[str, Any]:
     units = [100] if ctx.quick else [100, 200]
     loads = [0.05, 0.14, 0.25] if ctx.quick else [round(0.02 * i, 2) for i in range(1, 16)]
     results: dict[str, dict[float, dict[str, list[float]]]] = {}
-    for num_units in units:
-        for flip in (0.0, 0.1):
-            per_load = results[f"N={num_units}, flip={flip}"] = {}
-            for load in loads:
-                runs = [
-                    recall_statistics(
-                        num_units,
-                        max(1, round(load * num_units)),
-                        flip,
-                        "async",
-                        30,
-                        stream_seed(seed, num_units, 0),
-                    )
-                    for seed in ctx.seeds
-                ]
-                per_load[load] = {"exact": [r[0] for r in runs], "overlap": [r[1] for r in runs]}
-    headers = ["P/N", *(f"{k} exact / overlap" for k in results)]
-    rows = [
-        [load, *(f"{fmt(r[load]['exact'])} / {fmt(r[load]['overlap'])}" for r in results.values())]
-        for load in loads
-    ]
-    print(f"\n**binary Hopfield, random ±1 patterns, theory P_max = {CAPACITY_THEORY} N**\n")
-    print(markdown_table(headers, rows))
+    rows: dict[float, list] = {}
+    for n, flip, load in itertools.product(units, (0.0, 0.1), loads):
+        runs = [
+            recall_statistics(n, max(1, round(load * n)), flip, "async", 30, stream_seed(s, n, 0))
+            for s in ctx.seeds
+        ]
+        exact, overlap = [r[0] for r in runs], [r[1] for r in runs]
+        results.setdefault(f"N={n}, flip={flip}", {})[load] = {"exact": exact, "overlap": overlap}
+        rows.setdefault(load, [load]).append(f"{fmt(exact)} / {fmt(overlap)}")
+    title = f"binary Hopfield, random ±1 patterns, theory P_max = {CAPACITY_THEORY} N"
+    _bold_table(title, ["P/N", *(f"{k} exact / overlap" for k in results)], list(rows.values()))
     figure = Figure(figsize=(10, 3.8))
     for i, metric in enumerate(("exact", "overlap")):
         ax = figure.add_subplot(1, 2, i + 1)
@@ -502,28 +429,23 @@ def _correct_and_error(weights: Tensor, memories: Tensor, sources: Tensor) -> tu
     """The A-Hop paper's correct retrieval (the stored pattern nearest to the output is the
     source) and the error (mean squared error of the output per dimension)."""
     output = weights.to(memories.dtype) @ memories
-    nearest = torch.cdist(output, memories).argmin(dim=-1)
-    correct = float((nearest == sources).float().mean())
+    correct = float((torch.cdist(output, memories).argmin(dim=-1) == sources).float().mean())
     return correct, float((output - memories[sources]).square().mean())
 
 
 @torch.no_grad()
-def _paper_scores(
-    similarity: torch.nn.Module, separation: str, memories: Tensor, val, test
-) -> dict[str, float]:
+def _paper_scores(similarity, separation: str, memories: Tensor, val, test) -> dict[str, float]:
     """Accuracy and error on the test queries at the beta that is best on the validation ones."""
-    scores = {name: similarity(memories, q) for name, (q, _) in (("val", val), ("test", test))}
+    sets = {"val": val, "test": test}
+    scores = {split: similarity(memories, queries) for split, (queries, _) in sets.items()}
 
-    def accuracy_error(split: str, sources: Tensor, beta: float) -> tuple[float, float]:
+    def acc_err(split: str, beta: float) -> tuple[float, float]:
         weights = build_separation(separation, beta=beta)(scores[split])
-        return _correct_and_error(weights, memories, sources)
+        return _correct_and_error(weights, memories, sets[split][1])
 
-    def validation(beta: float) -> tuple[float, float]:
-        accuracy, error = accuracy_error("val", val[1], beta)
-        return accuracy, -error
-
-    beta = max(PAPER_BETAS, key=validation)  # the first of the best on the validation queries
-    acc, err = accuracy_error("test", test[1], beta)
+    on_val = {beta: acc_err("val", beta) for beta in PAPER_BETAS}
+    beta = max(PAPER_BETAS, key=lambda b: (on_val[b][0], -on_val[b][1]))  # the first of the best
+    acc, err = acc_err("test", beta)
     return {"acc": acc, "error": err, "beta": beta}
 
 
@@ -557,33 +479,32 @@ def _train_uhop(
     return uhop.eval(), u2hop, stage_one, stage_one + took
 
 
+def _mean_acc(runs: list[dict[str, float]]) -> float:
+    return statistics.fmean(r["acc"] for r in runs)
+
+
 def _acc_err(runs: list[dict[str, float]]) -> str:
     return f"{fmt([r['acc'] for r in runs])} / {statistics.fmean(r['error'] for r in runs):.3f}"
 
 
-def _bold_table(title: str, headers: Sequence[str], rows: list[list[Any]]) -> None:
-    print(f"\n**{title}**\n")
-    print(markdown_table(headers, rows))
-
-
-def _paper_point(memories, variant, val, test, budget, seed, ablate) -> tuple[dict, dict, dict]:
+def _paper_point(memories, shape, level, budget, seed, ablate) -> tuple[dict, dict, dict]:
     """Every method's scores at one memory draw and difficulty, the training seconds, and (with
     ``ablate``) the scores of the ablated A-Hop models, by group."""
+    variant = build_variant("mixed", difficulty=level, image_shape=shape, combine="all")
+    seed_of = {s: stream_seed(seed, STREAMS[s], int(level * 100)) for s in STREAMS}
+    val = make_queries(memories, variant, budget.val_per_memory, seed_of["val"])
+    test = make_queries(memories, variant, budget.test_per_memory, seed_of["test"])
     models = {label: (SIMILARITIES.build(sim), sep) for label, sim, sep in PAPER_FIXED}
     uhop, u2hop, t_uhop, t_u2hop = _train_uhop(memories, variant, budget, seed)
     ahop, t_ahop = _train_ahop(memories, variant, budget, seed)
     models.update({UHOP: (uhop, "softmax"), U2HOP: (u2hop, "softmax"), AHOP: (ahop, "softmax")})
-    scores = {
-        k: _paper_scores(model, sep, memories, val, test) for k, (model, sep) in models.items()
-    }
-    ablated = {}
+    scores = {k: _paper_scores(m, sep, memories, val, test) for k, (m, sep) in models.items()}
+    ablated: dict[str, dict] = {}
     for group, settings in PAPER_ABLATIONS.items() if ablate else ():
         ablated[group] = {}
         for label, (options, _) in settings.items():
-            trained = (
-                _train_ahop(memories, variant, budget, seed, **options)[0] if options else ahop
-            )
-            ablated[group][label] = _paper_scores(trained, "softmax", memories, val, test)
+            model = _train_ahop(memories, variant, budget, seed, **options)[0] if options else ahop
+            ablated[group][label] = _paper_scores(model, "softmax", memories, val, test)
     return scores, {UHOP: t_uhop, U2HOP: t_u2hop, AHOP: t_ahop}, ablated
 
 
@@ -606,81 +527,57 @@ def paper(ctx: Context) -> dict[str, Any]:
     results = {d: {lv: {m: [] for m in PAPER_METHODS} for lv in levels[d]} for d in datasets}
     ablations: dict[str, dict[float, dict[str, list]]] = {g: {} for g in PAPER_ABLATIONS}
     seconds = {d: {UHOP: 0.0, U2HOP: 0.0, AHOP: 0.0} for d in datasets}
+    partial_tag = f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial"
+    for dataset, seed in itertools.product(datasets, ctx.seeds):
+        memories, shape = ctx.draw(dataset, budget.memories, seed)
+        for level in levels[dataset]:
+            ablate = dataset == "synthetic" and level in ablation_levels
+            scores, took, ablated = _paper_point(memories, shape, level, budget, seed, ablate)
+            for method, score in scores.items():
+                results[dataset][level][method].append(score)
+            for method, t in took.items():
+                seconds[dataset][method] += t
+            for group, per_label in ablated.items():
+                per_level = ablations[group].setdefault(level, {k: [] for k in per_label})
+                for label, score in per_label.items():
+                    per_level[label].append(score)
+            # a long run loses at most one (seed, difficulty) when interrupted
+            partial = {"results": results, "ablations": ablations, "seconds": seconds}
+            save_json(partial_tag, partial)
+            accuracies = ", ".join(f"{m}={s['acc']:.3f}" for m, s in scores.items())
+            print(f"{dataset} seed {seed} d={level}: {accuracies}")
     for dataset in datasets:
-        for seed in ctx.seeds:
-            memories, shape = ctx.draw(dataset, budget.memories, seed)
-            for level in levels[dataset]:
-                variant = build_variant("mixed", difficulty=level, image_shape=shape, combine="all")
-                seed_of = {s: stream_seed(seed, STREAMS[s], int(level * 100)) for s in STREAMS}
-                val = make_queries(memories, variant, budget.val_per_memory, seed_of["val"])
-                test = make_queries(memories, variant, budget.test_per_memory, seed_of["test"])
-                ablate = dataset == "synthetic" and level in ablation_levels
-                point = _paper_point(memories, variant, val, test, budget, seed, ablate)
-                for method, score in point[0].items():
-                    results[dataset][level][method].append(score)
-                for method, took in point[1].items():
-                    seconds[dataset][method] += took
-                for group, per_label in point[2].items():
-                    for label, score in per_label.items():
-                        ablations[group].setdefault(level, {k: [] for k in per_label})[
-                            label
-                        ].append(score)
-                # a long run loses at most one (seed, difficulty) when interrupted
-                partial = {"results": results, "ablations": ablations, "seconds": seconds}
-                save_json(
-                    f"retrieval_paper_{ctx.dataset}{'_quick' if ctx.quick else ''}_partial", partial
-                )
-                accuracies = ", ".join(f"{m}={s['acc']:.3f}" for m, s in point[0].items())
-                print(f"{dataset} seed {seed} d={level}: {accuracies}")
-    draws = len(ctx.seeds)
-    for dataset in datasets:
-        title = (
-            f"{dataset}: accuracy (correct retrieval) ± std over {draws} memory draws / error (MSE)"
-        )
-        rows = [
-            [lv, *(_acc_err(per[m]) for m in PAPER_METHODS)] for lv, per in results[dataset].items()
-        ]
-        _bold_table(title, ["difficulty", *PAPER_METHODS], rows)
+        title = f"{dataset}: accuracy (correct retrieval) ± std over {len(ctx.seeds)} memory draws"
+        rows = [[lv, *map(_acc_err, per.values())] for lv, per in results[dataset].items()]
+        _bold_table(f"{title} / error (MSE)", ["difficulty", *PAPER_METHODS], rows)
     rows = []
     for dataset in datasets:
-        for level, (pub, base_name, base) in PUBLISHED.get(dataset, {}).items():
-            if level in results[dataset]:
-                ours = results[dataset][level]
-                best = max(
-                    PAPER_METHODS[:-1], key=lambda m: statistics.fmean(r["acc"] for r in ours[m])
-                )
+        for level, (pub, name, base) in PUBLISHED.get(dataset, {}).items():
+            if ours := results[dataset].get(level):
+                best = max(PAPER_METHODS[:-1], key=lambda m: _mean_acc(ours[m]))
                 ours_best = f"{best} {_acc_err(ours[best])}"
                 rows.append(
-                    [dataset, level, pub, f"{base_name} {base}", _acc_err(ours[AHOP]), ours_best]
+                    [dataset, level, pub, f"{name} {base}", _acc_err(ours[AHOP]), ours_best]
                 )
     _bold_table("vs the published numbers (A-Hop paper)", PUBLISHED_HEADERS, rows)
     for group, per_level in ablations.items():
         title = f"ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)"
         headers = ["", *(f"d={lv}" for lv in per_level), "published (0.4 / 0.5)"]
         rows = [
-            [
-                label,
-                *(_acc_err(per_level[lv][label]) for lv in per_level),
-                " / ".join(map(str, pub)),
-            ]
+            [label, *(_acc_err(per_level[lv][label]) for lv in per_level), f"{pub[0]} / {pub[1]}"]
             for label, (_, pub) in PAPER_ABLATIONS[group].items()
         ]
         _bold_table(title, headers, rows)
     ratio = {d: seconds[d][U2HOP] / seconds[d][AHOP] for d in datasets}
-    times = [
-        f"{d}: U-Hop stage I {t[UHOP]:.1f}, U2-Hop {t[U2HOP]:.1f}, A-Hop {t[AHOP]:.1f} (U2-Hop / A-Hop = {ratio[d]:.2f})"
+    times = "; ".join(
+        f"{d}: U-Hop stage I {t[UHOP]:.1f}, U2-Hop {t[U2HOP]:.1f}, A-Hop {t[AHOP]:.1f} "
+        f"(U2-Hop / A-Hop = {ratio[d]:.2f})"
         for d, t in seconds.items()
-    ]
-    print("\ntraining seconds (all levels and seeds): " + "; ".join(times))
-    return {
-        "budget": vars(budget),
-        "levels": levels,
-        "results": results,
-        "ablations": ablations,
-        "train_seconds": seconds,
-        "uhop_over_ahop_time": ratio,
-        "figure": paper_figure(results, ablations),
-    }
+    )
+    print(f"\ntraining seconds (all levels and seeds): {times}")
+    figure = paper_figure(results, ablations)
+    result = {"budget": vars(budget), "levels": levels, "results": results, "ablations": ablations}
+    return {**result, "train_seconds": seconds, "uhop_over_ahop_time": ratio, "figure": figure}
 
 
 def paper_figure(
@@ -701,7 +598,7 @@ def paper_figure(
         ax.set(xlabel="difficulty", ylabel="accuracy (correct retrieval)", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
     bars = [  # (label, mean accuracy at the lowest ablation level, colour) of every ablation
-        (label, statistics.fmean(r["acc"] for r in runs), colour)
+        (label, _mean_acc(runs), colour)
         for colour, per_level in zip(("tab:blue", "tab:orange"), ablations.values())
         if per_level
         for label, runs in per_level[min(per_level)].items()
@@ -737,21 +634,9 @@ def run(name: str, ctx: Context) -> dict[str, Any]:
     print(f"\nwall time: {wall:.1f} s")
     figure = result.pop("figure")
     tag = f"retrieval_{name}_{dataset}{'_quick' if ctx.quick else ''}"
-    save_json(
-        tag,
-        {
-            "experiment": name,
-            "dataset": dataset,
-            "quick": ctx.quick,
-            "seeds": seeds,
-            "beta": BETA,
-            "threshold": ctx.threshold,
-            "wall_seconds": wall,
-            "torch_threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine(),
-            **result,
-        },
-    )
+    meta = dict(experiment=name, dataset=dataset, quick=ctx.quick, seeds=seeds, beta=BETA)
+    meta.update(threshold=ctx.threshold, wall_seconds=wall, torch_threads=torch.get_num_threads())
+    save_json(tag, {**meta, "machine": platform.processor() or platform.machine(), **result})
     print(f"plot: {save_figure(figure, tag)}")
     return {**result, "wall_seconds": wall}
 
