@@ -1,32 +1,24 @@
 """LSHN vs Universal Hopfield retrieval vs the classical binary network on stored MNIST digits.
 
-Same stored set and same cues for every method. Stored set: ``P`` MNIST images (``--ps``,
-default 10 100 500) drawn with ``--memory-seed`` from the offline training split (the 10k
-official test split carved into 8,000 "train" images, exactly as
-``configs/lshn_mnist.yaml`` / ``RetrievalDataModule(dataset="mnist", carve_from="test")``).
-Cues (official LSHN evaluation): ``half_mask`` (bottom half grey) and ``noise_<sigma>``
-(``clamp(|x + sigma eps|, 0, 1)``) for sigma in 0.05 ... 1.0, one cue per stored image.
+Stored set: ``P`` MNIST images (``--ps``, default 10 100 500) drawn with ``--memory-seed`` from
+the 8,000-image "train" carve of the offline 10k test split, as ``configs/lshn_mnist.yaml``.
+Cues (official LSHN evaluation, one per stored image, the same for every method): ``half_mask``
+(bottom half grey) and ``noise_<sigma>`` (``clamp(|x + sigma eps|, 0, 1)``), sigma 0.05 ... 1.0.
 
-Methods:
+Methods: ``lshn`` (:class:`ahop.lshn.LSHN`, N = ``--latent-dim``, trained by
+:func:`ahop.lshn.fit` for ``--steps`` full-batch steps; retrieval dt = 0.1, up to 1000 steps,
+sign, decode); ``lshn_hebbian`` (the same network with W_hh replaced by the clean latents'
+Hebbian matrix, the official ablation); ``uhn_<similarity>`` (one step of
+``softmax(beta * similarity(memories, cue)) @ memories``, manhattan / euclidean / dot);
+``classical`` (:class:`ahop.classical.BinaryHopfield` on images binarised at 0.5, scored as
+{0, 1} images). Scores against the stored image in [0, 1]: fraction correctly retrieved (summed
+squared error <= ``--threshold``) and MSE. Each run writes ``benchmarks/out/lshn_P<P>.json``;
+``--report`` prints the tables of all stored runs and draws ``benchmarks/out/lshn.png``::
 
-* ``lshn``: :class:`ahop.lshn.LSHN` (N = ``--latent-dim``) trained with :func:`ahop.lshn.fit`
-  (official loss, cues and AdamW betas / weight decay) for ``--steps`` full-batch steps;
-  retrieval dt = 0.1, up to 1000 steps, sign, decode.
-* ``lshn_hebbian``: the same trained network with W_hh replaced by the Hebbian matrix of the
-  clean latents (the official ablation).
-* ``uhn_<similarity>``: one step of ``softmax(beta * similarity(memories, cue)) @ memories``
-  (:func:`ahop.functional.retrieve`), similarity manhattan / euclidean / dot, beta ``--beta``.
-* ``classical``: :class:`ahop.classical.BinaryHopfield` (Hebbian, async sweeps) on images
-  binarised at 0.5; the retrieved ±1 state is scored as a {0, 1} image.
-
-Scores, against the stored grey-level image in [0, 1]: fraction correctly retrieved (summed
-squared error <= ``--threshold``, UHN's 50 for 28x28) and MSE. Each run writes
-``benchmarks/out/lshn_P<P>.json``; ``--report`` prints the markdown table of all stored runs and
-draws ``benchmarks/out/lshn.png``.
-
-    python benchmarks/lshn.py                            (P = 10, 100, 500; 4,000 steps each)
+    python benchmarks/lshn.py            # P = 10, 100, 500; 4,000 steps each
     python benchmarks/lshn.py --report
 """
+# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -37,27 +29,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/lshn.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/lshn.py` from anywhere
 
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import torch
+from matplotlib.figure import Figure
 
-from ahop.classical import BinaryHopfield, to_binary, to_bipolar  # noqa: E402
-from ahop.functional import retrieve  # noqa: E402
-from ahop.lshn import (  # noqa: E402
-    EVAL_NOISE_SIGMAS,
-    LSHN,
-    fit,
-    half_mask,
-    make_optimizer,
-    pixel_noise,
-    scale_to_pm1,
-    scale_to_unit,
-)
-from ahop.objectives import fraction_correctly_retrieved  # noqa: E402
-from benchmarks.common import OUT, markdown_table, save_figure, save_json  # noqa: E402
-from datamodules.image_sources import load_images  # noqa: E402
+from ahop import lshn
+from ahop.classical import BinaryHopfield, to_binary, to_bipolar
+from ahop.functional import retrieve
+from ahop.objectives import fraction_correctly_retrieved
+from benchmarks.common import OUT, markdown_table, save_figure, save_json
+from datamodules.retrieval import MEMORY_SOURCES
 
 SIMILARITIES = ("manhattan", "euclidean", "dot")
 IMAGE_SHAPE = (1, 28, 28)
@@ -75,32 +57,27 @@ OPTIONS = {
 }
 
 
-def stored_images(data_dir: Path, num: int, seed: int) -> torch.Tensor:
-    """``num`` MNIST images (num, 784) in [0, 1], chosen as ``RetrievalDataModule`` does."""
-    images, _ = load_images("mnist", "train", data_dir, carve_from="test")
-    generator = torch.Generator().manual_seed(seed)
-    chosen = torch.randperm(len(images), generator=generator)[:num].sort().values
-    return images[chosen].flatten(1).contiguous()
-
-
 def run(p: int, args: argparse.Namespace) -> dict:
     """Every method on the ``p`` stored images: ``results[method][cue]`` = fraction, MSE."""
-    memories = stored_images(args.data_dir, p, args.memory_seed)
-    clean = scale_to_pm1(memories)
-    cues = {"half_mask": half_mask(clean, IMAGE_SHAPE)}  # official evaluation cues, one per image
-    for i, sigma in enumerate(EVAL_NOISE_SIGMAS):
+    opts = {"split": "train", "data_dir": args.data_dir, "carve_from": "test"}  # as the config
+    memories, _ = MEMORY_SOURCES["mnist"](p, torch.Generator().manual_seed(args.memory_seed), opts)
+    clean = lshn.scale_to_pm1(memories)
+    cues = {"half_mask": lshn.half_mask(clean, IMAGE_SHAPE)}  # the official cues, 1 per image
+    for i, sigma in enumerate(lshn.EVAL_NOISE_SIGMAS):
         generator = torch.Generator().manual_seed(args.seed * 1000 + i)
-        cues[f"noise_{sigma:g}"] = pixel_noise(clean, sigma, generator)
-    cues = {name: scale_to_unit(cue) for name, cue in cues.items()}  # in [0, 1]
+        cues[f"noise_{sigma:g}"] = lshn.pixel_noise(clean, sigma, generator)
+    cues = {name: lshn.scale_to_unit(cue) for name, cue in cues.items()}  # in [0, 1]
 
     torch.manual_seed(args.seed)
-    model = LSHN(784, args.latent_dim, schedule_period=args.period)
-    optimizer = make_optimizer(model, lr=args.lr)
+    model = lshn.LSHN(784, args.latent_dim, schedule_period=args.period)
+    optimizer = lshn.make_optimizer(model, lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
-    fit(model, clean, args.steps, image_shape=IMAGE_SHAPE, optimizer=optimizer, generator=generator)
-    train_seconds = time.perf_counter() - start
-    print(f"P={p}: LSHN {args.steps} steps in {train_seconds:.0f} s", flush=True)
+    lshn.fit(
+        model, clean, args.steps, image_shape=IMAGE_SHAPE, optimizer=optimizer, generator=generator
+    )
+    t = time.perf_counter() - start
+    print(f"P={p}: LSHN {args.steps} steps in {t:.0f} s", flush=True)
 
     outputs: dict[str, dict[str, torch.Tensor]] = {}  # method -> cue -> retrieved, in [0, 1]
     steps: dict[str, dict[str, dict]] = {}  # LSHN's mean settling steps
@@ -109,15 +86,14 @@ def run(p: int, args: argparse.Namespace) -> dict:
             with torch.no_grad():
                 model.store_hebbian(model.encode(clean))
         retrieved = {
-            c: model.retrieve(scale_to_pm1(cue), max_steps=args.eval_max_steps)
+            c: model.retrieve(lshn.scale_to_pm1(cue), max_steps=args.eval_max_steps)
             for c, cue in cues.items()
         }
-        outputs[method] = {c: scale_to_unit(r.images) for c, r in retrieved.items()}
+        outputs[method] = {c: lshn.scale_to_unit(r.images) for c, r in retrieved.items()}
         steps[method] = {c: {"steps": r.steps.float().mean().item()} for c, r in retrieved.items()}
-    for similarity in SIMILARITIES:  # Universal Hopfield: one softmax step over the stored images
-        outputs[f"uhn_{similarity}"] = {
-            c: retrieve(cue, memories, similarity=similarity, beta=args.beta)
-            for c, cue in cues.items()
+    for sim in SIMILARITIES:  # Universal Hopfield: one softmax step over the stored images
+        outputs[f"uhn_{sim}"] = {
+            c: retrieve(cue, memories, similarity=sim, beta=args.beta) for c, cue in cues.items()
         }
     net = BinaryHopfield(784).store(to_bipolar(memories))  # on binarised images
     outputs["classical"] = {}
@@ -131,57 +107,40 @@ def run(p: int, args: argparse.Namespace) -> dict:
         }
         for method, per_cue in outputs.items()
     }
-    return {
-        "P": p,
-        **{key: getattr(args, key) for key in OPTIONS},
-        "train_seconds": train_seconds,
-        "seconds_per_1000_steps": 1000 * train_seconds / max(args.steps, 1),
-        "results": results,
-    }
+    rate = {"train_seconds": t, "seconds_per_1000_steps": 1000 * t / max(args.steps, 1)}
+    return {"P": p, **{key: getattr(args, key) for key in OPTIONS}, **rate, "results": results}
 
 
 def score(output: torch.Tensor, memories: torch.Tensor, threshold: float) -> dict[str, float]:
     """Fraction correctly retrieved and MSE of retrieved images against the stored ones."""
     output = output.clamp(0, 1)
-    return {
-        "fraction": fraction_correctly_retrieved(output, memories, threshold).item(),
-        "mse": torch.nn.functional.mse_loss(output, memories).item(),
-    }
+    fraction = fraction_correctly_retrieved(output, memories, threshold).item()
+    return {"fraction": fraction, "mse": torch.nn.functional.mse_loss(output, memories).item()}
 
 
 def report() -> None:
     """Print the table of every stored run and draw their curves."""
-    runs = sorted(
-        (json.loads(p.read_text()) for p in OUT.glob("lshn_P*.json")), key=lambda r: r["P"]
-    )
+    runs = [json.loads(path.read_text()) for path in OUT.glob("lshn_P*.json")]
     if not runs:
         raise SystemExit(f"no runs in {OUT}; run the benchmark first")
+    runs.sort(key=lambda r: r["P"])
     figure = Figure(figsize=(5 * len(runs), 4))
     axes = figure.subplots(1, len(runs), squeeze=False)[0]
-    for axis, run_ in zip(axes, runs):
-        res = run_["results"]
-        cues = list(next(iter(res.values())))
+    cell = "{0[fraction]:.2f} / {0[mse]:.3f}".format
+    for axis, r in zip(axes, runs):
+        cues = list(next(iter(r["results"].values())))
         print(
-            f"\n### P = {run_['P']} (LSHN N={run_['latent_dim']}, {run_['steps']} steps, lr "
-            f"{run_['lr']:g}, period {run_['period']}; "
-            f"{run_['seconds_per_1000_steps']:.0f} s / 1000 steps)\n"
+            f"\n### P = {r['P']} (LSHN N={r['latent_dim']}, {r['steps']} steps, lr {r['lr']:g}, "
+            f"period {r['period']}; {r['seconds_per_1000_steps']:.0f} s / 1000 steps)\n"
         )
         print("fraction correctly retrieved (SSE <= 50) / MSE\n")
-        rows = [
-            [m, *(f"{r[c]['fraction']:.2f} / {r[c]['mse']:.3f}" for c in cues)]
-            for m, r in res.items()
-        ]
+        rows = [[m, *(cell(per_cue[c]) for c in cues)] for m, per_cue in r["results"].items()]
         print(markdown_table(["method", *cues], rows))
-        for method, rows in res.items():
-            axis.plot(
-                range(len(cues)), [rows[c]["fraction"] for c in cues], marker="o", label=method
-            )
+        for method, per_cue in r["results"].items():
+            axis.plot([per_cue[c]["fraction"] for c in cues], marker="o", label=method)
         axis.set_xticks(range(len(cues)), [c.replace("noise_", "σ=") for c in cues], rotation=45)
-        axis.set(
-            ylim=(-0.05, 1.05),
-            title=f"MNIST, P = {run_['P']}",
-            ylabel="fraction correctly retrieved",
-        )
+        axis.set(ylim=(-0.05, 1.05), title=f"MNIST, P = {r['P']}")
+        axis.set(ylabel="fraction correctly retrieved")
     axes[-1].legend(fontsize=8)
     figure.tight_layout()
     print(f"\nplot: {save_figure(figure, 'lshn')}")
