@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +93,30 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return reports.markdown_table(headers, rows, float_format=".3g")
 
 
-def save_figure(figure, name: str) -> Path:
-    """Save a matplotlib figure as ``benchmarks/out/<name>.png`` and return the path."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.png"
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+def format_rows(columns: Mapping[str, str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """A markdown table with a column per ``columns`` item: its header and a
+    :meth:`str.format_map` template of a row's fields, e.g. ``{"s / fold": "{seconds:.1f}"}``."""
+    cells = [[template.format_map(row) for template in columns.values()] for row in rows]
+    return reports.markdown_table(list(columns), cells)
+
+
+def machine() -> str:
+    """The processor (or machine type) this runs on."""
+    return platform.processor() or platform.machine()
+
+
+def save_figure(figure, name: str | Path, **options: Any) -> Path:
+    """Save a matplotlib figure as ``benchmarks/out/<name>.png`` (a ``Path``: there) at 120 dpi,
+    cropped to its content unless ``options`` say otherwise; return the path."""
+    path = name if isinstance(name, Path) else OUT / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, **{"dpi": 120, "bbox_inches": "tight", **options})
     return path
 
 
-def save_json(name: str, payload: Any) -> Path:
+def save_json(name: str, payload: Any, indent: int = 1) -> Path:
     """Write ``payload`` as ``benchmarks/out/<name>.json`` and return the path."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=1, default=str))
+    path.write_text(json.dumps(payload, indent=indent, default=str))
     return path

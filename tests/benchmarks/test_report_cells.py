@@ -23,6 +23,20 @@ def test_benchmark_markdown_table_prints_floats_with_three_significant_digits() 
     ]
 
 
+def test_format_rows_fills_each_column_template_from_a_row() -> None:
+    columns = {"name": "{name}", "s / run (n)": "{seconds:.1f} ({n})"}
+    table = common.format_rows(columns, [{"name": "a", "seconds": 1.26, "n": 3, "unused": 0}])
+    assert table.split("\n") == ["| name | s / run (n) |", "|---|---|", "| a | 1.3 (3) |"]
+
+
+def test_save_figure_takes_a_name_under_out_or_a_path(tmp_path, monkeypatch) -> None:
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(common, "OUT", tmp_path / "out")
+    assert common.save_figure(Figure(), "x") == tmp_path / "out" / "x.png"
+    assert common.save_figure(Figure(), tmp_path / "a" / "y.png").is_file()
+
+
 def test_mil_percent_cells() -> None:
     entry = {"mean": 0.8, "std": 0.05, "n": 3, "repeat_mean": 0.81, "repeat_std": 0.0, "repeats": 1}
     assert mil._pm(entry) == "80.0 ± 5.0"
