@@ -149,6 +149,9 @@ class HopfieldMILNetwork(BagNetwork):
             :class:`~ahop.layers.Hopfield` (``adaptive``: the A-Hop learned similarity).
         pooling_kwargs: any other option of :class:`~ahop.layers.Hopfield` for the pooling
             layer (e.g. ``{"pattern_projection_as_static": True}``).
+        max_pool_skip: the classifier also sees the bag's element-wise maximum of the instance
+            embeddings (the standard MIL assumption: one positive instance makes the bag), beside
+            what the Hopfield pooling retrieved.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class HopfieldMILNetwork(BagNetwork):
         instance_dropout: float = 0.0,
         pooling_kwargs: dict[str, Any] | None = None,
         input_dropout: float = 0.0,
+        max_pool_skip: bool = False,
     ) -> None:
         super().__init__(
             num_features,
@@ -193,10 +197,14 @@ class HopfieldMILNetwork(BagNetwork):
             dropout=dropout,
             **(pooling_kwargs or {}),
         )
-        self._build_classifier(quantity * embedding_dim)
+        self.max_pool_skip = bool(max_pool_skip)
+        self._build_classifier((quantity + self.max_pool_skip) * embedding_dim)
 
     def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
-        return self.pooling(embedded, stored_pattern_padding_mask=mask)
+        retrieved = self.pooling(embedded, stored_pattern_padding_mask=mask)
+        if not self.max_pool_skip:
+            return retrieved
+        return torch.cat([retrieved, masked_max(embedded, mask)], dim=-1)
 
 
 class AttentionMILNetwork(BagNetwork):
@@ -246,6 +254,14 @@ class AttentionMILNetwork(BagNetwork):
     def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
         weights = self.attention_weights(embedded, mask)
         return torch.einsum("bl,bld->bd", weights, embedded)
+
+
+def masked_max(embedded: Tensor, mask: Tensor | None) -> Tensor:
+    """``(B, L, D)`` -> ``(B, D)``: the maximum over each bag's instances, padding (``mask``
+    True) left out."""
+    if mask is not None:
+        embedded = embedded.masked_fill(mask.unsqueeze(-1), float("-inf"))
+    return embedded.amax(dim=1)
 
 
 class MeanMILNetwork(BagNetwork):

@@ -167,6 +167,21 @@ def test_every_pooling_ignores_padding(name: str) -> None:
         torch.testing.assert_close(net(padded, mask), net(bag), rtol=0, atol=1e-5)
 
 
+def test_max_pool_skip_adds_the_bags_maximum_and_ignores_padding() -> None:
+    torch.manual_seed(0)
+    net = HopfieldMILNetwork(5, embedding_dim=8, num_heads=2, max_pool_skip=True).eval()
+    assert net.classifier[-1].in_features == 16  # retrieved (8) + maximum (8)
+    bag = torch.randn(1, 3, 5)
+    padded = torch.cat([bag, 50 * torch.randn(1, 4, 5)], dim=1)  # padding larger than any value
+    mask = torch.tensor([[False] * 3 + [True] * 4])
+    with torch.no_grad():
+        embedded = net.embed(bag)
+        pooled = net.pool(net.embed(padded), mask)
+        torch.testing.assert_close(pooled[:, 8:], embedded.amax(dim=1))
+        torch.testing.assert_close(pooled[:, :8], net.pool(embedded, None)[:, :8])
+        torch.testing.assert_close(net(padded, mask), net(bag), rtol=0, atol=1e-5)
+
+
 def test_mean_network_pools_by_the_mean_and_attention_weights_sum_to_one() -> None:
     torch.manual_seed(0)
     instances = torch.randn(2, 4, 3)
