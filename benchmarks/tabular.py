@@ -1,29 +1,15 @@
 """Tabular accuracy benchmark: the Hopfield classifiers against logistic regression and gradient
 boosting, on the same splits and the same preprocessed tensors.
 
-Data (offline copies in ``../shared/data/tabular``, see its README; scikit-learn bundles digits):
-
-* the 21 pre-split UCI sets: their 4 fixed train / val / test splits (``configs/tabular_uci.yaml``);
-* shrutime and blastchar: 5 stratified 65 / 15 / 20 % splits (seeds 0..4, the Hopular protocol),
-  with the data settings of ``configs/tabular_<name>.yaml``;
-* digits (1,797 rows, 64 columns, 10 classes): 5 stratified 65 / 15 / 20 % splits;
-* any CSV: ``--csv-path file.csv --target column [--drop-columns ...]`` (5 stratified splits).
-
-Models, all evaluated by ``ahop cv``'s engine (:func:`evaluate_model`, the one place that calls
-:func:`ahop_cli.evaluate.evaluate`; selection ``validation``: each split is trained exactly as
-``ahop fit --config <config>`` trains it, and its best checkpoint, by the task's rule of lowest
-``val/loss`` with early stopping on it, is tested once):
-
-* ``retrieval-<similarity>``: :class:`tasks.tabular.TabularClassifier` with the default network
-  (retrieval from the training rows); ``<similarity>``: dot, euclidean, adaptive, manhattan, ...
-* ``lookup-<similarity>``: the same task with ``network: lookup`` and the lookup model's recipe
-  (:data:`LOOKUP`: the settings of the earlier configs), same selection rule;
-* ``logreg``, ``hist-gb`` (scikit-learn), ``lightgbm``, ``xgboost``, ``catboost`` (the ``bench``
-  extra; left out of the defaults when not installed): ``ahop cv --baselines`` of the first
-  Hopfield model's run (:mod:`ahop_cli.cv.baselines`: default settings, fitted on the training
-  rows of each split, tested on the rows the engine tested, checked by id).
-
-Commands::
+Data (offline copies in ``../shared/data/tabular``, see its README): the 21 pre-split UCI sets
+(their 4 fixed splits, ``configs/tabular_uci.yaml``); shrutime and blastchar (5 stratified 65 / 15
+/ 20 % splits, the Hopular protocol, ``configs/tabular_<name>.yaml``); scikit-learn's digits and
+any CSV (``--csv-path file.csv --target column``): 5 stratified splits. Models, each evaluated by
+``ahop cv``'s engine with selection ``validation`` (:func:`evaluate_model`: each split trains as
+``ahop fit --config <config>`` does, its best checkpoint is tested once): ``retrieval-<similarity>``
+(the default network), ``lookup-<similarity>`` (:data:`LOOKUP`), and the ``ahop cv --baselines``
+of the first Hopfield model's run: ``logreg``, ``hist-gb``, ``lightgbm``, ``xgboost``, ``catboost``
+(:mod:`ahop_cli.cv.baselines`; the last three: the ``bench`` extra). Commands::
 
     python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
     python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
@@ -32,20 +18,18 @@ Commands::
     python benchmarks/tabular.py --tune --uci --csv shrutime --seed-ids 0 1 --models retrieval-euclidean \\
         --grid model.init_args.context_size=32,96 model.init_args.memory_refresh=full,frozen
 
-Prints markdown tables: test accuracy per set (mean ± std over splits), mean accuracy and mean rank
-over the UCI sets and over the mid-size sets, win / tie / loss against hist-gb, the published
-numbers for shrutime / blastchar, median fit seconds. ``--tune`` reads validation scores only (the
-best checkpoint's ``val/selection``; the engine tests that checkpoint too, but no test number is
-read). Seconds per epoch and peak memory against the rows: ``benchmarks/tabular_speed.py``.
+Prints markdown tables (test accuracy per set; mean, mean rank and win / tie / loss against hist-gb
+over the UCI and the mid-size sets; published numbers; median fit seconds); ``--tune`` prints
+validation scores only. Cost against the rows: ``benchmarks/tabular_speed.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -65,6 +49,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from ahop_cli.checkpoints import read_checkpoint  # noqa: E402
 from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
 from ahop_cli.evaluate import Protocol, evaluate  # noqa: E402
+from benchmarks.common import machine, save_figure  # noqa: E402
 from datamodules.logs import log as data_log  # noqa: E402
 from datamodules.tabular_sources import uci_names  # noqa: E402
 from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
@@ -82,13 +67,11 @@ DEFAULT_MODELS = ("retrieval-euclidean", "retrieval-dot", "retrieval-adaptive", 
 TABULAR_BASELINES = tuple(n for n, b in BASELINES.items() if b.features == "rows")
 #: |accuracy difference| (points, mean over splits) below which a comparison with hist-gb is a tie
 TIE_POINTS = 0.5
-
 #: Published test accuracy (%) on the Hopular protocol (5 stratified splits), from the data README.
 PUBLISHED: dict[str, dict[str, float]] = {
     "shrutime": {"Hopular": 86.12, "XGBoost": 84.58, "CatBoost": 86.39, "LightGBM": 86.18},
     "blastchar": {"Hopular": 80.05, "XGBoost": 76.78, "CatBoost": 80.13, "LightGBM": 79.92},
 }
-
 #: the lookup model's recipe (the settings of the configs before the retrieval model), as overrides
 LOOKUP: tuple[str, ...] = (
     "--model.init_args.network=lookup",
@@ -104,12 +87,16 @@ LOOKUP: tuple[str, ...] = (
     "--model.init_args.lr_scheduler.init_args.T_max=40",
     "--trainer.max_epochs=40",
 )
-
 #: prefix of a Hopfield model name -> CLI overrides of that network (the suffix is the similarity)
 NETWORKS: dict[str, tuple[str, ...]] = {"retrieval": (), "lookup": LOOKUP}
+#: the stratified 65 / 15 / 20 % split of the generic config's data sets
+SPLIT = ("--data.init_args.val_size=0.15", "--data.init_args.test_size=0.2")
+#: Lightning's and the data modules' loggers quiet (errors only)
+quiet = functools.partial(
+    quiet_lightning, logging.ERROR, loggers=(*LIGHTNING_LOGGERS, data_log.name)
+)
 
 
-# ----------------------------------------------------------------------------- data sets
 @dataclass(frozen=True)
 class DataSet:
     """One data set: its config, data overrides and split ids (``uci``: the predefined folds
@@ -120,10 +107,6 @@ class DataSet:
     data: tuple[str, ...]
     splits: tuple[int, ...]
     uci: bool = False
-
-
-#: the stratified 65 / 15 / 20 % split of the generic config's data sets
-SPLIT = ("--data.init_args.val_size=0.15", "--data.init_args.test_size=0.2")
 
 
 def csv_data(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[str, ...]:
@@ -137,23 +120,21 @@ def csv_data(path: Path, target: str, drop: Sequence[str] = ()) -> tuple[str, ..
 
 def data_sets(args: argparse.Namespace) -> list[DataSet]:
     """The data sets the arguments ask for."""
-    seeds, sets = tuple(args.seed_ids), []
+    seeds, sets, root = tuple(args.seed_ids), [], f"--data.init_args.data_dir={DATA_ROOT}"
     if args.csv_path is not None:
         data = csv_data(args.csv_path.resolve(), args.target, args.drop_columns)
         sets.append(DataSet(args.csv_path.stem, CONFIGS / "tabular.yaml", data, seeds))
     for name in args.uci or (uci_names(DATA_ROOT) if args.uci is not None else []):
-        data = (f"--data.init_args.name={name}", f"--data.init_args.data_dir={DATA_ROOT}")
+        data = (f"--data.init_args.name={name}", root)
         sets.append(DataSet(name, CONFIGS / "tabular_uci.yaml", data, tuple(args.fold_ids), True))
     for name in args.csv or (CSV_SETS if args.csv is not None else []):
-        data = (f"--data.init_args.data_dir={DATA_ROOT}",)
-        sets.append(DataSet(name, CONFIGS / f"tabular_{name}.yaml", data, seeds))
+        sets.append(DataSet(name, CONFIGS / f"tabular_{name}.yaml", (root,), seeds))
     if args.digits:
         data = ("--data.init_args.source=sklearn", "--data.init_args.name=digits", *SPLIT)
         sets.append(DataSet("digits", CONFIGS / "tabular.yaml", data, seeds))
     return sets
 
 
-# ----------------------------------------------------------------------------- the CV engine
 def model_overrides(model: str) -> tuple[str, ...]:
     """CLI overrides of a Hopfield model name ``<network>-<similarity>``."""
     network, _, similarity = model.partition("-")
@@ -169,12 +150,10 @@ def best_validation_score(fold: Any) -> float:
     """The monitored validation score (``val/selection`` = val/acc - 1e-4 val/loss: the validation
     accuracy within 0.001) of an engine fold's best checkpoint: validation rows only."""
     path = fold.selection.get("checkpoint") or ""
-    if not path or not Path(path).is_file():
-        return float("nan")
-    for state in read_checkpoint(path).get("callbacks", {}).values():
-        score = state.get("current_score") if isinstance(state, dict) else None
-        if score is not None and state.get("monitor"):  # the checkpoint callback that kept it
-            return float(score)
+    states = read_checkpoint(path).get("callbacks", {}).values() if Path(path).is_file() else ()
+    for state in (s for s in states if isinstance(s, dict) and s.get("monitor")):
+        if state.get("current_score") is not None:  # the checkpoint callback that kept it
+            return float(state["current_score"])
     return float("nan")
 
 
@@ -192,42 +171,22 @@ def evaluate_model(
     ids = list(data.splits)
     if ids != list(range(ids[0], ids[0] + len(ids))) or (data.uci and ids[0] != 0):
         raise ValueError(f"{data.name}: the engine runs consecutive splits (UCI from 0); got {ids}")
-    protocol = Protocol(
-        repeats=1 if data.uci else len(ids),
-        seed=None if data.uci else ids[0],
-        selection="validation",
-        baselines=list(baselines),
-    )
+    repeats, seed, max_folds = (1, None, len(ids)) if data.uci else (len(ids), ids[0], None)
+    protocol = Protocol(repeats=repeats, seed=seed, selection="validation", baselines=[*baselines])
     args = ["--config", str(data.config), *data.data, *model_overrides(model), *extra]
-    evaluation = evaluate(
-        [*args, "--trainer.logger=false"],
-        protocol,
-        output_dir=OUT_DIR / "cv",
-        max_folds=len(ids) if data.uci else None,
-        log=None,
-    )
+    args.append("--trainer.logger=false")
+    evaluation = evaluate(args, protocol, output_dir=OUT_DIR / "cv", max_folds=max_folds, log=None)
     rows = []
     for fold in evaluation.folds:
-        split = fold.fold if data.uci else fold.seed
-        rows.append(
-            {
-                "dataset": data.name,
-                "split": split,
-                "model": model,
-                "val_acc": best_validation_score(fold),
-                "test_acc": fold.metrics["test/acc"],
-                "fit_s": fold.seconds,
-                "best_epoch": (fold.epochs or 0) - 1,
-                "setting": str(evaluation.run_dir),
-            }
-        )
+        row = {"dataset": data.name, "split": fold.fold if data.uci else fold.seed}
+        rows.append({**row, "model": model, "val_acc": best_validation_score(fold)})
+        rows[-1] |= {"test_acc": fold.metrics["test/acc"], "fit_s": fold.seconds}
+        rows[-1] |= {"best_epoch": (fold.epochs or 0) - 1, "setting": str(evaluation.run_dir)}
         for name, scores in fold.baselines.items():
-            row = {"dataset": data.name, "split": split, "model": name, "best_epoch": -1}
-            row |= {"val_acc": scores["val/acc"], "test_acc": scores["test/acc"], "setting": ""}
-            rows.append({**row, "fit_s": scores["seconds"]})
+            rows.append({**row, "model": name, "best_epoch": -1, "val_acc": scores["val/acc"]})
+            rows[-1] |= {"test_acc": scores["test/acc"], "setting": "", "fit_s": scores["seconds"]}
     for row in rows:
-        if not keep_test:
-            row["test_acc"] = float("nan")
+        row["test_acc"] = row["test_acc"] if keep_test else float("nan")
         test = f"  test {100 * row['test_acc']:5.1f}" if keep_test else ""
         print(
             f"{row['dataset']:>28} #{row['split']} {row['model']:>20}: val "
@@ -237,11 +196,9 @@ def evaluate_model(
     return rows
 
 
-# ----------------------------------------------------------------------------- reports
 def percent_mean_std(values: pd.Series) -> str:
-    """``mean ± std`` of accuracies in % (population std over splits). pandas' arithmetic, not
-    :func:`tasks.reports.mean_std`'s: the two differ in the last bit, which flips a printed second
-    decimal now and then."""
+    """``mean ± std`` of accuracies in % (population std over splits), by pandas' arithmetic (the
+    last bit of :func:`tasks.reports.mean_std`'s can flip a printed second decimal)."""
     if values.empty:
         return ""
     return format_mean_std(100 * values.mean(), 100 * values.std(ddof=0), 2, missing="nan")
@@ -250,8 +207,7 @@ def percent_mean_std(values: pd.Series) -> str:
 def summary_rows(table: pd.DataFrame, models: Sequence[str], label: str) -> list[list[str]]:
     """Mean accuracy, mean rank (1 = best) and win / tie / loss against hist-gb over ``table``
     (data set x model: mean test accuracy)."""
-    n = len(table)
-    ranks = table.rank(axis=1, ascending=False).mean()
+    n, ranks = len(table), table.rank(axis=1, ascending=False).mean()
     rows = [
         [f"**{label} mean ({n} sets)**", "", *(f"{100 * table[m].mean():.2f}" for m in models)],
         [f"**{label} mean rank**", "", *(f"{ranks[m]:.2f}" for m in models)],
@@ -263,6 +219,11 @@ def summary_rows(table: pd.DataFrame, models: Sequence[str], label: str) -> list
         cells = ["-" if m == "hist-gb" else c for m, c in zip(models, cells)]
         rows.append([f"**{label} W / T / L vs hist-gb**", "", *cells])
     return rows
+
+
+def published(datasets: Sequence[str]) -> list[str]:
+    """The published models of any of ``datasets`` (:data:`PUBLISHED`), sorted."""
+    return sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
 
 
 def accuracy_table(results: pd.DataFrame, models: Sequence[str]) -> str:
@@ -277,24 +238,16 @@ def accuracy_table(results: pd.DataFrame, models: Sequence[str]) -> str:
         cells = [percent_mean_std(part[part["model"] == m]["test_acc"]) for m in models]
         return [dataset, str(part["split"].nunique()), *cells]
 
-    rows = []
-    uci = [d for d in datasets if d not in MID_SIZE and d not in CSV_SETS]
-    mid = [d for d in datasets if d in MID_SIZE]
-    for group, label in ((uci, "UCI"), (mid, "mid-size")):
+    rows, mid = [], [d for d in datasets if d in MID_SIZE]  # the CSV sets are mid-size
+    for group, label in (([d for d in datasets if d not in mid], "UCI"), (mid, "mid-size")):
         rows += [row(d) for d in group]
-        if len(group) > 1:
-            rows += summary_rows(means.loc[group], models, label)
-    rows += [row(d) for d in datasets if d not in uci and d not in mid]
+        rows += summary_rows(means.loc[group], models, label) if len(group) > 1 else []
     text = markdown_table(["data set", "splits", *models], rows)
-    published = sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
-    if published:
-        cells = [
-            [d, *(f"{PUBLISHED[d].get(p, float('nan')):.2f}" for p in published)]
-            for d in datasets
-            if d in PUBLISHED
-        ]
+    if names := published(datasets):
+        table = [d for d in datasets if d in PUBLISHED]
+        cells = [[d, *(f"{PUBLISHED[d].get(p, np.nan):.2f}" for p in names)] for d in table]
         text += "\n\nPublished (Hopular paper protocol, its own 5 splits):\n\n"
-        text += markdown_table(["data set", *published], cells)
+        text += markdown_table(["data set", *names], cells)
     return text
 
 
@@ -303,15 +256,9 @@ def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
     the mid-size sets with the published numbers hatched)."""
     stats = results.groupby(["dataset", "model"])["test_acc"].agg(["mean", "std"]) * 100
     datasets = list(dict.fromkeys(results["dataset"]))
-    published = sorted({m for d in datasets for m in PUBLISHED.get(d, {})})
-    panels = [
-        ([d for d in datasets if d not in MID_SIZE], list(models), "UCI sets (fixed splits)"),
-        (
-            [d for d in datasets if d in MID_SIZE],
-            [*models, *published],
-            "Mid-size sets (stratified splits) vs published",
-        ),
-    ]
+    mid, hatched = [d for d in datasets if d in MID_SIZE], published(datasets)
+    panels = [([d for d in datasets if d not in MID_SIZE], list(models), "UCI sets (fixed splits)")]
+    panels += [(mid, [*models, *hatched], "Mid-size sets (stratified splits) vs published")]
     panels = [p for p in panels if p[0]]
     figure = Figure(figsize=(14, 3.8 * len(panels)))
     axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
@@ -323,9 +270,7 @@ def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
             xs = [i + (j - (len(bars) - 1) / 2) * width for i, d in enumerate(names) if d in known]
             means = [known[d][0] for d in names if d in known]
             errs = [np.nan_to_num(known[d][1]) for d in names if d in known]
-            hatched = bar in published
-            label = f"{bar} (published)" if hatched else bar
-            hatch = "//" if hatched else None
+            label, hatch = (f"{bar} (published)", "//") if bar in hatched else (bar, None)
             ax.bar(xs, means, width, yerr=errs, color=f"C{j % 10}", hatch=hatch, label=label)
             heights += means
         if heights:
@@ -337,8 +282,7 @@ def plot(results: pd.DataFrame, models: Sequence[str], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, bbox_inches=None)
 
 
 def merge(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
@@ -370,7 +314,6 @@ def report(results: pd.DataFrame, models: Sequence[str], out: Path | None) -> No
         print(f"\nplot: {out}")
 
 
-# ----------------------------------------------------------------------------- tuning
 def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
     """``["model.init_args.context_size=32,96", "trainer.max_epochs=50"]`` -> the CLI overrides of
     every grid point (the product of the lists)."""
@@ -388,20 +331,13 @@ def tune_table(frame: pd.DataFrame) -> str:
     median fit seconds per split."""
     table = frame.groupby(["setting", "model", "dataset"])["val_acc"].mean().unstack("dataset")
     seconds = frame.groupby(["setting", "model"])["fit_s"].median()
-    rows = [
-        [
-            setting or "(defaults)",
-            model,
-            *(f"{100 * v:.2f}" for v in values),
-            f"{100 * values.mean():.2f}",
-            f"{seconds[(setting, model)]:.0f}",
-        ]
-        for (setting, model), values in table.iterrows()
-    ]
+    rows = []
+    for (setting, model), values in table.iterrows():
+        cells = [f"{100 * v:.2f}" for v in [*values, values.mean()]]
+        rows.append([setting or "(defaults)", model, *cells, f"{seconds[(setting, model)]:.0f}"])
     return markdown_table(["setting", "model", *table.columns, "mean", "fit s"], rows)
 
 
-# ----------------------------------------------------------------------------- commands
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tune", action="store_true", help="validation-only grid search")
@@ -433,8 +369,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
         print(f"# {len(results)} runs from {len(args.report)} CSV files")
         report(results, models, args.out)
         return results
-    sets = data_sets(args)
-    if not sets:
+    if not (sets := data_sets(args)):
         sys.exit("error: no data: name --uci / --csv / --digits / --csv-path")
     if any(s.config.name != "tabular.yaml" for s in sets) and not DATA_ROOT.is_dir():
         sys.exit(f"error: the offline data folder {DATA_ROOT} is missing (see its README)")
@@ -444,29 +379,27 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame | None:
     hopfield = [m for m in models if m not in BASELINES]
     if baselines and not hopfield:
         sys.exit("error: the baselines run in a Hopfield model's folds: name one too")
-    if [b for b in baselines if not installed(b)]:
-        sys.exit(f"error: {[b for b in baselines if not installed(b)]}: pip install -e '.[bench]'")
+    if missing := [b for b in baselines if not installed(b)]:
+        sys.exit(f"error: {missing}: pip install -e '.[bench]'")
     for model in hopfield:
         model_overrides(model)
     torch.set_num_threads(args.threads)
     print(
         f"# {len(sets)} data sets; models {models}; torch threads {torch.get_num_threads()}; "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}; "
-        f"load average {os.getloadavg()[0]:.2f}",
+        f"{machine()}, torch {torch.__version__}; load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     start, save = time.perf_counter(), args.save or args.out.with_suffix(".csv")
     save.parent.mkdir(parents=True, exist_ok=True)
     overrides = tuple(f"--{o.removeprefix('--')}" for o in args.override)
-    with quiet_lightning(logging.ERROR, loggers=(*LIGHTNING_LOGGERS, data_log.name)):
-        rows: list[dict[str, Any]] = []
-        points = parse_grid(args.grid) if args.tune else [()]
-        for p, point in enumerate(points):
+    rows: list[dict[str, Any]] = []
+    with quiet():
+        for p, point in enumerate(parse_grid(args.grid) if args.tune else [()]):
             setting = " ".join(o.removeprefix("--").removeprefix("model.init_args.") for o in point)
             for data in sets:  # saved after every data set: an interruption loses one
                 for m, model in enumerate(hopfield):
-                    extra = (*overrides, *point)
                     with_baselines = baselines if p == m == 0 else ()  # once per data set
+                    extra = (*overrides, *point)
                     for row in evaluate_model(data, model, extra, with_baselines, not args.tune):
                         if args.tune:  # validation scores only: no test number is kept
                             row["setting"] = "(baseline)" if row["model"] in BASELINES else setting

@@ -3,11 +3,9 @@ training row and peak memory at 5k ... 100k synthetic rows, beside LightGBM / Hi
 and (``--fit``) one whole default fit (early stopping on) at one size.
 
 Every Hopfield fit is ``ahop fit --config configs/tabular.yaml`` on a synthetic CSV (numeric and
-categorical columns, a non-linear binary target) through the CLI (``ahop_cli.cli.main``), with the
-epochs fixed (``--epochs``, early stopping off) for the per-epoch cost; the epoch time counts the
-training batches and the memory refresh (the timer's ``on_train_epoch_start`` runs before the
-task's refresh), not validation. Baselines fit the same preprocessed training tensors, 1 thread.
-
+categorical columns, a non-linear binary target) through the CLI, epochs fixed (``--epochs``,
+early stopping off); the epoch time (:class:`benchmarks.common.EpochTimer`) counts the training
+batches and the memory refresh, not validation. Baselines fit the same training tensors, 1 thread.
 Commands::
 
     python benchmarks/tabular_speed.py                          # 5k, 20k, 50k, 100k rows
@@ -20,9 +18,7 @@ Prints a markdown table and saves a PNG (seconds per epoch and per row against r
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,13 +37,13 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ahop_cli import cli as ahop_cli  # noqa: E402
 from ahop_cli.cv.baselines import BASELINES, installed  # noqa: E402
-from benchmarks.common import EpochTimer, PeakMemory  # noqa: E402
-from benchmarks.tabular import csv_data  # noqa: E402
-from tasks.quiet import LIGHTNING_LOGGERS, quiet_lightning  # noqa: E402
-from tasks.reports import markdown_table  # noqa: E402
+from benchmarks.common import EpochTimer, PeakMemory, format_rows, machine, save_figure  # noqa: E402
+from benchmarks.tabular import OUT_DIR, csv_data, quiet  # noqa: E402
 
 CONFIG = ROOT / "configs" / "tabular.yaml"
-OUT_DIR = ROOT / "benchmarks" / "out"
+COLUMNS = {"rows (train)": "{rows:.0f} ({train_rows:.0f})", "batch": "{batch_size:.0f}"}
+COLUMNS |= {"epochs": "{epochs:.0f}", "s / epoch": "{epoch_s:.2f}", "µs / row": "{us_per_row:.0f}"}
+COLUMNS |= {"peak MiB": "{peak_mib:.0f}", "fit s": "{fit_s:.1f}"}
 
 
 def synthetic_table(
@@ -71,26 +67,14 @@ def synthetic_table(
     return frame
 
 
-def fit_args(csv: Path, root: str, extra: Sequence[str]) -> list[str]:
-    """``ahop fit`` arguments of the default config on ``csv`` (65 / 15 / 20 % split)."""
-    return [
-        "--config",
-        str(CONFIG),
-        *csv_data(csv, "label"),
-        "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={root}",
-        *extra,
-    ]
-
-
 def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
-    """One ``ahop fit`` of the default config: epoch times, whole fit seconds, peak memory, and
-    the baselines' fit seconds on the same training tensors."""
+    """One ``ahop fit`` of the default config on ``csv`` (65 / 15 / 20 % split): epoch times,
+    whole fit seconds, peak memory, and the baselines' fit seconds on the same training tensors."""
     with tempfile.TemporaryDirectory(prefix="ahop-speed-") as root:
-        cli = ahop_cli.main(fit_args(csv, root, extra), run=False)
-        timer = EpochTimer()
+        quiet_trainer = ("logger", "enable_progress_bar", "enable_model_summary")
+        args = [*csv_data(csv, "label"), *(f"--trainer.{o}=false" for o in quiet_trainer)]
+        args = ["--config", str(CONFIG), *args, f"--trainer.default_root_dir={root}", *extra]
+        cli, timer = ahop_cli.main(args, run=False), EpochTimer()
         cli.trainer.callbacks.append(timer)
         start = time.perf_counter()
         with PeakMemory() as memory:
@@ -98,17 +82,11 @@ def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
         fit_s = time.perf_counter() - start
         val_acc = float(cli.trainer.callback_metrics.get("val/acc", float("nan")))
         x, y = cli.datamodule.tensors("train")
-    result: dict[str, Any] = {
-        "train_rows": len(y),
-        "columns": x.shape[1],
-        "epochs": len(timer.times),
-        "epoch_s": float(np.median(timer.times[1:] or timer.times)),
-        "fit_s": fit_s,
-        "peak_mib": memory.peak_mib,
-        "last_val_acc": val_acc,
-        "batch_size": cli.datamodule.batch_size_for(len(y)),
-    }
-    result["us_per_row"] = 1e6 * result["epoch_s"] / len(y)
+    epoch_s = float(np.median(timer.times[1:] or timer.times))
+    result = {"train_rows": len(y), "columns": x.shape[1], "epochs": len(timer.times)}
+    result |= {"epoch_s": epoch_s, "fit_s": fit_s, "peak_mib": memory.peak_mib}
+    result |= {"last_val_acc": val_acc, "batch_size": cli.datamodule.batch_size_for(len(y))}
+    result["us_per_row"] = 1e6 * epoch_s / len(y)
     for name in (n for n in ("hist-gb", "lightgbm") if installed(n)):  # ahop cv's, 1 thread
         model, begin = BASELINES[name].make(0), time.perf_counter()
         model.fit(x.numpy(), y.numpy())
@@ -116,50 +94,39 @@ def time_fit(csv: Path, extra: Sequence[str]) -> dict[str, Any]:
     return result
 
 
+def baseline_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``<baseline>_fit_s`` columns of :func:`time_fit` results."""
+    return [c for c in frame.columns if c.endswith("_fit_s")]
+
+
 def table(frame: pd.DataFrame) -> str:
     """The markdown table of :func:`time_fit` results."""
-    header = ["rows (train)", "batch", "epochs", "s / epoch", "µs / row", "peak MiB", "fit s"]
-    extra = [c for c in frame.columns if c.endswith("_fit_s")]
-    header += [c.removesuffix("_fit_s") + " fit s" for c in extra]
-    rows = [
-        [
-            f"{int(r['rows'])} ({int(r['train_rows'])})",
-            str(int(r["batch_size"])),
-            str(int(r["epochs"])),
-            f"{r['epoch_s']:.2f}",
-            f"{r['us_per_row']:.0f}",
-            f"{r['peak_mib']:.0f}",
-            f"{r['fit_s']:.1f}",
-            *(f"{r[c]:.2f}" for c in extra),
-        ]
-        for _, r in frame.iterrows()
-    ]
-    return markdown_table(header, rows)
+    extra = {c.removesuffix("_fit_s") + " fit s": f"{{{c}:.2f}}" for c in baseline_columns(frame)}
+    return format_rows(COLUMNS | extra, frame.to_dict("records"))
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
     """PNG: seconds per epoch and µs per training row against rows (log x)."""
     fig = Figure(figsize=(10, 3.6))
-    axes = fig.subplots(1, 2)
-    axes[0].plot(frame["train_rows"], frame["epoch_s"], "o-", label="retrieval (default), epoch")
-    for column in [c for c in frame.columns if c.endswith("_fit_s")]:
-        name = column.removesuffix("_fit_s")
-        axes[0].plot(frame["train_rows"], frame[column], "s--", label=f"{name}, whole fit")
+    axes, rows = fig.subplots(1, 2), frame["train_rows"]
+    axes[0].plot(rows, frame["epoch_s"], "o-", label="retrieval (default), epoch")
+    for column in baseline_columns(frame):
+        label = f"{column.removesuffix('_fit_s')}, whole fit"
+        axes[0].plot(rows, frame[column], "s--", label=label)
     axes[0].set_ylabel("seconds")
-    axes[1].plot(frame["train_rows"], frame["us_per_row"], "o-")
+    axes[1].plot(rows, frame["us_per_row"], "o-")
     axes[1].set_ylabel("µs per training row per epoch")
     axes[1].set_ylim(bottom=0)
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xticks(list(frame["train_rows"]), [f"{int(r):,}" for r in frame["train_rows"]])
+        ax.set_xticks(list(rows), [f"{int(r):,}" for r in rows])
         ax.minorticks_off()
         ax.set_xlabel("training rows")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("default tabular model: cost per epoch vs rows (1 torch thread)", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, bbox_inches=None)
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
@@ -175,33 +142,27 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     torch.set_num_threads(args.threads)
     extra = [f"--{o.removeprefix('--')}" for o in args.override]
     if not args.fit:
-        extra += [
-            f"--trainer.max_epochs={args.epochs}",
-            "--model.init_args.early_stopping_patience=null",
-        ]
+        extra += [f"--trainer.max_epochs={args.epochs}"]
+        extra += ["--model.init_args.early_stopping_patience=null"]
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} thread(s); load average "
-        f"{os.getloadavg()[0]:.2f}; {'whole fits' if args.fit else f'{args.epochs} epochs'}",
+        f"# {machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s); load average {os.getloadavg()[0]:.2f}; "
+        f"{'whole fits' if args.fit else f'{args.epochs} epochs'}",
         flush=True,
     )
     results = []
-    quiet = quiet_lightning(logging.ERROR, loggers=(*LIGHTNING_LOGGERS, "ahop.data"))
-    with tempfile.TemporaryDirectory(prefix="ahop-speed-data-") as folder, quiet:
+    with tempfile.TemporaryDirectory(prefix="ahop-speed-data-") as folder, quiet():
         for rows in args.rows:
             csv = Path(folder) / f"synthetic_{rows}.csv"
             synthetic_table(rows, *args.columns).to_csv(csv, index=False)
-            result = {"rows": rows, **time_fit(csv, extra)}
-            results.append(result)
+            results.append(r := {"rows": rows, **time_fit(csv, extra)})
             print(
-                f"{rows:>7} rows: {result['epoch_s']:.2f} s/epoch, {result['us_per_row']:.0f} "
-                f"µs/row, {result['epochs']} epochs, fit {result['fit_s']:.1f} s, peak "
-                f"+{result['peak_mib']:.0f} MiB",
+                f"{rows:>7} rows: {r['epoch_s']:.2f} s/epoch, {r['us_per_row']:.0f} µs/row, "
+                f"{r['epochs']} epochs, fit {r['fit_s']:.1f} s, peak +{r['peak_mib']:.0f} MiB",
                 flush=True,
             )
     frame = pd.DataFrame(results)
-    print("\n" + table(frame))
-    print(f"\nload average {os.getloadavg()[0]:.2f}")
+    print("\n" + table(frame) + f"\n\nload average {os.getloadavg()[0]:.2f}")
     plot(frame, args.out)
     frame.to_csv(args.out.with_suffix(".csv"), index=False)
     print(f"plot: {args.out}; table: {args.out.with_suffix('.csv')}")
