@@ -1,43 +1,33 @@
 """Multiple-instance learning benchmark through the evaluation engine of ``ahop cv``.
 
-1. **MIL data sets** (every one the MIL datamodule reads: elephant, fox, tiger, musk1, musk2,
-   ucsb_breast_cancer, synthetic; files in ``--data-dir`` or ``--data-dir/mil``). Each
-   (data set, model) is one :func:`ahop_cli.evaluate.evaluate` run, i.e. exactly
-   ``ahop cv --config configs/mil.yaml --data.init_args.dataset <name> --repeats R`` with
-   ``--model.init_args.network.similarity <s>`` (the Hopfield pooling, ``--similarities``) or
-   ``--model.init_args.pooling attention | mean`` (the deep baselines, ``--networks``):
-   stratified k-fold over bags repeated with new fold seeds, the model chosen on the training
-   folds only (default selection: the task's, ``fixed`` for MIL), optionally after an Optuna
-   search per training fold (``--search configs/search/mil.yaml``). The first model's run also
-   fits ``--baselines mean-pool-logreg max-pool-logreg`` on the same folds: mean- and max-pool +
-   logistic regression (:mod:`ahop_cli.cv.baselines`). Shown next to the published numbers
-   (Ramsauer et al. 2020, Hopfield pooling ROC-AUC; Ilse et al. 2018, attention-MIL accuracy).
-2. **MNIST-bags** (``configs/mil_mnist_bags.yaml``): test AUROC vs number of training bags, one
-   fixed test set, ``--mnist-seeds`` repeats.
+1. **MIL data sets** (files in ``--data-dir`` or ``--data-dir/mil``): per (data set, model) one
+   ``ahop cv --config configs/mil.yaml --data.init_args.dataset <name>`` run
+   (:func:`ahop_cli.evaluate.evaluate`) of the Hopfield pooling per ``--similarities``, or of a
+   deep baseline pooling (``--networks attention mean``); the first model's run also fits the
+   ``--baselines mean-pool-logreg max-pool-logreg`` on its folds. Beside the published numbers
+   (Ramsauer et al. 2020, Hopfield ROC-AUC; Ilse et al. 2018, attention-MIL accuracy).
+2. **MNIST-bags** (``configs/mil_mnist_bags.yaml``): test AUROC vs number of training bags.
 
-Every ``ahop cv`` option of the protocol (``--repeats``, ``--folds``, ``--selection``,
-``--inner_folds``, ``--monitor``, ``--search``, ``--trials``) and ``--max_folds`` apply to every
-run; any other argument is an ``ahop fit`` argument of every run (e.g. ``--trainer.max_epochs
-5``). Commands::
+The ``ahop cv`` protocol options (``--repeats``, ``--folds``, ``--selection``, ``--search`` ...) and
+``--max_folds`` apply to every run, any other argument is an ``ahop fit`` argument. Commands::
 
     python benchmarks/mil.py --datasets elephant ucsb_breast_cancer musk1 musk2 --skip-mnist-bags
     python benchmarks/mil.py --datasets elephant --repeats 5                 # published protocol
     python benchmarks/mil.py --datasets ucsb_breast_cancer --search configs/search/mil.yaml
     python benchmarks/mil.py --skip-datasets --bag-counts 50 500
 
-Every run keeps its own folder under ``--output-dir`` (per-fold results, TensorBoard, table, box
-plot; printed before it starts, so ``ahop cv --resume <folder>`` can finish an interrupted one).
-Prints markdown tables; writes ``benchmarks/out/mil.json``, ``benchmarks/out/mil_datasets.png``
-and ``benchmarks/out/mil_mnist_bags.png``.
+Each run has its own folder under ``--output-dir`` (printed first: ``ahop cv --resume <folder>``
+finishes it). Prints markdown tables; writes ``mil.json``, ``mil_datasets.png`` and
+``mil_mnist_bags.png`` in ``benchmarks/out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
-import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +43,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from ahop_cli.cv.command import parse_args as cv_options  # noqa: E402
 from ahop_cli.cv.command import protocol_from_options  # noqa: E402
 from ahop_cli.evaluate import Evaluation, Protocol, evaluate, start_run, summarize  # noqa: E402
-from benchmarks.common import OUT, add_threads_option, markdown_table, save_figure  # noqa: E402
+from benchmarks.common import add_threads_option, format_rows, machine, save_figure, save_json  # noqa: E402
 from datamodules.mil import MIL_DATASETS  # noqa: E402
 from tasks.reports import format_mean_std, format_number  # noqa: E402
 
@@ -78,12 +68,23 @@ BASELINES = {
     "mean-pool-logreg": "mean-pool + logistic regression",
     "max-pool-logreg": "max-pool + logistic regression",
 }
-#: a deep baseline: the same instance MLP and training, another pooling (``+ name``)
+#: a deep baseline: the same instance MLP and training, another pooling (``BASELINE_ARGS + name``)
+BASELINE_NETWORK = {"embedding_dim": 64, "num_embedding_layers": 2, "dropout": 0.1}
 BASELINE_ARGS = [
     "--model.init_args.network",
-    '{"embedding_dim": 64, "num_embedding_layers": 2, "dropout": 0.1}',
+    json.dumps(BASELINE_NETWORK),
     "--model.init_args.pooling",
 ]
+SIMILARITY = "--model.init_args.network.similarity"
+#: the columns of the tables: header -> template of a row's fields (:func:`_cells`)
+DATASET_COLUMNS = {"data set": "{dataset}", "model": "{model}", "folds": "{runs}"}
+DATASET_COLUMNS |= {"test AUROC (folds)": "{auroc}", "test AUROC (repeats)": "{auroc_repeats}"}
+DATASET_COLUMNS |= {"Δ AUROC vs mean-pool LR": "{delta}", "test acc (folds)": "{acc}"}
+DATASET_COLUMNS |= {"test acc (repeats)": "{acc_repeats}", "epochs": "{epoch_cell}"}
+DATASET_COLUMNS |= {"s / fold": "{seconds_per_fold:.1f}", "published": "{published}"}
+MNIST_COLUMNS = {"train bags": "{train_bags}", "similarity": "{similarity}", "runs": "{runs}"}
+MNIST_COLUMNS |= {"test AUROC": "{auroc}", "test acc": "{acc}", "epochs": "{epochs:.0f}"}
+MNIST_COLUMNS |= {"s / run": "{seconds_per_fold:.1f}"}
 
 
 def _config_args(dataset: str) -> list[str]:
@@ -95,40 +96,29 @@ def _run(options: argparse.Namespace, key: str, args: list[str], protocol: Proto
     """One ``ahop cv`` run of ``args`` (plus the data folder and the extra ``ahop fit``
     arguments) in a new folder under ``--output-dir``, printed before its first fold."""
     args = [*args, "--data.init_args.data_dir", str(options.data_dir), *options.fit_args]
-    run_dir = start_run(args, protocol, options.output_dir)
-    print(f"{key}: {run_dir}", flush=True)
-    return evaluate(
-        args,
-        protocol,
-        resume=run_dir,
-        threads=options.threads,
-        max_folds=options.max_folds,
-        log=lambda line: print(f"  {line}", flush=True),
-    )
+    print(f"{key}: {(run_dir := start_run(args, protocol, options.output_dir))}", flush=True)
+    log = functools.partial(print, " ", flush=True)
+    kwargs = {"threads": options.threads, "max_folds": options.max_folds, "log": log}
+    return evaluate(args, protocol, resume=run_dir, **kwargs)
 
 
 def _row(folds: Sequence[Any], **labels: Any) -> dict[str, Any]:
     """A table row of one model (or baseline) over ``folds``."""
-    return {
-        **labels,
-        "runs": len(folds),
-        "summary": summarize(folds),
-        "epochs": sum(r.epochs or 0 for r in folds) / max(1, len(folds)),
-        "seconds_per_fold": sum(r.seconds for r in folds) / max(1, len(folds)),
-    }
+    n = max(1, len(folds))
+    means = {"epochs": sum(r.epochs or 0 for r in folds) / n}
+    means["seconds_per_fold"] = sum(r.seconds for r in folds) / n
+    return {**labels, "runs": len(folds), "summary": summarize(folds), **means}
 
 
 def _model_runs(options: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """(label, extra ``ahop fit`` arguments) per model: the Hopfield pooling once per similarity,
-    then the deep baselines (their pooling has no similarity)."""
+    then the deep baselines (they keep the instance MLP's options; the pooling has none)."""
     runs = []
     for network in options.networks:
-        if network == "hopfield":
-            for similarity in options.similarities:
-                args = ["--model.init_args.network.similarity", similarity]
-                runs.append((f"hopfield ({similarity})", args))
-        else:  # the baselines keep the instance MLP's options; the pooling's own are dropped
+        if network != "hopfield":
             runs.append((f"{network} (baseline)", [*BASELINE_ARGS, network]))
+            continue
+        runs += [(f"hopfield ({s})", [SIMILARITY, s]) for s in options.similarities]
     return runs
 
 
@@ -158,17 +148,15 @@ def run_mnist_bags(options: argparse.Namespace) -> list[dict[str, Any]]:
     protocol = dataclasses.replace(options.protocol, repeats=options.mnist_seeds, folds=None)
     for count in options.bag_counts:
         for similarity in options.similarities:
-            args = ["--config", str(ROOT / "configs" / "mil_mnist_bags.yaml")]
-            args += ["--model.init_args.network.similarity", similarity]
-            args += ["--data.init_args.num_train_bags", str(count)]
+            args = ["--config", str(ROOT / "configs" / "mil_mnist_bags.yaml"), SIMILARITY]
+            args += [similarity, "--data.init_args.num_train_bags", str(count)]
             args += ["--data.init_args.num_test_bags", str(options.test_bags)]
             key = f"mnist_bags{count}/{similarity}/{protocol.selection or 'default'}"
             folds = _run(options, key, args, protocol).folds
             model = f"hopfield ({similarity})"
             rows.append(_row(folds, train_bags=count, similarity=similarity, model=model))
-            print(
-                f"mnist_bags {count} {similarity}: AUROC {_pm(rows[-1]['summary']['test/auroc'])}"
-            )
+            auroc = _pm(rows[-1]["summary"]["test/auroc"])
+            print(f"mnist_bags {count} {similarity}: AUROC {auroc}")
     return rows
 
 
@@ -177,62 +165,39 @@ def _pm(entry: dict[str, float], key: str = "") -> str:
     if not entry:
         return "-"
     mean, std = entry[f"{key}mean"], entry[f"{key}std"]
-    count = entry.get("repeats", 1) if key else entry.get("n", 1)
-    if count < 2:
+    if (entry.get("repeats", 1) if key else entry.get("n", 1)) < 2:
         return format_number(100 * mean, 1, missing="nan")
     return format_mean_std(100 * mean, 100 * std, 1, missing="nan")
+
+
+def _cells(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its AUROC / accuracy cells over folds and over repeats (:func:`_pm`)."""
+    cells = dict(row)
+    for metric in ("auroc", "acc"):
+        entry = row["summary"].get(f"test/{metric}", {})
+        cells |= {metric: _pm(entry), f"{metric}_repeats": _pm(entry, "repeat_")}
+    return cells
 
 
 def dataset_table(rows: list[dict[str, Any]]) -> str:
     """One row per (data set, model); Δ = AUROC points above mean-pool + logistic regression on
     the same folds (the baseline every learned pooling has to beat)."""
-    headers = ["data set", "model", "folds", "test AUROC (folds)", "test AUROC (repeats)"]
-    headers += ["Δ AUROC vs mean-pool LR", "test acc (folds)", "test acc (repeats)", "epochs"]
-    headers += ["s / fold", "published"]
     reference = {
         r["dataset"]: r["summary"]["test/auroc"]["mean"]
         for r in rows
         if r["model"].startswith("mean-pool")
     }
     body = []
-    for r in rows:
-        auroc, acc = r["summary"].get("test/auroc", {}), r["summary"].get("test/acc", {})
-        delta = "-"
-        if auroc and r["dataset"] in reference:
-            delta = f"{100 * (auroc['mean'] - reference[r['dataset']]):+.1f}"
-        body.append(
-            [
-                r["dataset"],
-                r["model"],
-                r["runs"],
-                _pm(auroc),
-                _pm(auroc, "repeat_"),
-                delta,
-                _pm(acc),
-                _pm(acc, "repeat_"),
-                f"{r['epochs']:.0f}" if r["epochs"] else "-",
-                f"{r['seconds_per_fold']:.1f}",
-                PUBLISHED.get(r["dataset"], "-"),
-            ]
-        )
-    return markdown_table(headers, body)
+    for r in map(_cells, rows):
+        auroc, base = r["summary"].get("test/auroc", {}), reference.get(r["dataset"])
+        r["delta"] = f"{100 * (auroc['mean'] - base):+.1f}" if auroc and base is not None else "-"
+        r["epoch_cell"] = f"{r['epochs']:.0f}" if r["epochs"] else "-"
+        body.append({**r, "published": PUBLISHED.get(r["dataset"], "-")})
+    return format_rows(DATASET_COLUMNS, body)
 
 
 def mnist_table(rows: list[dict[str, Any]]) -> str:
-    headers = ["train bags", "similarity", "runs", "test AUROC", "test acc", "epochs", "s / run"]
-    body = [
-        [
-            r["train_bags"],
-            r["similarity"],
-            r["runs"],
-            _pm(r["summary"]["test/auroc"]),
-            _pm(r["summary"]["test/acc"]),
-            f"{r['epochs']:.0f}",
-            f"{r['seconds_per_fold']:.1f}",
-        ]
-        for r in rows
-    ]
-    return markdown_table(headers, body)
+    return format_rows(MNIST_COLUMNS, map(_cells, rows))
 
 
 def plot(rows: list[dict[str, Any]], x: str, series: str, name: str) -> Path:
@@ -274,33 +239,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The benchmark's options; the rest are ``ahop cv`` options (``options.protocol``) and
     ``ahop fit`` arguments of every run (``options.fit_args``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument(
-        "--datasets",
-        nargs="*",
-        default=["elephant", "musk1", "musk2", "ucsb_breast_cancer"],
-        choices=DATASETS,
-    )
+    default = ["elephant", "musk1", "musk2", "ucsb_breast_cancer"]
+    parser.add_argument("--datasets", nargs="*", default=default, choices=DATASETS)
     parser.add_argument(
         "--similarities", nargs="*", default=["adaptive"], help="of the Hopfield pooling"
     )
-    parser.add_argument(
-        "--networks",
-        nargs="*",
-        default=["hopfield", "attention"],
-        choices=["hopfield", "attention", "mean"],
-        help="bag networks (attention / mean: the deep baselines)",
-    )
-    parser.add_argument(
-        "--skip-baselines", action="store_true", help="no pooled logistic-regression rows"
-    )
+    networks = ["hopfield", "attention", "mean"]
+    note = "bag networks (attention / mean: the deep baselines)"
+    parser.add_argument("--networks", nargs="*", default=networks[:2], choices=networks, help=note)
+    note = "no pooled logistic-regression rows"
+    parser.add_argument("--skip-baselines", action="store_true", help=note)
     parser.add_argument("--bag-counts", nargs="*", type=int, default=list(BAG_COUNTS))
     parser.add_argument("--test-bags", type=int, default=1000, help="MNIST-bags test bags")
     parser.add_argument("--mnist-seeds", type=int, default=1, help="MNIST-bags runs per point")
     parser.add_argument("--skip-datasets", action="store_true")
     parser.add_argument("--skip-mnist-bags", action="store_true")
-    parser.add_argument(
-        "--data-dir", type=Path, default=SHARED, help="folder of the files (or its mil/)"
-    )
+    note = "folder of the files (or its mil/)"
+    parser.add_argument("--data-dir", type=Path, default=SHARED, help=note)
     parser.add_argument("--output-dir", default="runs/benchmarks/mil", help="parent of run folders")
     add_threads_option(parser)
     options, rest = parser.parse_known_args(argv)
@@ -322,8 +277,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report["datasets"] = run_datasets(options)
     if not options.skip_mnist_bags and options.bag_counts:
         report["mnist_bags"] = run_mnist_bags(options)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-    print(f"\ntorch {torch.__version__}, {options.threads} threads, {machine}")
+    print(
+        f"\ntorch {torch.__version__}, {options.threads} threads, {machine()}, {os.cpu_count()} CPUs"
+    )
     if report["datasets"]:
         protocol = options.protocol
         search = f", Optuna search {options.search} per training fold" if options.search else ""
@@ -339,8 +295,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"\nMNIST-bags, {options.test_bags} test bags (x100)")
         print(mnist_table(report["mnist_bags"]))
         print(f"plot: {plot(report['mnist_bags'], 'train_bags', 'similarity', 'mil_mnist_bags')}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "mil.json").write_text(json.dumps(report, indent=2, default=str))
+    save_json("mil", report, indent=2)
     return report
 
 

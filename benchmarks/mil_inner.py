@@ -1,20 +1,16 @@
 """How the MIL defaults were chosen: model variants compared on inner validation folds only.
 
-For each data set and variant, the training bags of the first ``--outer-folds`` outer folds
-(repeat 0 of the 10-fold split) are split into ``--inner-folds`` stratified inner folds; the model
-is trained on each inner training part and its validation curves are averaged (exactly what
-``ahop cv --selection inner_cv`` does before its final fit: :meth:`FoldRunner.inner_curves`).
-No test fold is trained on, tested or looked at. Reported per variant: the mean inner-validation
-AUROC / accuracy at the epoch count that the mean validation loss selects, the best mean AUROC
-over epochs, and the time; and a plot (``benchmarks/out/mil_curves.png``) of the mean training
-vs inner-validation loss and AUROC per epoch, per data set and variant: where a variant starts to
-memorise its training bags. Also scored without a test bag: the epoch-selection rules (the
-loss- or AUROC-chosen epoch count vs a fixed ``--max-epochs``), by leave-one-inner-fold-out.
+Per data set and variant, the training bags of the first ``--outer-folds`` outer folds (repeat 0)
+are split into ``--inner-folds`` inner folds and the variant's validation curves averaged over
+them (what ``ahop cv --selection inner_cv`` does: :meth:`FoldRunner.inner_curves`); no test fold is
+used. Reported: the inner AUROC / accuracy at the epochs the mean validation loss selects, the best
+mean AUROC, the time; the epoch-selection rules scored by leave-one-inner-fold-out; and
+``benchmarks/out/mil_curves.png`` (training vs inner-validation loss and AUROC per epoch).
 
     python benchmarks/mil_inner.py                       # default vs projected pooling vs baselines
     python benchmarks/mil_inner.py --datasets elephant --variants default idrop0.3 emb16
 
-Prints a markdown table per data set; appends every (data set, variant) result to
+Prints markdown tables; appends every (data set, variant) result to
 ``benchmarks/out/mil_inner.json`` as soon as it is measured (a rerun skips measured ones).
 """
 
@@ -41,43 +37,47 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from ahop_cli.evaluate import FoldRunner, InnerHooks, Protocol, prepare  # noqa: E402
 from ahop_cli.selection import CurveRecorder  # noqa: E402
-from benchmarks.common import OUT, markdown_table, save_figure  # noqa: E402
+from benchmarks.common import OUT, format_rows, save_figure  # noqa: E402
+from benchmarks.mil import BASELINE_NETWORK as BASELINE  # noqa: E402
 from benchmarks.mil import SHARED, _config_args  # noqa: E402
 from tasks.quiet import quiet_lightning  # noqa: E402
 
+NET, OPTIMIZER = "model.init_args.network.", "model.init_args.optimizer.init_args."
 #: the Hopfield pooling as it was before 2026-12-03: value and output projections (+ LayerNorm)
-PROJECTED = {"model.init_args.network.pooling_kwargs": None}
-#: a deep baseline: the same instance MLP and training, another pooling
-BASELINE = {"embedding_dim": 64, "num_embedding_layers": 2, "dropout": 0.1}
+PROJECTED = {f"{NET}pooling_kwargs": None}
+EMA = {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging", "init_args": {"decay": 0.9}}
 #: variant name -> config edits (dotted option -> value) on top of configs/mil.yaml
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "projected": PROJECTED,
-    "projected_dot": {**PROJECTED, "model.init_args.network.similarity": "dot"},
-    "dot": {"model.init_args.network.similarity": "dot"},
+    "projected_dot": {**PROJECTED, f"{NET}similarity": "dot"},
+    "dot": {f"{NET}similarity": "dot"},
     "attention": {"model.init_args.pooling": "attention", "model.init_args.network": BASELINE},
     "mean": {"model.init_args.pooling": "mean", "model.init_args.network": BASELINE},
-    "idrop0.3": {"model.init_args.network.instance_dropout": 0.3},
-    "input_dropout0.3": {"model.init_args.network.input_dropout": 0.3},
-    "emb16": {"model.init_args.network.embedding_dim": 16},
-    "layers1": {"model.init_args.network.num_embedding_layers": 1},
-    "layers1_emb128": {
-        "model.init_args.network.num_embedding_layers": 1,
-        "model.init_args.network.embedding_dim": 128,
-    },
-    "lr3e-4": {"model.init_args.optimizer.init_args.lr": 3e-4},
+    "idrop0.3": {f"{NET}instance_dropout": 0.3},
+    "input_dropout0.3": {f"{NET}input_dropout": 0.3},
+    "emb16": {f"{NET}embedding_dim": 16},
+    "layers1": {f"{NET}num_embedding_layers": 1},
+    "layers1_emb128": {f"{NET}num_embedding_layers": 1, f"{NET}embedding_dim": 128},
+    "lr3e-4": {f"{OPTIMIZER}lr": 3e-4},
     "ens3": {"model.init_args.ensemble_size": 3},
     "ens5": {"model.init_args.ensemble_size": 5},
-    "ema": {
-        "trainer.callbacks": [
-            {
-                "class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
-                "init_args": {"decay": 0.9},
-            }
-        ]
-    },
+    "ema": {"trainer.callbacks": [EMA]},
 }
 RESULTS = OUT / "mil_inner.json"
+METRICS = {"auroc": "AUROC", "acc": "acc"}
+RULES = {"loss": "loss-chosen epochs", "auroc": "AUROC-chosen epochs", "fixed": "fixed epochs"}
+#: the columns of :func:`table`: header -> template of a row's fields (percentages: ``_pct``)
+COLUMNS = {"data set": "{dataset}", "variant": "{variant}"}
+COLUMNS |= {"inner AUROC @ loss epoch": "{auroc_at_loss_epoch_pct:.1f}"}
+COLUMNS |= {"inner acc @ loss epoch": "{acc_at_loss_epoch_pct:.1f}", "loss epochs": "{epochs:.1f}"}
+COLUMNS |= {"best mean AUROC (epoch)": "{best_auroc_pct:.1f} ({best_auroc_epoch:.0f})"}
+COLUMNS |= {"AUROC last epoch": "{auroc_last_pct:.1f}", "s / outer fold": "{seconds_per_fold:.0f}"}
+#: the columns of :func:`rules_table`
+RULE_COLUMNS = {"data set": "{dataset}", "variant": "{variant}"}
+RULE_COLUMNS |= {
+    f"{METRICS[m]}, {RULES[r]}": f"{{held_out_{m}_{r}_pct:.1f}}" for m in METRICS for r in RULES
+}
 
 
 def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
@@ -146,21 +146,16 @@ def measure(dataset: str, variant: str, options: argparse.Namespace) -> dict[str
     """The inner-validation facts of one variant on the first outer folds of a data set."""
     args = [*_config_args(dataset), "--data.init_args.data_dir", str(options.data_dir)]
     args += ["--trainer.max_epochs", str(options.max_epochs)]
-    protocol = Protocol(inner_folds=options.inner_folds)
-    start = time.perf_counter()
-    per_fold = []
+    protocol, start, per_fold = Protocol(inner_folds=options.inner_folds), time.perf_counter(), []
     with quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         base, plan, monitor = prepare(args, protocol)
         for spec in plan[: options.outer_folds]:
             runner = FoldRunner(base, spec, protocol, Path(tmp) / spec.key, None, monitor)
             train = [CurveRecorder("train") for _ in range(options.inner_folds)]
             predictions = [PredictionRecorder() for _ in range(options.inner_folds)]
-            hooks = InnerHooks(
-                lambda k, train=train, predictions=predictions: [train[k], predictions[k]]
-            )
+            hooks = InnerHooks(lambda k, t=train, p=predictions: [t[k], p[k]])
             curves = runner.inner_curves(VARIANTS[variant], hooks)
-            epochs, evidence = curves.choose("val/loss", "min")
-            auroc = curves.mean("val/auroc")
+            (epochs, evidence), auroc = curves.choose("val/loss", "min"), curves.mean("val/auroc")
             per_fold.append(
                 {
                     "epochs": epochs,
@@ -217,40 +212,19 @@ def plot_curves(rows: list[dict[str, Any]]) -> Path:
     return save_figure(figure, "mil_curves")
 
 
+def _pct(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``<score>_pct`` = 100 x each score and the seconds per outer fold."""
+    pct = {f"{k}_pct": 100 * v for k, v in row.items() if isinstance(v, float) and k != "seconds"}
+    return {**row, **pct, "seconds_per_fold": row["seconds"] / len(row["folds"])}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["data set", "variant", "inner AUROC @ loss epoch", "inner acc @ loss epoch"]
-    headers += ["loss epochs", "best mean AUROC (epoch)", "AUROC last epoch", "s / outer fold"]
-    body = [
-        [
-            r["dataset"],
-            r["variant"],
-            f"{100 * r['auroc_at_loss_epoch']:.1f}",
-            f"{100 * r['acc_at_loss_epoch']:.1f}",
-            f"{r['epochs']:.1f}",
-            f"{100 * r['best_auroc']:.1f} ({r['best_auroc_epoch']:.0f})",
-            f"{100 * r['auroc_last']:.1f}",
-            f"{r['seconds'] / len(r['folds']):.0f}",
-        ]
-        for r in rows
-    ]
-    return markdown_table(headers, body)
-
-
-METRICS = {"auroc": "AUROC", "acc": "acc"}
-RULES = {"loss": "loss-chosen epochs", "auroc": "AUROC-chosen epochs", "fixed": "fixed epochs"}
+    return format_rows(COLUMNS, map(_pct, rows))
 
 
 def rules_table(rows: list[dict[str, Any]]) -> str:
     """Held-out inner-fold AUROC / accuracy per epoch-selection rule (:func:`held_out_rules`)."""
-    headers = ["data set", "variant"]
-    headers += [f"{METRICS[m]}, {RULES[r]}" for m in METRICS for r in RULES]
-    body = [
-        [r["dataset"], r["variant"]]
-        + [f"{100 * r[f'held_out_{m}_{rule}']:.1f}" for m in METRICS for rule in RULES]
-        for r in rows
-        if "held_out_auroc_fixed" in r
-    ]
-    return markdown_table(headers, body)
+    return format_rows(RULE_COLUMNS, [_pct(r) for r in rows if "held_out_auroc_fixed" in r])
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -258,12 +232,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--datasets", nargs="*", default=["elephant", "ucsb_breast_cancer", "musk1"]
     )
-    parser.add_argument(
-        "--variants",
-        nargs="*",
-        default=["default", "projected", "attention", "mean"],
-        choices=list(VARIANTS),
-    )
+    variants = ["default", "projected", "attention", "mean"]
+    parser.add_argument("--variants", nargs="*", default=variants, choices=list(VARIANTS))
     parser.add_argument("--outer-folds", type=int, default=2)
     parser.add_argument("--inner-folds", type=int, default=5)
     parser.add_argument("--max-epochs", type=int, default=40)
@@ -279,8 +249,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             key = {"dataset": dataset, "variant": variant, **settings}
             row = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
             if row is None:
-                row = {**measure(dataset, variant, options), **settings}
-                done.append(row)
+                done.append(row := {**measure(dataset, variant, options), **settings})
                 OUT.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(done, indent=2))
                 print(table([row]).splitlines()[-1], flush=True)

@@ -32,7 +32,6 @@ def test_baselines_run_on_the_folds_of_the_first_model_and_learn(
     tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setattr(common, "OUT", tmp_path / "out")
-    monkeypatch.setattr(bench, "OUT", tmp_path / "out")
     report = bench.main(
         ["--datasets", "synthetic", "--networks", "mean", "--skip-mnist-bags", "--data-dir",
          str(tmp_path), "--output-dir", str(tmp_path / "runs"), "--folds", "3", "--repeats", "2",
