@@ -1,8 +1,7 @@
 """Associative-memory retrieval experiments: Universal Hopfield Networks (UHN) and A-Hop.
 
-One command per experiment; each prints a markdown table, writes ``benchmarks/out/<name>.png``
-and ``benchmarks/out/<name>.json`` (``<name>`` = ``retrieval_<experiment>_<dataset>``) and
-reports its wall time::
+Each command prints markdown tables and its wall time and writes
+``benchmarks/out/retrieval_<experiment>_<dataset>.{png,json}`` (see docs/results_retrieval.md)::
 
     python benchmarks/retrieval.py capacity   --dataset mnist   # 1. UHN capacity vs N
     python benchmarks/retrieval.py robustness --dataset mnist   # 2. noise sigma / mask fraction
@@ -11,19 +10,11 @@ reports its wall time::
     python benchmarks/retrieval.py classical                    # 5. binary Hopfield vs 0.138 N
     python benchmarks/retrieval.py paper      --dataset mnist   # 6. A-Hop paper: synthetic + MNIST
     python benchmarks/retrieval.py all --dataset digits --quick # everything, small (smoke run)
-    python benchmarks/retrieval.py capacity --dataset cifar10 --data-dir <folder with
-        cifar-10-batches-py>                                    # CIFAR-10 (needs the data)
 
-Datasets: ``mnist`` = the offline MNIST 10k test split in ``../shared/data`` carved 8,000 / 2,000
-(``carve_from="test"``); memories are drawn from the 8,000-image part. ``digits`` = scikit-learn's
-8x8 digits (train carve, 1,437 images). ``cifar10`` = torchvision's pickles (not available here).
-
-Everything goes through the library: memories from ``MEMORY_SOURCES`` and queries from
-``make_queries`` (:mod:`datamodules.retrieval`), retrieval, scores and training from :mod:`ahop`.
-
-Seeds: seed ``s`` draws the memories of run ``s`` (``memory_seed = s``); query corruptions use
-``stream_seed(s, STREAMS["test"], N)``, A-Hop training corruptions a separate stream, so test
-queries are never seen in training.
+Datasets: ``mnist`` = the 8,000-image "train" carve of the offline MNIST 10k test split in
+``../shared/data``; ``digits`` = scikit-learn's 8x8 digits (train carve, 1,437 images);
+``cifar10`` = torchvision's pickles in ``--data-dir``. Seed ``s`` draws the memories of run ``s``;
+test queries use ``stream_seed(s, STREAMS["test"], N)``, A-Hop training its own stream.
 """
 # ruff: noqa: E402
 
@@ -33,10 +24,10 @@ import argparse
 import copy
 import itertools
 import math
-import platform
 import statistics
 import sys
 import time
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +47,7 @@ from ahop.separation import build_separation
 from ahop.similarity import SIMILARITIES, AdaptiveSimilarity
 from ahop.uhop import UHopSimilarity
 from ahop.variants import Variant, build_variant
-from benchmarks.common import markdown_table, save_figure, save_json
+from benchmarks.common import machine, markdown_table, save_figure, save_json
 from datamodules.retrieval import MEMORY_SOURCES, STREAMS, make_queries, stream_seed
 from tasks.reports import format_mean_std
 
@@ -78,12 +69,14 @@ SYNTHETIC_DIM = 50
 
 @dataclass
 class Context:
-    """What every experiment needs: data, seeds, sizes (full or ``--quick``)."""
+    """What every experiment needs: data, seeds (all ``runs``; this experiment's), sizes (full or
+    ``--quick``), and the pools of memories and image shape drawn so far."""
 
     dataset: str
     data_dir: Path
     quick: bool
-    seeds: list[int]
+    runs: list[int]
+    seeds: list[int] = field(default_factory=list)
     shape: tuple[int, ...] = ()
     _pools: dict[int, Tensor] = field(default_factory=dict)
 
@@ -113,7 +106,10 @@ class Context:
         return UHN_THRESHOLD * min(1.0, pixels / UHN_PIXELS)
 
     def variant(self, name: str, **kwargs: Any) -> Variant:
-        return build_variant(name, image_shape=self.shape, **kwargs)  # ignored where not taken
+        """A query variant for this data's images (``image_shape`` ignored where not taken)."""
+        if not self.shape:
+            self.memories(self.seeds[0], 1)
+        return build_variant(name, image_shape=self.shape, **kwargs)
 
 
 def fmt(values: Sequence[float]) -> str:
@@ -137,25 +133,21 @@ def _bold_table(title: str, headers: Sequence[str], rows: list[list[Any]]) -> No
 # -- 1.-3. sweeps of the fixed retrieval ------------------------------------------------------
 
 
-def sweep(
-    ctx, panels, settings, caption, title, header="{}", xlabel="{}", by_level=True, log=False
-):
+def sweep(ctx, panels, settings, caption, title, header="{}", num=None, by_level=True) -> dict:
     """Fraction retrieved (UHN's criterion) of every seed, ``results[panel][setting][level]``,
     printed (rows: levels, or settings without ``by_level``) and plotted. ``panels``: name ->
-    (levels, ``level -> (N, query variant)``); ``settings``: label -> (similarity, separation,
-    its options); ``caption``, ``header``, ``xlabel`` are formatted with the panel's name. All N
-    stored patterns are corrupted once and retrieved in one batched call."""
+    (levels, ``level -> query variant``) at ``num`` stored patterns (None: N = the level, a log
+    axis); ``settings``: label -> (similarity, separation, its options); ``caption`` and
+    ``header`` are formatted with the panel's name. All N stored patterns are corrupted once and
+    retrieved in one batched call."""
     results = {p: {k: {v: [] for v in lv} for k in settings} for p, (lv, _) in panels.items()}
-    for seed, (name, (levels, point)) in itertools.product(ctx.seeds, panels.items()):
+    for seed, (name, (levels, make)) in itertools.product(ctx.seeds, panels.items()):
         for level in levels:
-            num, variant = point(level)
-            memories = ctx.memories(seed, num)
-            seed_q = stream_seed(seed, STREAMS["test"], num)
-            queries, sources = make_queries(memories, variant, 1, seed_q)
-            for label, (sim, sep, options) in settings.items():
-                out = retrieve(
-                    queries, memories, similarity=sim, separation=sep, beta=BETA, **options
-                )
+            memories = ctx.memories(seed, n := num or int(level))
+            seed_q = stream_seed(seed, STREAMS["test"], n)
+            queries, sources = make_queries(memories, make(level), 1, seed_q)
+            for label, (sim, sep, opts) in settings.items():
+                out = retrieve(queries, memories, similarity=sim, separation=sep, beta=BETA, **opts)
                 score = fraction_correctly_retrieved(out, memories[sources], ctx.threshold)
                 results[name][label][level].append(float(score))
     figure = Figure(figsize=(10, 3.8))
@@ -171,23 +163,22 @@ def sweep(
         ax = figure.add_subplot(1, len(results), i + 1)
         for label in labels:
             _curve(ax, levels, [per_setting[label][v] for v in levels], label)
-        ax.set(xlabel=xlabel.format(panel), ylabel="fraction retrieved", ylim=(-0.05, 1.05))
-        if log:
+        xlabel = panel if num else "stored patterns N"
+        ax.set(xlabel=xlabel, ylabel="fraction retrieved", ylim=(-0.05, 1.05))
+        if not num:
             ax.set(xscale="log", title=panel)
         ax.legend(fontsize=8 if by_level else 7)
     figure.suptitle(title)
     return {"results": results, "figure": figure}
 
 
-def _size_sweep(ctx: Context, settings: dict, caption: str, title: str, **plot: Any) -> dict:
+def _size_sweep(ctx: Context, settings: dict, caption: str, title: str, **table: Any) -> dict:
     """Capacity / separation: N stored patterns; masked (bottom half) and noisy queries."""
     sizes = [2, 10, 100] if ctx.quick else [2, 5, 10, 20, 50, 100, 200, 500, 1000]
-    ctx.memories(ctx.seeds[0], 1)  # the image shape, for the variants
     variants = {"mask": ctx.variant("mask", fraction=0.5, mode="bottom")}
     variants[f"noise {NOISE_SIGMA}"] = ctx.variant("noise", sigma=NOISE_SIGMA)
-    panels = {name: (sizes, lambda n, v=v: (int(n), v)) for name, v in variants.items()}
-    plot.update(xlabel="stored patterns N", log=True)
-    return {"sizes": sizes, **sweep(ctx, panels, settings, caption, title, **plot)}
+    panels = {name: (sizes, lambda n, v=v: v) for name, v in variants.items()}
+    return {"sizes": sizes, **sweep(ctx, panels, settings, caption, title, **table)}
 
 
 def capacity(ctx: Context) -> dict[str, Any]:
@@ -223,18 +214,13 @@ def robustness(ctx: Context) -> dict[str, Any]:
     num = 100
     sigmas = [0.1, 0.5, 1.5] if ctx.quick else [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5]
     fractions = [0.1, 0.5, 0.9] if ctx.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    ctx.memories(ctx.seeds[0], 1)  # the image shape, for the variants
-    panels = {
-        "noise sigma": (sigmas, lambda v: (num, ctx.variant("noise", sigma=v))),
-        "masked fraction (bottom rows)": (
-            fractions,
-            lambda v: (num, ctx.variant("mask", fraction=v, mode="bottom")),
-        ),
-    }
+    panels = {"noise sigma": (sigmas, lambda v: ctx.variant("noise", sigma=v))}
+    masked = (fractions, lambda v: ctx.variant("mask", fraction=v, mode="bottom"))
+    panels["masked fraction (bottom rows)"] = masked
     settings = {s: (s, "softmax", {}) for s in FIXED_SIMILARITIES}
     caption = f"**{ctx.dataset}, N={num}, {{}}** (fraction correctly retrieved)"
     title = f"UHN robustness, {ctx.dataset}, N={num}, softmax beta={BETA:g}"
-    return {"num_memories": num, **sweep(ctx, panels, settings, caption, title)}
+    return {"num_memories": num, **sweep(ctx, panels, settings, caption, title, num=num)}
 
 
 # -- 4. A-Hop vs fixed ------------------------------------------------------------------------
@@ -253,18 +239,12 @@ ADAPTIVE_INIT = {"beta_dis": 0.1, "beta_dot": 0.1}
 ADAPTIVE_BETA = 1.0
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Sizes of experiments 4 and 6: memories, Adam steps, batch, learning rate, and training /
-    validation / test queries per memory."""
-
-    memories: int
-    steps: int
-    batch: int
-    lr: float
-    train_per_memory: int
-    test_per_memory: int
-    val_per_memory: int = 0
+#: sizes of experiments 4 and 6: memories, Adam steps, batch, learning rate, queries per memory
+Budget = namedtuple(
+    "Budget",
+    "memories steps batch lr train_per_memory test_per_memory val_per_memory",
+    defaults=[0],
+)
 
 
 ADAPTIVE_BUDGETS = {
@@ -306,8 +286,10 @@ def adaptive(ctx: Context) -> dict[str, Any]:
         f"{ADAPTIVE_INIT}); {budget.test_per_memory} test queries per memory"
     )
     main_label, untrained = next(iter(ABLATIONS)), "adaptive, untrained init"
+    columns = [*FIXED_SIMILARITIES, untrained, main_label]
     table: dict[float, dict[str, float]] = {}
     seconds: dict[str, float] = {}
+    rows = []
     for difficulty in difficulties:
         variant = ctx.variant("mixed", difficulty=difficulty)
         test_seed = stream_seed(seed, STREAMS["test"])
@@ -323,10 +305,7 @@ def adaptive(ctx: Context) -> dict[str, Any]:
                 k: float(retrieval_accuracy(m(memories, q), src)) for k, m in models.items()
             }
         print(f"difficulty {difficulty}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
-    columns = [*FIXED_SIMILARITIES, untrained, main_label]
-    rows = []
-    for difficulty, row in table.items():
-        best = max(FIXED_SIMILARITIES, key=lambda s: row[s])
+        best = max(FIXED_SIMILARITIES, key=row.get)
         rows.append([difficulty, *(row[c] for c in columns), f"{best} {row[best]:.3f}"])
     title = f"{ctx.dataset}: retrieval accuracy on mixed corruptions"
     _bold_table(title, ["difficulty", *columns, "best fixed"], rows)
@@ -343,7 +322,7 @@ def adaptive(ctx: Context) -> dict[str, Any]:
     bars.barh(list(ABLATIONS), [hardest[label] for label in ABLATIONS])
     bars.set(xlabel=f"accuracy at difficulty {difficulties[-1]}", xlim=(0, 1))
     figure.suptitle(f"A-Hop vs fixed similarities, {ctx.dataset}, N={budget.memories}")
-    result = {"budget": vars(budget), "difficulties": difficulties, "accuracy": table}
+    result = {"budget": budget._asdict(), "difficulties": difficulties, "accuracy": table}
     return {**result, "train_seconds": seconds, "figure": figure}
 
 
@@ -576,7 +555,12 @@ def paper(ctx: Context) -> dict[str, Any]:
     )
     print(f"\ntraining seconds (all levels and seeds): {times}")
     figure = paper_figure(results, ablations)
-    result = {"budget": vars(budget), "levels": levels, "results": results, "ablations": ablations}
+    result = {
+        "budget": budget._asdict(),
+        "levels": levels,
+        "results": results,
+        "ablations": ablations,
+    }
     return {**result, "train_seconds": seconds, "uhop_over_ahop_time": ratio, "figure": figure}
 
 
@@ -622,21 +606,17 @@ SEED_CAPS = {"adaptive": 1, "paper": 5}
 def run(name: str, ctx: Context) -> dict[str, Any]:
     """Run one experiment, print its table and wall time, save its plot and JSON."""
     dataset = "random" if name == "classical" else ctx.dataset
-    seeds = ctx.seeds[: SEED_CAPS.get(name, len(ctx.seeds))]  # fewer memory draws (cost)
+    ctx.seeds = seeds = ctx.runs[: SEED_CAPS.get(name)]  # fewer memory draws (cost)
     print(f"\n## {name} ({dataset}{', quick' if ctx.quick else ''}, seeds {seeds})")
     start = time.perf_counter()
-    everyone, ctx.seeds = ctx.seeds, seeds  # the context caches pools and shapes: no copy
-    try:
-        result = EXPERIMENTS[name](ctx)
-    finally:
-        ctx.seeds = everyone
+    result = EXPERIMENTS[name](ctx)
     wall = time.perf_counter() - start
     print(f"\nwall time: {wall:.1f} s")
     figure = result.pop("figure")
     tag = f"retrieval_{name}_{dataset}{'_quick' if ctx.quick else ''}"
     meta = dict(experiment=name, dataset=dataset, quick=ctx.quick, seeds=seeds, beta=BETA)
     meta.update(threshold=ctx.threshold, wall_seconds=wall, torch_threads=torch.get_num_threads())
-    save_json(tag, {**meta, "machine": platform.processor() or platform.machine(), **result})
+    save_json(tag, {**meta, "machine": machine(), **result})
     print(f"plot: {save_figure(figure, tag)}")
     return {**result, "wall_seconds": wall}
 
