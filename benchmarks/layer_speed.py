@@ -4,17 +4,14 @@
     python benchmarks/layer_speed.py --quick    # N=1000 only
     python benchmarks/layer_speed.py --sorts-only   # row sorts: ahop.sorting vs torch.sort
 
-Each case computes ``softmax(beta * similarity(K, q)) @ V`` with gradients for queries, keys and
-values. Baselines in the same run: ``scaled_dot_product_attention`` for dot,
-``-torch.cdist(q, K, p)`` (p=2 euclidean, p=1 manhattan) followed by the same softmax for the
-distances, and for the adaptive similarity (O(Q N d log d): a sort per query-memory pair) plain
-autograd through its literal definition (``torch.sort`` of the whole ``(Q, N, d)`` tensors), run
-only where that fits in memory; at N = 10000 the adaptive case takes one timed repeat. Peak
-memory (CPU) is the growth of the process's peak RSS (``VmHWM``, reset before the case) while
-the case runs, each case in a fresh subprocess (so one case's allocations do not hide
-another's) with glibc's mmap threshold fixed at 128 KiB (so freed tensors leave RSS at once
-instead of staying cached).
+Each case is ``softmax(beta * similarity(K, q)) @ V`` with gradients for q, K and V. Baselines:
+``scaled_dot_product_attention`` (dot), ``-torch.cdist(q, K, p)`` and the same softmax
+(euclidean p=2, manhattan p=1), autograd through the adaptive similarity's literal definition
+(``torch.sort`` of whole ``(Q, N, d)`` tensors; only where that fits; at N = 10000 one timed
+repeat). Peak memory: growth of peak RSS (``VmHWM``, reset first) in a fresh subprocess per case,
+with glibc's mmap threshold at 128 KiB (freed tensors leave RSS at once).
 """
+# ruff: noqa: E402
 
 from __future__ import annotations
 
@@ -32,16 +29,16 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/layer_speed.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/layer_speed.py` from anywhere
 
-from ahop.functional import retrieve  # noqa: E402
-from ahop.similarity import DEFAULT_MEMORY_BUDGET, build_similarity  # noqa: E402
-from ahop.sorting import sort_rows_, sort_rows_with_order  # noqa: E402
-from benchmarks.common import PeakMemory, markdown_table, median_time, save_figure  # noqa: E402
+from ahop.functional import retrieve
+from ahop.similarity import DEFAULT_MEMORY_BUDGET, build_similarity
+from ahop.sorting import sort_rows_, sort_rows_with_order
+from benchmarks.common import PeakMemory, markdown_table, median_time, save_figure
 
 QUERIES = 256
-SIMILARITIES = ("dot", "euclidean", "manhattan", "adaptive")
+#: similarity -> its torch baseline
+BASELINE = {"dot": "sdpa", "euclidean": "cdist", "manhattan": "cdist", "adaptive": "naive autograd"}
 MAX_REPEATS = 50
 BETA = 0.1
 #: Run the naive adaptive baseline only when its autograd graph should fit in this many bytes.
@@ -49,21 +46,6 @@ NAIVE_ADAPTIVE_LIMIT = 10 * 2**30
 #: Bytes per (query, memory, dimension) element that naive autograd keeps, both bases together:
 #: differences, values, sorted values and int64 sort indices.
 NAIVE_ADAPTIVE_BYTES = 40
-
-
-def naive_adaptive(d: int):
-    """The adaptive similarity's literal definition through autograd: no blocks, ``torch.sort``."""
-    weights = build_similarity("adaptive", dim=d).effective_weights().detach()
-
-    def score(q, k):
-        distance = -(q.unsqueeze(-2) - k.unsqueeze(-3)).pow(2)
-        dot = q.unsqueeze(-2) * k.unsqueeze(-3)
-        return sum(
-            values.sort(dim=-1, descending=True).values @ w
-            for values, w in zip((distance, dot), weights)
-        )
-
-    return lambda q, k, v: (BETA * score(q, k)).softmax(-1) @ v
 
 
 def forward(kind: str, similarity: str, d: int):
@@ -74,15 +56,20 @@ def forward(kind: str, similarity: str, d: int):
         return lambda q, k, v: retrieve(q, k, v, similarity=module, beta=BETA)
     if similarity == "dot":
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=BETA)
-    if similarity == "adaptive":
-        return naive_adaptive(d)
-    p = {"euclidean": 2.0, "manhattan": 1.0}[similarity]
-    return lambda q, k, v: (-BETA * torch.cdist(q, k, p=p)).softmax(-1) @ v
+    if similarity != "adaptive":
+        p = {"euclidean": 2.0, "manhattan": 1.0}[similarity]
+        return lambda q, k, v: (-BETA * torch.cdist(q, k, p=p)).softmax(-1) @ v
+    weights = build_similarity("adaptive", dim=d).effective_weights().detach()
+
+    def naive(q, k, v):  # the literal definition through autograd: no blocks, ``torch.sort``
+        bases = (-(q.unsqueeze(-2) - k.unsqueeze(-3)).pow(2), q.unsqueeze(-2) * k.unsqueeze(-3))
+        score = sum(b.sort(dim=-1, descending=True).values @ w for b, w in zip(bases, weights))
+        return (BETA * score).softmax(-1) @ v
+
+    return naive
 
 
-def run_case(
-    kind: str, similarity: str, n: int, d: int, repeats: int, queries: int = QUERIES
-) -> dict:
+def run_case(kind: str, similarity: str, n: int, d: int, repeats: int, queries: int = QUERIES):
     """Time one case in this process; report seconds and peak-RSS growth in MiB."""
     torch.manual_seed(0)
     q, k, v = (torch.rand(1, size, d, requires_grad=True) for size in (queries, n, n))
@@ -100,9 +87,8 @@ def run_case(
     return {"seconds": seconds, "peak_mib": memory.peak_mib}
 
 
-def in_subprocess(
-    kind: str, similarity: str, n: int, d: int, repeats: int, queries: int = QUERIES
-) -> dict:
+def in_subprocess(kind: str, similarity: str, n: int, d: int, repeats: int, queries: int = QUERIES):
+    """:func:`run_case` in a fresh process (peak memory of this case only)."""
     code = (
         f"import json, sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from benchmarks.layer_speed import run_case\n"
@@ -131,6 +117,26 @@ def sorting_speed(rows: int = 25600, d: int = 784) -> list[list[object]]:
     return table
 
 
+def plot(records: list[tuple[str, float, float, float]]) -> Path:
+    """Times (ahop, baseline) and their ratio of each case ``(label, ours s, baseline s, ratio)``."""
+    figure = Figure(figsize=(12, 4.5))
+    times, ratios = figure.subplots(1, 2)
+    labels, ours_s, ref_s, ratio_values = zip(*records)
+    x = range(len(records))
+    times.bar([i - 0.2 for i in x], [t * 1e3 for t in ours_s], 0.4)
+    times.bar([i + 0.2 for i in x], [t * 1e3 for t in ref_s], 0.4)
+    times.legend(["ahop", "baseline (sdpa / cdist / naive autograd)"], fontsize=8)
+    times.set(ylabel="forward+backward ms", yscale="log")
+    ratios.bar(x, ratio_values, color="tab:green")
+    for target, name in ((1.2, "dot target 1.2x"), (1.5, "distance target 1.5x")):
+        ratios.axhline(target, linestyle="--", linewidth=1, color="gray")
+        ratios.text(len(records) - 0.5, target, name, ha="right", va="bottom", fontsize=7)
+    ratios.set_ylabel("time ratio ahop / baseline (lower is better)")
+    for axis in (times, ratios):
+        axis.set_xticks(list(x), labels, rotation=90, fontsize=7)
+    return save_figure(figure, "layer_speed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=1000 only, fewer repeats")
@@ -144,50 +150,29 @@ def main() -> None:
         return
     rows, records = [], []
     sizes = [1000] if args.quick else [1000, 10000]
-    for n, d, similarity in itertools.product(sizes, (64, 784), SIMILARITIES):
+    for n, d, similarity in itertools.product(sizes, (64, 784), BASELINE):
         repeats = 1 if similarity == "adaptive" and n > 1000 else 2 if args.quick else 3
         ours = in_subprocess("ahop", similarity, n, d, repeats)
-        naive_bytes = QUERIES * n * d * NAIVE_ADAPTIVE_BYTES
-        fits = similarity != "adaptive" or naive_bytes <= NAIVE_ADAPTIVE_LIMIT
-        ref = in_subprocess("torch", similarity, n, d, repeats) if fits else None
-        name = {"dot": "sdpa", "adaptive": "naive autograd"}.get(similarity, "cdist")
-        name = name if fits else "naive autograd: does not fit"
-        ratio = ours["seconds"] / ref["seconds"] if ref else 0.0
-        baseline = (ref["seconds"] * 1e3, name, f"{ratio:.2f}x") if ref else ("-", name, "-")
-        peaks = ours["peak_mib"], ref["peak_mib"] if ref else "-"
-        naive_mib = QUERIES * n * d * 4 / 2**20
+        peak, elements = ours["peak_mib"], QUERIES * n * d  # of the naive (Q, N, d) tensors
+        if similarity != "adaptive" or elements * NAIVE_ADAPTIVE_BYTES <= NAIVE_ADAPTIVE_LIMIT:
+            ref = in_subprocess("torch", similarity, n, d, repeats)
+            ratio, ref_s = ours["seconds"] / ref["seconds"], ref["seconds"]
+            cells = [ref_s * 1e3, BASELINE[similarity], f"{ratio:.2f}x", peak, ref["peak_mib"]]
+        else:
+            ratio, ref_s, cells = 0.0, 0.0, ["-", "naive autograd: does not fit", "-", peak, "-"]
         rows.append(
-            [similarity, QUERIES, n, d, ours["seconds"] * 1e3, *baseline, *peaks, naive_mib]
+            [similarity, QUERIES, n, d, ours["seconds"] * 1e3, *cells, elements * 4 / 2**20]
         )
-        label = f"{similarity} N={n} d={d}"
-        records.append((label, ours["seconds"], ref["seconds"] if ref else 0.0, ratio))
+        records.append((label := f"{similarity} N={n} d={d}", ours["seconds"], ref_s, ratio))
         print(f"done {label}", file=sys.stderr, flush=True)
     headers = ["similarity", "Q", "N", "d", "ahop ms", "baseline ms", "baseline", "time ratio"]
     headers += ["ahop peak MiB", "baseline peak MiB", "naive (Q,N,d) fp32 MiB"]
-    budget_mib = DEFAULT_MEMORY_BUDGET / 2**20
-    print(
-        f"forward+backward, {args.threads} threads, memory budget {budget_mib:.0f} MiB per block\n"
-    )
+    budget = f"memory budget {DEFAULT_MEMORY_BUDGET / 2**20:.0f} MiB per block"
+    print(f"forward+backward, {args.threads} threads, {budget}\n")
     print(markdown_table(headers, rows))
     print("\nrow sorts (float32, ascending), the adaptive similarity's inner loop:\n")
     print(markdown_table(sort_headers, sorting_speed()))
-
-    figure = Figure(figsize=(12, 4.5))
-    times, ratios = figure.subplots(1, 2)
-    labels, ours_s, ref_s, ratio_values = zip(*records)
-    positions = range(len(records))
-    times.bar([i - 0.2 for i in positions], [t * 1e3 for t in ours_s], 0.4)
-    times.bar([i + 0.2 for i in positions], [t * 1e3 for t in ref_s], 0.4)
-    times.legend(["ahop", "baseline (sdpa / cdist / naive autograd)"], fontsize=8)
-    times.set(ylabel="forward+backward ms", yscale="log")
-    ratios.bar(positions, ratio_values, color="tab:green")
-    for target, name in ((1.2, "dot target 1.2x"), (1.5, "distance target 1.5x")):
-        ratios.axhline(target, linestyle="--", linewidth=1, color="gray")
-        ratios.text(len(records) - 0.5, target, name, ha="right", va="bottom", fontsize=7)
-    ratios.set_ylabel("time ratio ahop / baseline (lower is better)")
-    for axis in (times, ratios):
-        axis.set_xticks(list(positions), labels, rotation=90, fontsize=7)
-    print(f"\nplot: {save_figure(figure, 'layer_speed')}")
+    print(f"\nplot: {plot(records)}")
 
 
 if __name__ == "__main__":
