@@ -71,51 +71,38 @@ def run(p: int, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     model = lshn.LSHN(784, args.latent_dim, schedule_period=args.period)
     optimizer = lshn.make_optimizer(model, lr=args.lr)
-    generator = torch.Generator().manual_seed(args.seed)
-    start = time.perf_counter()
-    lshn.fit(
-        model, clean, args.steps, image_shape=IMAGE_SHAPE, optimizer=optimizer, generator=generator
-    )
+    start, gen = time.perf_counter(), torch.Generator().manual_seed(args.seed)
+    lshn.fit(model, clean, args.steps, image_shape=IMAGE_SHAPE, optimizer=optimizer, generator=gen)
     t = time.perf_counter() - start
     print(f"P={p}: LSHN {args.steps} steps in {t:.0f} s", flush=True)
 
-    outputs: dict[str, dict[str, torch.Tensor]] = {}  # method -> cue -> retrieved, in [0, 1]
-    steps: dict[str, dict[str, dict]] = {}  # LSHN's mean settling steps
+    def score(output: torch.Tensor) -> dict[str, float]:  # against the stored images in [0, 1]
+        output = output.clamp(0, 1)
+        fraction = fraction_correctly_retrieved(output, memories, args.threshold).item()
+        return {"fraction": fraction, "mse": torch.nn.functional.mse_loss(output, memories).item()}
+
+    results: dict[str, dict[str, dict]] = {}  # method -> cue -> scores (LSHN: mean settling steps)
     for method in ("lshn", "lshn_hebbian"):
         if method == "lshn_hebbian":  # official ablation: Hebbian W_hh at eval
             with torch.no_grad():
                 model.store_hebbian(model.encode(clean))
-        retrieved = {
-            c: model.retrieve(lshn.scale_to_pm1(cue), max_steps=args.eval_max_steps)
-            for c, cue in cues.items()
-        }
-        outputs[method] = {c: lshn.scale_to_unit(r.images) for c, r in retrieved.items()}
-        steps[method] = {c: {"steps": r.steps.float().mean().item()} for c, r in retrieved.items()}
+        results[method] = {}
+        for c, cue in cues.items():
+            r = model.retrieve(lshn.scale_to_pm1(cue), max_steps=args.eval_max_steps)
+            steps = r.steps.float().mean().item()
+            results[method][c] = {**score(lshn.scale_to_unit(r.images)), "steps": steps}
     for sim in SIMILARITIES:  # Universal Hopfield: one softmax step over the stored images
-        outputs[f"uhn_{sim}"] = {
+        uhn = {
             c: retrieve(cue, memories, similarity=sim, beta=args.beta) for c, cue in cues.items()
         }
+        results[f"uhn_{sim}"] = {c: score(out) for c, out in uhn.items()}
     net = BinaryHopfield(784).store(to_bipolar(memories))  # on binarised images
-    outputs["classical"] = {}
+    results["classical"] = {}
     for c, cue in cues.items():
         states, _ = net.recall(to_bipolar(cue), generator=torch.Generator().manual_seed(args.seed))
-        outputs["classical"][c] = to_binary(states)
-    results = {
-        method: {
-            c: {**score(out, memories, args.threshold), **steps.get(method, {}).get(c, {})}
-            for c, out in per_cue.items()
-        }
-        for method, per_cue in outputs.items()
-    }
+        results["classical"][c] = score(to_binary(states))
     rate = {"train_seconds": t, "seconds_per_1000_steps": 1000 * t / max(args.steps, 1)}
     return {"P": p, **{key: getattr(args, key) for key in OPTIONS}, **rate, "results": results}
-
-
-def score(output: torch.Tensor, memories: torch.Tensor, threshold: float) -> dict[str, float]:
-    """Fraction correctly retrieved and MSE of retrieved images against the stored ones."""
-    output = output.clamp(0, 1)
-    fraction = fraction_correctly_retrieved(output, memories, threshold).item()
-    return {"fraction": fraction, "mse": torch.nn.functional.mse_loss(output, memories).item()}
 
 
 def report() -> None:
