@@ -81,8 +81,7 @@ class Context:
     _pools: dict[int, Tensor] = field(default_factory=dict)
 
     def draw(self, source: str, num: int, seed: int) -> tuple[Tensor, tuple[int, ...]]:
-        """``num`` patterns ``(num, D)`` of ``source`` (a dataset, or ``"synthetic"``: U[0, 1]^50)
-        drawn with ``seed``, and their image shape."""
+        """``num`` patterns ``(num, D)`` of a dataset or ``"synthetic"`` (U[0, 1]^50); their shape."""
         options = {"split": "train", "data_dir": str(self.data_dir), "synthetic_dim": SYNTHETIC_DIM}
         options["carve_from"] = DATASETS.get(source)
         name = "uniform" if source == "synthetic" else source
@@ -90,8 +89,7 @@ class Context:
         return patterns.float().contiguous(), tuple(shape)
 
     def memories(self, seed: int, num: int) -> Tensor:
-        """``num`` memories of run ``seed``: a random subset of its pool of ``MAX_MEMORIES``
-        (nested across N within a run, independent across runs)."""
+        """``num`` memories of run ``seed``: a random subset of its pool (nested across N)."""
         if seed not in self._pools:
             self._pools[seed], self.shape = self.draw(self.dataset, MAX_MEMORIES, seed)
         generator = torch.Generator().manual_seed(stream_seed(seed, 3, num))
@@ -100,8 +98,7 @@ class Context:
 
     @property
     def threshold(self) -> float:
-        """UHN's threshold 50, scaled down for images smaller than 28x28 (digits: 64 pixels);
-        CIFAR keeps 50 as in the paper."""
+        """UHN's 50, scaled down for images under 28x28 (digits: 64 pixels); CIFAR keeps 50."""
         pixels = math.prod(self.shape[1:]) if self.shape else UHN_PIXELS
         return UHN_THRESHOLD * min(1.0, pixels / UHN_PIXELS)
 
@@ -113,9 +110,8 @@ class Context:
 
 
 def fmt(values: Sequence[float]) -> str:
-    """``mean ± std`` (population std) with 3 decimals. The statistics module's arithmetic, not
-    :func:`tasks.reports.mean_std`'s: the two differ in the last bit, which flips a printed
-    third decimal now and then."""
+    """``mean ± std`` (population std), 3 decimals; the statistics module's arithmetic (that of
+    :func:`tasks.reports.mean_std` differs in the last bit, flipping a third decimal at times)."""
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     return format_mean_std(statistics.fmean(values), std, digits=3, missing="nan")
 
@@ -134,12 +130,10 @@ def _bold_table(title: str, headers: Sequence[str], rows: list[list[Any]]) -> No
 
 
 def sweep(ctx, panels, settings, caption, title, header="{}", num=None, by_level=True) -> dict:
-    """Fraction retrieved (UHN's criterion) of every seed, ``results[panel][setting][level]``,
-    printed (rows: levels, or settings without ``by_level``) and plotted. ``panels``: name ->
-    (levels, ``level -> query variant``) at ``num`` stored patterns (None: N = the level, a log
-    axis); ``settings``: label -> (similarity, separation, its options); ``caption`` and
-    ``header`` are formatted with the panel's name. All N stored patterns are corrupted once and
-    retrieved in one batched call."""
+    """Fraction retrieved (UHN's criterion) per seed, ``results[panel][setting][level]``, printed
+    (rows: levels, or settings) and plotted. ``panels``: name -> (levels, level -> variant) at
+    ``num`` memories (None: N = level); ``settings``: label -> (similarity, separation, options).
+    All N memories are corrupted once and retrieved in one batched call."""
     results = {p: {k: {v: [] for v in lv} for k in settings} for p, (lv, _) in panels.items()}
     for seed, (name, (levels, make)) in itertools.product(ctx.seeds, panels.items()):
         for level in levels:
@@ -437,14 +431,11 @@ def _train_ahop(memories, variant, budget, seed, **options) -> tuple[AdaptiveSim
     # data-driven start: beta * (<k,q> - ||k-q||²) with score gaps of order 1
     scale = _scale(memories)
     similarity = AdaptiveSimilarity(memories.shape[1], beta_dis=scale, beta_dot=scale, **options)
-    return similarity, fit_similarity(
-        similarity, memories, variant, budget, seed, schedule="cosine"
-    )
+    took = fit_similarity(similarity, memories, variant, budget, seed, schedule="cosine")
+    return similarity, took
 
 
-def _train_uhop(
-    memories, variant, budget, seed
-) -> tuple[UHopSimilarity, UHopSimilarity, float, float]:
+def _train_uhop(memories, variant, budget, seed) -> tuple:
     """U-Hop (stage I) and U2-Hop (stage I, then the association cross-entropy on variants with
     A-Hop's budget, at the same data-driven temperature: score gaps of order 1 to start)."""
     start = time.perf_counter()
@@ -530,14 +521,12 @@ def paper(ctx: Context) -> dict[str, Any]:
         rows = [[lv, *map(_acc_err, per.values())] for lv, per in results[dataset].items()]
         _bold_table(f"{title} / error (MSE)", ["difficulty", *PAPER_METHODS], rows)
     rows = []
-    for dataset in datasets:
-        for level, (pub, name, base) in PUBLISHED.get(dataset, {}).items():
-            if ours := results[dataset].get(level):
-                best = max(PAPER_METHODS[:-1], key=lambda m: _mean_acc(ours[m]))
-                ours_best = f"{best} {_acc_err(ours[best])}"
-                rows.append(
-                    [dataset, level, pub, f"{name} {base}", _acc_err(ours[AHOP]), ours_best]
-                )
+    published = [(d, lv, *v) for d in datasets for lv, v in PUBLISHED.get(d, {}).items()]
+    for dataset, level, pub, name, base in published:
+        if ours := results[dataset].get(level):
+            best = max(PAPER_METHODS[:-1], key=lambda m: _mean_acc(ours[m]))
+            ours_best = f"{best} {_acc_err(ours[best])}"
+            rows.append([dataset, level, pub, f"{name} {base}", _acc_err(ours[AHOP]), ours_best])
     _bold_table("vs the published numbers (A-Hop paper)", PUBLISHED_HEADERS, rows)
     for group, per_level in ablations.items():
         title = f"ablation ({group}), synthetic: accuracy / error (published accuracy at 0.4, 0.5)"
@@ -555,13 +544,8 @@ def paper(ctx: Context) -> dict[str, Any]:
     )
     print(f"\ntraining seconds (all levels and seeds): {times}")
     figure = paper_figure(results, ablations)
-    result = {
-        "budget": budget._asdict(),
-        "levels": levels,
-        "results": results,
-        "ablations": ablations,
-    }
-    return {**result, "train_seconds": seconds, "uhop_over_ahop_time": ratio, "figure": figure}
+    out = dict(budget=budget._asdict(), levels=levels, results=results, ablations=ablations)
+    return {**out, "train_seconds": seconds, "uhop_over_ahop_time": ratio, "figure": figure}
 
 
 def paper_figure(
