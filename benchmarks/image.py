@@ -1,13 +1,11 @@
 """Image classification benchmark: test accuracy and epoch time per similarity.
 
-Trains ``configs/image.yaml`` (scikit-learn digits, 8x8) and ``configs/image_mnist.yaml`` (MNIST,
-carved 8,000 / 2,000 from the 10k test split in the config's ``data_dir``) exactly as
-``ahop fit --config ...`` would (:func:`ahop_cli.cli.main`), once per similarity (``dot``,
-``manhattan``, ``adaptive``); digits keeps its config's 30 epochs, MNIST runs 5 of its config's
-10 epochs (the cosine schedule's ``T_max`` follows). The checkpoint with the best ``val/acc`` is
-then tested. Prints a markdown table (test accuracy, best val accuracy, median training-epoch
-wall time without validation, with ``--threads`` torch threads; parameters) and writes
-``benchmarks/out/image.png`` and ``benchmarks/out/image.json``::
+Trains ``configs/image.yaml`` (scikit-learn digits, 8x8; its 30 epochs) and
+``configs/image_mnist.yaml`` (MNIST carved 8,000 / 2,000 from the 10k test split; 5 of its 10
+epochs, the cosine ``T_max`` following) as ``ahop fit --config ...`` would, once per similarity
+(``dot``, ``manhattan``, ``adaptive``), then tests the checkpoint with the best ``val/acc``.
+Prints a markdown table (test and best val accuracy, median training-epoch wall time without
+validation at ``--threads`` torch threads, parameters); writes ``benchmarks/out/image.{png,json}``::
 
     python benchmarks/image.py                                 # digits 30 epochs, MNIST 5 epochs
     python benchmarks/image.py --datasets digits --epochs digits=30
