@@ -118,7 +118,7 @@ def sorting_speed(rows: int = 25600, d: int = 784) -> list[list[object]]:
 
 
 def plot(records: list[tuple[str, float, float, float]]) -> Path:
-    """Times (ahop, baseline) and their ratio of each case ``(label, ours s, baseline s, ratio)``."""
+    """Times (ahop, baseline) and their ratio per case ``(label, ours s, baseline s, ratio)``."""
     figure = Figure(figsize=(12, 4.5))
     times, ratios = figure.subplots(1, 2)
     labels, ours_s, ref_s, ratio_values = zip(*records)

@@ -81,7 +81,7 @@ class Context:
     _pools: dict[int, Tensor] = field(default_factory=dict)
 
     def draw(self, source: str, num: int, seed: int) -> tuple[Tensor, tuple[int, ...]]:
-        """``num`` patterns ``(num, D)`` of a dataset or ``"synthetic"`` (U[0, 1]^50); their shape."""
+        """``num`` patterns ``(num, D)`` of a dataset or ``"synthetic"`` (U[0, 1]^50), and shape."""
         options = {"split": "train", "data_dir": str(self.data_dir), "synthetic_dim": SYNTHETIC_DIM}
         options["carve_from"] = DATASETS.get(source)
         name = "uniform" if source == "synthetic" else source
