@@ -561,6 +561,15 @@ class TabularDataModule(L.LightningDataModule):
         return self.preprocessor.categorical_cardinalities
 
     @property
+    def num_training_rows(self) -> int:
+        """Rows of the training split (loads the data if nothing is fitted yet): the size the
+        tabular task's ``feature_embedding: auto`` decides by."""
+        self._ensure_ready()
+        if "train" not in self.split_sizes:  # rows to predict only: the checkpoint's size holds
+            raise AttributeError("no training split loaded: the training rows are the checkpoint's")
+        return int(self.split_sizes["train"])
+
+    @property
     def num_classes(self) -> int:
         """Number of classes C (loads the data if nothing is fitted yet)."""
         self._ensure_ready()

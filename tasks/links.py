@@ -23,6 +23,7 @@ DATA_SIZES = (
     "image_shape",
     "dim",
     "num_memories",
+    "num_training_rows",
 )
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ahop.classifiers import TABULAR_NETWORKS
 from ahop.ensemble import mean_probability_logits, member_mean_loss
+from ahop.feature_embeddings import auto_feature_embedding
 from tasks.base import ClassificationTask, default_optimizer
 from tasks.progress import progress_bar_for
 
@@ -86,8 +87,12 @@ class TabularClassifier(ClassificationTask):
         network: ``retrieval`` (retrieval from the stored training rows) or ``lookup`` (a
             Hopfield layer over learned patterns).
         embedding_dim: size of the embedding / association space (row encodings, keys, values).
-        feature_embedding: numeric feature embedding: ``linear``, ``periodic`` or
-            ``piecewise_linear`` (bins fitted on the training rows).
+        feature_embedding: numeric feature embedding: ``linear``, ``periodic``,
+            ``piecewise_linear`` (bins fitted on the training rows) or ``auto``
+            (:func:`ahop.feature_embeddings.auto_feature_embedding`: piecewise-linear below
+            ``AUTO_PERIODIC_MIN_ROWS`` (10,000) training rows, periodic with sigma 3 from there).
+        num_training_rows: rows of the training split (``None``: the datamodule's; only
+            ``feature_embedding: auto`` reads it).
         feature_embedding_kwargs: its options (e.g. ``{bins: 32}``, ``{sigma: 0.1}``).
         similarity: how queries are compared with memories: ``dot``, ``cosine``, ``euclidean``,
             ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
@@ -140,6 +145,7 @@ class TabularClassifier(ClassificationTask):
         num_classes: int | None = None,
         num_numeric: int | None = None,
         categorical_cardinalities: list[int] | None = None,
+        num_training_rows: int | None = None,
         network: str = "retrieval",
         embedding_dim: int | None = None,
         feature_embedding: str | None = None,
@@ -185,6 +191,12 @@ class TabularClassifier(ClassificationTask):
             raise ValueError(
                 f"early_stopping_patience must be an integer >= 1 or null, got {early_stopping_patience!r}"
             )
+        if feature_embedding == "auto" and feature_embedding_kwargs:
+            raise ValueError(
+                "feature_embedding 'auto' picks the embedding and its options by the training "
+                "rows; to set feature_embedding_kwargs, name the embedding (piecewise_linear, "
+                "periodic, linear)"
+            )
         if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_task_hyperparameters()
@@ -194,6 +206,11 @@ class TabularClassifier(ClassificationTask):
         hp = self.hparams
         self.num_classes = hp.num_classes
         options = {n: hp[n] for n in NETWORK_OPTIONS if hp.get(n) is not None}
+        if options.get("feature_embedding") == "auto":
+            name, kwargs = auto_feature_embedding(hp.get("num_training_rows"))
+            options.update(feature_embedding=name, feature_embedding_kwargs=kwargs)
+            # the checkpoint records what was built, so a reload never re-decides by row count
+            hp.feature_embedding, hp.feature_embedding_kwargs = name, kwargs
         self.network = TABULAR_NETWORKS.build(
             hp.network,
             num_features=hp.num_features,

@@ -383,3 +383,50 @@ def test_search_command_on_a_tabular_config_keeps_its_validation_rule(tmp_path: 
     saved = yaml.safe_load(best.read_text())
     assert saved["data"]["init_args"].get("val_size", 0.15) > 0  # the split is kept
     assert 0.0 <= saved["model"]["init_args"]["dropout"] <= 0.5
+
+
+def test_auto_feature_embedding_follows_the_training_rows_and_survives_the_checkpoint(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``feature_embedding: auto``: piecewise-linear for a small training split, periodic
+    (sigma 3) from AUTO_PERIODIC_MIN_ROWS training rows on; the training-row count is linked from
+    the datamodule, so ``ahop test`` and ``ahop predict`` on new rows rebuild the same network
+    from the checkpoint."""
+    import ahop.feature_embeddings as embeddings
+
+    cli = fast_dev_run(tmp_path / "small", "--model.init_args.feature_embedding", "auto")
+    rows = cli.datamodule.split_sizes["train"]
+    assert cli.model.hparams.num_training_rows == rows
+    assert type(cli.model.network.embed).__name__ == "PiecewiseLinearFeatureEmbedding"
+    monkeypatch.setattr(embeddings, "AUTO_PERIODIC_MIN_ROWS", rows)  # this split is "large"
+    args = ["--model.init_args.feature_embedding", "auto", "--trainer.max_epochs", "1"]
+    args += ["--model.init_args.embedding_dim", "16", *quiet_args(tmp_path / "large")]
+    cli = ahop_cli.main(["fit", "--config", str(CONFIGS / "tabular.yaml"), *args])
+    embed = cli.model.network.embed
+    assert type(embed).__name__ == "PeriodicFeatureEmbedding"
+    # frequencies drawn at sigma 3, not at the embedding's own 0.01
+    assert 1.0 < float(embed.coefficients.detach().std()) < 5.0
+    ckpt = next((tmp_path / "large").rglob("last.ckpt"))
+    monkeypatch.setattr(embeddings, "AUTO_PERIODIC_MIN_ROWS", 10_000)  # the checkpoint decides
+    tested = ahop_cli.main(
+        ["test", "--config", str(CONFIGS / "tabular.yaml"), *args, "--ckpt_path", str(ckpt)]
+    )
+    assert type(tested.model.network.embed).__name__ == "PeriodicFeatureEmbedding"
+    from sklearn.datasets import load_breast_cancer
+
+    rows_csv = tmp_path / "new_rows.csv"
+    load_breast_cancer(as_frame=True).data.head(5).to_csv(rows_csv, index=False)
+    predict = ["predict", "--config", str(CONFIGS / "tabular.yaml"), *args]
+    predict += ["--ckpt_path", str(ckpt), "--data.init_args.predict_path", str(rows_csv)]
+    predicted = ahop_cli.main([*predict, "--predictions", str(tmp_path / "predictions.csv")])
+    assert type(predicted.model.network.embed).__name__ == "PeriodicFeatureEmbedding"
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == 5
+    with pytest.raises(ValueError, match="feature_embedding 'auto' picks"):
+        TabularClassifier(
+            num_features=5,
+            num_classes=2,
+            num_numeric=5,
+            categorical_cardinalities=[],
+            feature_embedding="auto",
+            feature_embedding_kwargs={"bins": 8},
+        )
