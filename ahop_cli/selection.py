@@ -110,9 +110,9 @@ class InnerCurves:
     def metrics(self) -> list[str]:
         return sorted({name for curve in self.folds for epoch in curve for name in epoch})
 
-    def choose(self, monitor: str, mode: str) -> tuple[int, dict[str, float]]:
-        """Number of epochs (>= 1) with the best mean ``monitor``, and the mean of every metric
-        there. Ties go to the earliest epoch."""
+    def monitored(self, monitor: str) -> np.ndarray:
+        """:meth:`mean` of ``monitor``; a one-line error naming the logged metrics when it was
+        never recorded (a misspelt monitor would otherwise score every trial NaN)."""
         curve = self.mean(monitor)
         if len(curve) == 0 or np.isnan(curve).all():
             available = ", ".join(self.metrics()) or "none"
@@ -120,6 +120,12 @@ class InnerCurves:
                 f"no validation values of {monitor!r} were recorded (metrics logged: "
                 f"{available}); set the protocol's monitor to one of them"
             )
+        return curve
+
+    def choose(self, monitor: str, mode: str) -> tuple[int, dict[str, float]]:
+        """Number of epochs (>= 1) with the best mean ``monitor``, and the mean of every metric
+        there. Ties go to the earliest epoch."""
+        curve = self.monitored(monitor)
         best = int(np.nanargmin(curve) if mode == "min" else np.nanargmax(curve))
         return best + 1, self.at_epoch(best + 1)
 
@@ -129,9 +135,7 @@ class InnerCurves:
 
     def last(self, monitor: str) -> tuple[int, dict[str, float]]:
         """Number of epochs of the (shortest) curve and the mean of every metric there."""
-        epochs = len(self.mean(monitor))
-        if epochs == 0:
-            raise ValueError(f"no validation values of {monitor!r} were recorded")
+        epochs = len(self.monitored(monitor))
         return epochs, self.at_epoch(epochs)
 
 

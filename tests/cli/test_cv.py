@@ -293,6 +293,8 @@ def test_a_search_scores_trials_where_the_rule_deploys_them() -> None:
     )
     with pytest.raises(ValueError, match="no validation values"):
         get_rule("fixed").trial_score(InnerCurves(), "val/loss", "min")
+    with pytest.raises(ValueError, match=r"'val/lss' were recorded \(metrics logged: val/loss\)"):
+        get_rule("fixed").trial_score(curves, "val/lss", "min")  # a typo: no NaN score
 
 
 def test_summary_over_folds_and_repeats() -> None:
