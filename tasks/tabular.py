@@ -269,14 +269,15 @@ class TabularClassifier(ClassificationTask):
 
     def shared_step(self, batch: Any, stage: str) -> tuple[Tensor, tuple[Tensor, ...]]:
         features, target = batch
+        criterion = self.train_criterion if stage == "train" else self.criterion
         # in training the labels let the retrieval network exclude each row's own memory row
         if self.network.training and hasattr(self.network, "member_logits"):
             members = self.network.member_logits(features, target)  # (B, k, C)
-            loss = member_mean_loss(members, target, self.train_criterion)
+            loss = member_mean_loss(members, target, criterion)
             logits = mean_probability_logits(members)
         else:
             logits = self.network(features, target if self.network.training else None)
-            loss = (self.train_criterion if stage == "train" else self.criterion)(logits, target)
+            loss = criterion(logits, target)
         return loss, (self.probabilities(logits.detach()), target)
 
     # -- model selection ------------------------------------------------------------------------
