@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ahop.classifiers import TABULAR_NETWORKS
 from ahop.ensemble import mean_probability_logits, member_mean_loss
-from ahop.feature_embeddings import auto_feature_embedding
+from ahop.feature_embeddings import FEATURE_EMBEDDINGS, auto_feature_embedding
 from tasks.base import ClassificationTask, default_optimizer
 from tasks.progress import progress_bar_for
 
@@ -190,6 +190,12 @@ class TabularClassifier(ClassificationTask):
         ):
             raise ValueError(
                 f"early_stopping_patience must be an integer >= 1 or null, got {early_stopping_patience!r}"
+            )
+        embeddings = ["auto", *FEATURE_EMBEDDINGS.names()]
+        if feature_embedding is not None and feature_embedding not in embeddings:
+            raise ValueError(
+                f"unknown feature embedding {feature_embedding!r}; allowed values: "
+                + ", ".join(embeddings)
             )
         if feature_embedding == "auto" and feature_embedding_kwargs:
             raise ValueError(

@@ -421,6 +421,14 @@ def test_auto_feature_embedding_follows_the_training_rows_and_survives_the_check
     predicted = ahop_cli.main([*predict, "--predictions", str(tmp_path / "predictions.csv")])
     assert type(predicted.model.network.embed).__name__ == "PeriodicFeatureEmbedding"
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == 5
+    with pytest.raises(ValueError, match="'autoo'; allowed values: auto, linear, periodic"):
+        TabularClassifier(
+            num_features=5,
+            num_classes=2,
+            num_numeric=5,
+            categorical_cardinalities=[],
+            feature_embedding="autoo",
+        )
     with pytest.raises(ValueError, match="feature_embedding 'auto' picks"):
         TabularClassifier(
             num_features=5,
