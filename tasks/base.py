@@ -83,7 +83,7 @@ class BaseTask(LightningModule):
     Args:
         optimizer: a callable ``params -> Optimizer`` (LightningCLI: ``class_path`` + ``init_args``).
         lr_scheduler: optional callable ``optimizer -> scheduler``; ``ReduceLROnPlateau`` watches
-            the monitored metric.
+            the monitored metric, and its ``mode`` must be the monitor's (``max`` for accuracy).
     """
 
     #: the metric checkpoints and early stopping watch, and whether larger is better
@@ -251,6 +251,15 @@ class BaseTask(LightningModule):
         scheduler = self.lr_scheduler_factory(optimizer)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            # its mode defaults to "min": on a maximised monitor it would cut the rate whenever
+            # the metric improves
+            if scheduler.mode != self.monitor_mode:
+                raise ValueError(
+                    f"ReduceLROnPlateau watches {self.monitor}, where "
+                    f"{'larger' if self.monitor_mode == 'max' else 'smaller'} is better, but has "
+                    f"mode {scheduler.mode!r}: set --model.init_args.lr_scheduler.init_args.mode "
+                    f"{self.monitor_mode}"
+                )
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 

@@ -289,6 +289,7 @@ CASES = [
     _p("tabular-option-of-lookup", lambda t, f: fit(t, "--model.init_args.quantity", "8"), "network 'retrieval' does not take quantity (an option of lookup): remove it or choose that network"),
     _p("tabular-option-of-retrieval", lambda t, f: fit(t, "--model.init_args.network", "lookup", "--model.init_args.context_size", "8"), "network 'lookup' does not take context_size (an option of retrieval)"),
     _p("tabular-unknown-network", lambda t, f: fit(t, "--model.init_args.network", "knn"), "unknown tabular network 'knn'; allowed values: lookup, retrieval"),
+    _p("plateau-scheduler-wrong-mode", lambda t, f: fit(t, "--model.init_args.lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau"), "where larger is better, but has mode 'min': set --model.init_args.lr_scheduler.init_args.mode max"),
     _p("tabular-context-size-zero", lambda t, f: fit(t, "--model.init_args.context_size", "0"), "context_size must be an integer >= 1, got 0"),
     _p("tabular-memory-over-budget", lambda t, f: fit(t, "--model.init_args.max_memory_rows", "100"), "more than max_memory_rows=100: raise max_memory_rows"),
     _p("val-size-too-large", lambda t, f: fit(t, "--data.init_args.val_size", "1.5"), "val_size=1.5"),

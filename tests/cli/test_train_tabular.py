@@ -74,6 +74,21 @@ def test_fit_writes_checkpoints_and_tensorboard(tmp_path: Path) -> None:
     assert 0.8 < float(cli.trainer.callback_metrics["val/acc"]) <= 1.0
 
 
+def test_plateau_scheduler_watches_the_maximised_selection(tmp_path: Path) -> None:
+    """ReduceLROnPlateau with mode max steps on val/selection (mode min: a one-line error,
+    tests/cli/test_bad_inputs.py)."""
+    args = fit_args(tmp_path, epochs=3)
+    at = args.index("--model.init_args.lr_scheduler")
+    args[at + 1 : at + 2] = [
+        '{"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",'
+        ' "init_args": {"mode": "max", "patience": 0, "factor": 0.5}}'
+    ]
+    cli = ahop_cli.main(args)
+    (config,) = cli.trainer.lr_scheduler_configs
+    assert config.monitor == "val/selection" and config.scheduler.mode == "max"
+    assert config.scheduler.last_epoch == 3  # stepped once per epoch on the logged metric
+
+
 @pytest.mark.parametrize(
     ("similarity", "embedding"),
     [("dot", "linear"), ("manhattan", "linear"), ("adaptive", "linear"), ("dot", "periodic")],
