@@ -322,8 +322,19 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, ...]]:
         key, _, values = item.partition("=")
         if not key or not values:
             raise ValueError(f"bad grid entry {item!r}: expected key=v1,v2,... (a CLI key)")
-        axes.append([f"--{key.removeprefix('--')}={v}" for v in values.split(",")])
+        axes.append([f"--{key.removeprefix('--')}={v}" for v in _top_level_split(values)])
     return [tuple(point) for point in itertools.product(*axes)] if axes else [()]
+
+
+def _top_level_split(values: str) -> list[str]:
+    """Split on the commas outside brackets: ``{a: 1, b: 2},{a: 3}`` is two values."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(values):
+        depth += (char in "{[") - (char in "}]")
+        if char == "," and depth == 0:
+            parts.append(values[start:i])
+            start = i + 1
+    return [*parts, values[start:]]
 
 
 def tune_table(frame: pd.DataFrame) -> str:

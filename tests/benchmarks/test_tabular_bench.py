@@ -108,3 +108,15 @@ def test_speed_benchmark_prints_the_table_and_saves_the_plot(tmp_path: Path, cap
     assert {"hist-gb_fit_s", "us_per_row", "peak_mib"} <= set(frame.columns)
     assert out.is_file() and out.with_suffix(".csv").is_file()
     assert "| rows (train) |" in capsys.readouterr().out
+
+
+def test_grid_values_split_outside_brackets() -> None:
+    """A mapping value with commas (a scheduler's class_path + init_args) is one grid value."""
+    plateau = "{class_path: torch.optim.lr_scheduler.ReduceLROnPlateau, init_args: {mode: max}}"
+    points = bench.parse_grid([f"model.init_args.lr_scheduler={plateau},null", "a=1,2"])
+    assert points == [
+        (f"--model.init_args.lr_scheduler={plateau}", "--a=1"),
+        (f"--model.init_args.lr_scheduler={plateau}", "--a=2"),
+        ("--model.init_args.lr_scheduler=null", "--a=1"),
+        ("--model.init_args.lr_scheduler=null", "--a=2"),
+    ]
