@@ -1,20 +1,13 @@
 """Associative-memory retrieval experiments: Universal Hopfield Networks (UHN) and A-Hop.
 
-Each command prints markdown tables and its wall time and writes
-``benchmarks/out/retrieval_<experiment>_<dataset>.{png,json}`` (see docs/results_retrieval.md)::
-
-    python benchmarks/retrieval.py capacity   --dataset mnist   # 1. UHN capacity vs N
-    python benchmarks/retrieval.py robustness --dataset mnist   # 2. noise sigma / mask fraction
-    python benchmarks/retrieval.py separation --dataset mnist   # 3. dot + identity/poly/softmax/max
-    python benchmarks/retrieval.py adaptive   --dataset mnist   # 4. A-Hop (trained) vs fixed
-    python benchmarks/retrieval.py classical                    # 5. binary Hopfield vs 0.138 N
-    python benchmarks/retrieval.py paper      --dataset mnist   # 6. A-Hop paper: synthetic + MNIST
-    python benchmarks/retrieval.py all --dataset digits --quick # everything, small (smoke run)
-
-Datasets: ``mnist`` = the 8,000-image "train" carve of the offline MNIST 10k test split in
-``../shared/data``; ``digits`` = scikit-learn's 8x8 digits (train carve, 1,437 images);
-``cifar10`` = torchvision's pickles in ``--data-dir``. Seed ``s`` draws the memories of run ``s``;
-test queries use ``stream_seed(s, STREAMS["test"], N)``, A-Hop training its own stream.
+``python benchmarks/retrieval.py <experiment> --dataset <dataset>`` runs one of :data:`EXPERIMENTS`
+(1. capacity, 2. robustness, 3. separation, 4. adaptive, 5. classical, 6. paper) or ``all``
+(``--quick``: small sizes, a smoke run), prints markdown tables and its wall time and writes
+``benchmarks/out/retrieval_<experiment>_<dataset>.{png,json}``; commands and results:
+docs/results_retrieval.md. Datasets: ``mnist`` = the 8,000-image "train" carve of the offline MNIST
+10k test split in ``../shared/data``; ``digits`` = scikit-learn's 8x8 digits (train carve, 1,437
+images); ``cifar10`` = torchvision's pickles in ``--data-dir``. Seed ``s`` draws the memories of
+run ``s``; test queries use ``stream_seed(s, STREAMS["test"], N)``, A-Hop training its own stream.
 """
 # ruff: noqa: E402
 
