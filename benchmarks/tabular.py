@@ -1,26 +1,15 @@
 """Tabular accuracy benchmark: the Hopfield classifiers against logistic regression and gradient
 boosting, on the same splits and the same preprocessed tensors.
 
-Data (offline copies in ``../shared/data/tabular``, see its README): the 21 pre-split UCI sets
-(their 4 fixed splits, ``configs/tabular_uci.yaml``); shrutime and blastchar (5 stratified 65 / 15
-/ 20 % splits, the Hopular protocol, ``configs/tabular_<name>.yaml``); scikit-learn's digits and
-any CSV (``--csv-path file.csv --target column``): 5 stratified splits. Models, each evaluated by
-``ahop cv``'s engine with selection ``validation`` (:func:`evaluate_model`: each split trains as
-``ahop fit --config <config>`` does, its best checkpoint is tested once): ``retrieval-<similarity>``
-(the default network), ``lookup-<similarity>`` (:data:`LOOKUP`), and the ``ahop cv --baselines``
-of the first Hopfield model's run: ``logreg``, ``hist-gb``, ``lightgbm``, ``xgboost``, ``catboost``
-(:mod:`ahop_cli.cv.baselines`; the last three: the ``bench`` extra). Commands::
-
-    python benchmarks/tabular.py --uci --csv shrutime --seed-ids 0 --save benchmarks/out/p1.csv
-    python benchmarks/tabular.py --report benchmarks/out/p*.csv  # merge pieces into one report
-    python benchmarks/tabular.py --csv-path my.csv --target label --drop-columns id
-    # validation-only tuning: each grid point is a set of CLI overrides; test rows never scored
-    python benchmarks/tabular.py --tune --uci --csv shrutime --seed-ids 0 1 --models retrieval-euclidean \\
-        --grid model.init_args.context_size=32,96 model.init_args.memory_refresh=full,frozen
-
-Prints markdown tables (test accuracy per set; mean, mean rank and win / tie / loss against hist-gb
-over the UCI and the mid-size sets; published numbers; median fit seconds); ``--tune`` prints
-validation scores only. Cost against the rows: ``benchmarks/tabular_speed.py``.
+Data (offline copies in ``../shared/data/tabular``): the 21 pre-split UCI sets (``--uci``, their 4
+fixed splits), shrutime and blastchar (``--csv``, 5 stratified 65 / 15 / 20 % splits, the Hopular
+protocol), scikit-learn's digits (``--digits``) and any CSV (``--csv-path file.csv --target
+column``): 5 stratified splits. Models, each evaluated by ``ahop cv``'s engine with selection
+``validation`` (:func:`evaluate_model`): ``retrieval-<similarity>``, ``lookup-<similarity>``
+(:data:`LOOKUP`) and the ``ahop cv --baselines`` of the first Hopfield model's run (``logreg``,
+``hist-gb``, ``lightgbm``, ``xgboost``, ``catboost``). Prints markdown tables and saves a PNG and
+the per-split CSV (``--report``: merge CSVs; ``--tune``: validation scores of a ``--grid`` only).
+Commands and results: docs/results_tabular.md; cost against the rows: ``tabular_speed.py``.
 """
 
 from __future__ import annotations
@@ -38,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/tabular.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/tabular.py` from anywhere
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
