@@ -1,24 +1,17 @@
 """Multiple-instance learning benchmark through the evaluation engine of ``ahop cv``.
 
 1. **MIL data sets** (files in ``--data-dir`` or ``--data-dir/mil``): per (data set, model) one
-   ``ahop cv --config configs/mil.yaml --data.init_args.dataset <name>`` run
-   (:func:`ahop_cli.evaluate.evaluate`) of the Hopfield pooling per ``--similarities``, or of a
-   deep baseline pooling (``--networks attention mean``); the first model's run also fits the
-   ``--baselines mean-pool-logreg max-pool-logreg`` on its folds. Beside the published numbers
-   (Ramsauer et al. 2020, Hopfield ROC-AUC; Ilse et al. 2018, attention-MIL accuracy).
+   ``ahop cv --config configs/mil.yaml --data.init_args.dataset <name>`` run of the Hopfield
+   pooling per ``--similarities`` or of a deep baseline pooling (``--networks attention mean``);
+   the first model's run also fits the pooled logistic-regression ``--baselines`` on its folds.
+   Beside the published numbers (Ramsauer et al. 2020; Ilse et al. 2018).
 2. **MNIST-bags** (``configs/mil_mnist_bags.yaml``): test AUROC vs number of training bags.
 
 The ``ahop cv`` protocol options (``--repeats``, ``--folds``, ``--selection``, ``--search`` ...) and
-``--max_folds`` apply to every run, any other argument is an ``ahop fit`` argument. Commands::
-
-    python benchmarks/mil.py --datasets elephant ucsb_breast_cancer musk1 musk2 --skip-mnist-bags
-    python benchmarks/mil.py --datasets elephant --repeats 5                 # published protocol
-    python benchmarks/mil.py --datasets ucsb_breast_cancer --search configs/search/mil.yaml
-    python benchmarks/mil.py --skip-datasets --bag-counts 50 500
-
-Each run has its own folder under ``--output-dir`` (printed first: ``ahop cv --resume <folder>``
-finishes it). Prints markdown tables; writes ``mil.json``, ``mil_datasets.png`` and
-``mil_mnist_bags.png`` in ``benchmarks/out``.
+``--max_folds`` apply to every run, any other argument is an ``ahop fit`` argument. Each run has
+its own folder under ``--output-dir`` (printed first: ``ahop cv --resume <folder>`` finishes it).
+Prints markdown tables; writes ``mil.json``, ``mil_datasets.png`` and ``mil_mnist_bags.png`` in
+``benchmarks/out``. Commands and results: docs/results.md.
 """
 
 from __future__ import annotations
@@ -34,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/mil.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/mil.py` from anywhere
 
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
