@@ -3,15 +3,10 @@
 Per data set and variant, the training bags of the first ``--outer-folds`` outer folds (repeat 0)
 are split into ``--inner-folds`` inner folds and the variant's validation curves averaged over
 them (what ``ahop cv --selection inner_cv`` does: :meth:`FoldRunner.inner_curves`); no test fold is
-used. Reported: the inner AUROC / accuracy at the epochs the mean validation loss selects, the best
-mean AUROC, the time; the epoch-selection rules scored by leave-one-inner-fold-out; and
-``benchmarks/out/mil_curves.png`` (training vs inner-validation loss and AUROC per epoch).
-
-    python benchmarks/mil_inner.py                       # default vs projected pooling vs baselines
-    python benchmarks/mil_inner.py --datasets elephant --variants default idrop0.3 emb16
-
-Prints markdown tables; appends every (data set, variant) result to
-``benchmarks/out/mil_inner.json`` as soon as it is measured (a rerun skips measured ones).
+used. Prints markdown tables (the inner scores at the epochs the mean validation loss selects; the
+epoch-selection rules scored by leave-one-inner-fold-out), draws ``benchmarks/out/mil_curves.png``
+and appends every (data set, variant) result to ``benchmarks/out/mil_inner.json`` as soon as it
+is measured (a rerun skips measured ones). Commands and results: docs/results.md.
 """
 
 from __future__ import annotations
@@ -26,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/mil_inner.py` from anywhere
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
