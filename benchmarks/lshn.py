@@ -1,22 +1,14 @@
 """LSHN vs Universal Hopfield retrieval vs the classical binary network on stored MNIST digits.
 
-Stored set: ``P`` MNIST images (``--ps``, default 10 100 500) drawn with ``--memory-seed`` from
-the 8,000-image "train" carve of the offline 10k test split, as ``configs/lshn_mnist.yaml``.
-Cues (official LSHN evaluation, one per stored image, the same for every method): ``half_mask``
-(bottom half grey) and ``noise_<sigma>`` (``clamp(|x + sigma eps|, 0, 1)``), sigma 0.05 ... 1.0.
-
-Methods: ``lshn`` (:class:`ahop.lshn.LSHN`, N = ``--latent-dim``, trained by
-:func:`ahop.lshn.fit` for ``--steps`` full-batch steps; retrieval dt = 0.1, up to 1000 steps,
-sign, decode); ``lshn_hebbian`` (the same network with W_hh replaced by the clean latents'
-Hebbian matrix, the official ablation); ``uhn_<similarity>`` (one step of
-``softmax(beta * similarity(memories, cue)) @ memories``, manhattan / euclidean / dot);
-``classical`` (:class:`ahop.classical.BinaryHopfield` on images binarised at 0.5, scored as
-{0, 1} images). Scores against the stored image in [0, 1]: fraction correctly retrieved (summed
-squared error <= ``--threshold``) and MSE. Each run writes ``benchmarks/out/lshn_P<P>.json``;
-``--report`` prints the tables of all stored runs and draws ``benchmarks/out/lshn.png``::
-
-    python benchmarks/lshn.py            # P = 10, 100, 500; 4,000 steps each
-    python benchmarks/lshn.py --report
+Stored set: ``P`` MNIST images (``--ps``) drawn with ``--memory-seed`` from the 8,000-image "train"
+carve of the offline 10k test split, as ``configs/lshn_mnist.yaml``; the official LSHN cues, one
+per image (``half_mask``, ``noise_<sigma>``). Methods: ``lshn`` (:class:`ahop.lshn.LSHN` trained by
+:func:`ahop.lshn.fit`), ``lshn_hebbian`` (its W_hh replaced by the Hebbian matrix of the clean
+latents), ``uhn_<similarity>`` (one softmax retrieval step) and ``classical``
+(:class:`ahop.classical.BinaryHopfield` on binarised images); scored by the fraction correctly
+retrieved (summed squared error <= ``--threshold``) and MSE. Each run writes
+``benchmarks/out/lshn_P<P>.json``; ``--report`` prints the tables of all stored runs and draws
+``benchmarks/out/lshn.png``. Commands and results: docs/results_lshn.md.
 """
 # ruff: noqa: E402
 
