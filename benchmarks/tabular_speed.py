@@ -2,17 +2,11 @@
 training row and peak memory at 5k ... 100k synthetic rows, beside LightGBM / HistGB fit times,
 and (``--fit``) one whole default fit (early stopping on) at one size.
 
-Every Hopfield fit is ``ahop fit --config configs/tabular.yaml`` on a synthetic CSV (numeric and
-categorical columns, a non-linear binary target) through the CLI, epochs fixed (``--epochs``,
-early stopping off); the epoch time (:class:`benchmarks.common.EpochTimer`) counts the training
-batches and the memory refresh, not validation. Baselines fit the same training tensors, 1 thread.
-Commands::
-
-    python benchmarks/tabular_speed.py                          # 5k, 20k, 50k, 100k rows
-    python benchmarks/tabular_speed.py --rows 5000 20000 --epochs 2 --out benchmarks/out/s.png
-    python benchmarks/tabular_speed.py --rows 30000 --fit       # the whole default fit at 30k
-
-Prints a markdown table and saves a PNG (seconds per epoch and per row against rows) and a CSV.
+Every Hopfield fit is ``ahop fit --config configs/tabular.yaml`` on a synthetic CSV through the
+CLI, epochs fixed (``--epochs``, early stopping off); the epoch time counts the training batches
+and the memory refresh, not validation. Baselines fit the same training tensors, 1 thread. Prints
+a markdown table and saves a PNG and a CSV (``--out``). Commands and results:
+docs/results_tabular.md.
 """
 
 from __future__ import annotations
@@ -27,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python benchmarks/tabular_speed.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # `python benchmarks/tabular_speed.py` from anywhere
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
