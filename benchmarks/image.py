@@ -1,15 +1,10 @@
 """Image classification benchmark: test accuracy and epoch time per similarity.
 
-Trains ``configs/image.yaml`` (scikit-learn digits, 8x8; its 30 epochs) and
-``configs/image_mnist.yaml`` (MNIST carved 8,000 / 2,000 from the 10k test split; 5 of its 10
-epochs, the cosine ``T_max`` following) as ``ahop fit --config ...`` would, once per similarity
-(``dot``, ``manhattan``, ``adaptive``), then tests the checkpoint with the best ``val/acc``.
-Prints a markdown table (test and best val accuracy, median training-epoch wall time without
-validation at ``--threads`` torch threads, parameters); writes ``benchmarks/out/image.{png,json}``::
-
-    python benchmarks/image.py                                 # digits 30 epochs, MNIST 5 epochs
-    python benchmarks/image.py --datasets digits --epochs digits=30
-    python benchmarks/image.py --similarities dot adaptive --threads 2
+Trains ``configs/image.yaml`` (digits, 30 epochs) and ``configs/image_mnist.yaml`` (MNIST, 5 of its
+10 epochs, the cosine ``T_max`` following) as ``ahop fit --config ...`` would, once per
+similarity, then tests the checkpoint with the best ``val/acc``. Prints a markdown table (test and
+best val accuracy, median training-epoch wall time, parameters); writes
+``benchmarks/out/image.{png,json}``. Command and results: docs/results.md.
 """
 # ruff: noqa: E402
 
