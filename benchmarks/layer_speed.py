@@ -1,15 +1,11 @@
 """Forward+backward time and peak memory of retrieval per similarity, against torch baselines.
 
-    python benchmarks/layer_speed.py            # Q=256, N in {1000, 10000}, d in {64, 784}
-    python benchmarks/layer_speed.py --quick    # N=1000 only
-    python benchmarks/layer_speed.py --sorts-only   # row sorts: ahop.sorting vs torch.sort
-
-Each case is ``softmax(beta * similarity(K, q)) @ V`` with gradients for q, K and V. Baselines:
-``scaled_dot_product_attention`` (dot), ``-torch.cdist(q, K, p)`` and the same softmax
-(euclidean p=2, manhattan p=1), autograd through the adaptive similarity's literal definition
-(``torch.sort`` of whole ``(Q, N, d)`` tensors; only where that fits; at N = 10000 one timed
-repeat). Peak memory: growth of peak RSS (``VmHWM``, reset first) in a fresh subprocess per case,
-with glibc's mmap threshold at 128 KiB (freed tensors leave RSS at once).
+Each case is ``softmax(beta * similarity(K, q)) @ V`` with gradients for q, K and V (``--quick``:
+N=1000 only; ``--sorts-only``: the row sorts of ``ahop.sorting`` vs ``torch.sort``). Baselines:
+``scaled_dot_product_attention`` (dot), ``-torch.cdist(q, K, p)`` and the same softmax (euclidean,
+manhattan), autograd through the adaptive similarity's literal definition (where it fits). Peak
+memory: growth of peak RSS in a fresh subprocess per case, with glibc's mmap threshold at 128 KiB
+(freed tensors leave RSS at once). Command and results: docs/results.md.
 """
 # ruff: noqa: E402
 
