@@ -188,10 +188,6 @@ def dataset_table(rows: list[dict[str, Any]]) -> str:
     return format_rows(DATASET_COLUMNS, body)
 
 
-def mnist_table(rows: list[dict[str, Any]]) -> str:
-    return format_rows(MNIST_COLUMNS, map(_cells, rows))
-
-
 def plot(rows: list[dict[str, Any]], x: str, series: str, name: str) -> Path:
     """Test ROC-AUC (mean ± std) of ``rows``: bars per data set and model (``x="dataset"``), or
     lines against the training bags per similarity (``x="train_bags"``)."""
@@ -285,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"plot: {plot(report['datasets'], 'dataset', 'model', 'mil_datasets')}")
     if report["mnist_bags"]:
         print(f"\nMNIST-bags, {options.test_bags} test bags (x100)")
-        print(mnist_table(report["mnist_bags"]))
+        print(format_rows(MNIST_COLUMNS, map(_cells, report["mnist_bags"])))
         print(f"plot: {plot(report['mnist_bags'], 'train_bags', 'similarity', 'mil_mnist_bags')}")
     save_json("mil", report, indent=2)
     return report
