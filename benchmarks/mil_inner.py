@@ -67,7 +67,8 @@ COLUMNS |= {"inner AUROC @ loss epoch": "{auroc_at_loss_epoch_pct:.1f}"}
 COLUMNS |= {"inner acc @ loss epoch": "{acc_at_loss_epoch_pct:.1f}", "loss epochs": "{epochs:.1f}"}
 COLUMNS |= {"best mean AUROC (epoch)": "{best_auroc_pct:.1f} ({best_auroc_epoch:.0f})"}
 COLUMNS |= {"AUROC last epoch": "{auroc_last_pct:.1f}", "s / outer fold": "{seconds_per_fold:.0f}"}
-#: the columns of :func:`rules_table`
+#: the columns of the held-out inner-fold AUROC / accuracy per epoch-selection rule
+#: (:func:`held_out_rules`)
 RULE_COLUMNS = {"data set": "{dataset}", "variant": "{variant}"}
 RULE_COLUMNS |= {
     f"{METRICS[m]}, {RULES[r]}": f"{{held_out_{m}_{r}_pct:.1f}}" for m in METRICS for r in RULES
@@ -216,11 +217,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return format_rows(COLUMNS, map(_pct, rows))
 
 
-def rules_table(rows: list[dict[str, Any]]) -> str:
-    """Held-out inner-fold AUROC / accuracy per epoch-selection rule (:func:`held_out_rules`)."""
-    return format_rows(RULE_COLUMNS, [_pct(r) for r in rows if "held_out_auroc_fixed" in r])
-
-
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -254,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     print(table(chosen))
     print("\nepoch-selection rules, held-out inner folds (every training bag once), x100")
-    print(rules_table(chosen))
+    print(format_rows(RULE_COLUMNS, [_pct(r) for r in chosen if "held_out_auroc_fixed" in r]))
     print(f"plot: {plot_curves(chosen)}")
     return chosen
 
