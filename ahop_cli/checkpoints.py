@@ -99,7 +99,7 @@ class InterruptCheckpoint(Callback):
         if folder is None or trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0:
             return
         self.path = os.path.join(folder, INTERRUPTED_NAME + ModelCheckpoint.FILE_EXTENSION)
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # resumable: optimizer and loops
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         folder = getattr(trainer.checkpoint_callback, "dirpath", None)

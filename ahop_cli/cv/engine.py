@@ -323,7 +323,7 @@ class FoldRunner:
                 best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
                 ckpt_path = best or None  # fast_dev_run / no checkpointing: the last weights
             else:
-                trainer.save_checkpoint(self.fold_dir / "final.ckpt")
+                trainer.save_checkpoint(self.fold_dir / "final.ckpt", weights_only=False)
         tested = trainer.test(
             model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
         )

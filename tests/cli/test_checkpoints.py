@@ -3,6 +3,7 @@ SIGKILL, interrupted.ckpt on an exception, the best value carried over a resume.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -114,16 +115,23 @@ class FailAtEpoch(Callback):
             raise RuntimeError("boom")
 
 
-def test_an_exception_leaves_interrupted_ckpt(tmp_path: Path) -> None:
+def test_an_exception_leaves_interrupted_ckpt(tmp_path: Path, caplog) -> None:
     args = tiny_fit_args(tmp_path, 4)
     args += ["--trainer.callbacks+=tests.cli.test_checkpoints.FailAtEpoch"]
+    lightning_log = logging.getLogger("lightning.pytorch")  # does not propagate to the root
+    lightning_log.addHandler(caplog.handler)
     try:
-        main(args)
+        with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+            main(args)
     except RuntimeError as error:
         assert "boom" in str(error)
     else:
         raise AssertionError("the failing callback did not stop the run")
+    finally:
+        lightning_log.removeHandler(caplog.handler)
     files = checkpoint_files(tmp_path)
     interrupted = load(files["interrupted.ckpt"])
     assert interrupted["epoch"] == 1 and load(files["last.ckpt"])["epoch"] == 0
     assert interrupted["global_step"] > load(files["last.ckpt"])["global_step"]
+    assert "optimizer_states" in interrupted  # resumable
+    assert "weights_only" not in caplog.text  # saved as a full checkpoint on purpose, no notice
