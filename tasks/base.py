@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -21,6 +22,7 @@ from tasks.lightning_compat import (
     skip_datamodule_hparams_logging,
     tensorboard_file_writer,
 )
+from tasks.quiet import QuietSanityCheck
 
 STAGES = ("train", "val", "test")
 
@@ -243,6 +245,10 @@ class BaseTask(LightningModule):
                 # its save() keeps an hparams.yaml written before (Lightning writes one early)
                 save_hparams_to_yaml(os.path.join(logger.log_dir, "hparams.yaml"), logger.hparams)
             logger.save()
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Callbacks every task's fit needs (subclasses extend the list)."""
+        return [QuietSanityCheck()]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

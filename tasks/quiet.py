@@ -6,6 +6,9 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterable, Iterator
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
 
 #: loggers whose per-Trainer info lines (GPU available, model summary ...) a quiet run hides
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
@@ -54,3 +57,34 @@ def quiet_lightning(
     finally:
         for logger, before in zip(quieted, levels):
             logger.setLevel(before)
+
+
+#: what torchmetrics says when a class is absent from the batches seen so far: expected in
+#: Lightning's sanity check (its first validation batches; a file sorted by class has one class
+#: there), whose metrics are discarded
+SANITY_CHECK_WARNINGS = (".*No positive samples in targets.*", ".*No negative samples in targets.*")
+
+
+class QuietSanityCheck(Callback):
+    """Ignores :data:`SANITY_CHECK_WARNINGS` while Lightning's sanity check runs; in the real
+    validation epochs, whose metrics count, they still show."""
+
+    def __init__(self) -> None:
+        self._filters: warnings.catch_warnings | None = None
+
+    def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
+        self._filters = warnings.catch_warnings()
+        self._filters.__enter__()
+        for pattern in SANITY_CHECK_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+
+    def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._filters is not None:
+            self._filters.__exit__(None, None, None)
+            self._filters = None

@@ -300,10 +300,11 @@ class TabularClassifier(ClassificationTask):
         bar = progress_bar_for(self._trainer)  # rows / s, ETA and the memory refresh
         patience = self.hparams.early_stopping_patience
         if patience is None:
-            return bar
+            return [*super().configure_callbacks(), *bar]
         # strict=False: a run that stops before its first validation has nothing to judge (the
         # monitor is the task's own metric, so it cannot be misspelt)
         return [
+            *super().configure_callbacks(),
             *bar,
             EarlyStopping(
                 monitor=self.monitor, mode=self.monitor_mode, patience=patience, strict=False
