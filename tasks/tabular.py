@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ahop.classifiers import TABULAR_NETWORKS
 from ahop.ensemble import mean_probability_logits, member_mean_loss
 from ahop.feature_embeddings import FEATURE_EMBEDDINGS, auto_feature_embedding
+from ahop.tabular_retrieval import auto_encoder_blocks
 from tasks.base import ClassificationTask, default_optimizer
 from tasks.progress import progress_bar_for
 
@@ -91,8 +92,8 @@ class TabularClassifier(ClassificationTask):
             ``piecewise_linear`` (bins fitted on the training rows) or ``auto``
             (:func:`ahop.feature_embeddings.auto_feature_embedding`: piecewise-linear below
             ``AUTO_PERIODIC_MIN_ROWS`` (10,000) training rows, periodic with sigma 3 from there).
-        num_training_rows: rows of the training split (``None``: the datamodule's; only
-            ``feature_embedding: auto`` reads it).
+        num_training_rows: rows of the training split (``None``: the datamodule's; only the
+            ``auto`` choices of ``feature_embedding`` and ``encoder_blocks`` read it).
         feature_embedding_kwargs: its options (e.g. ``{bins: 32}``, ``{sigma: 0.1}``).
         similarity: how queries are compared with memories: ``dot``, ``cosine``, ``euclidean``,
             ``manhattan`` or ``adaptive`` (the learned A-Hop similarity).
@@ -111,7 +112,9 @@ class TabularClassifier(ClassificationTask):
             faiss IVF index, approximate, from there on), ``exact`` or ``ivf``.
         ivf_min_memories: retrieval: see ``candidate_search`` (default 10,000).
         update_steps: retrieval: Hopfield update steps over the context.
-        encoder_blocks: retrieval: residual MLP blocks before the retrieval.
+        encoder_blocks: retrieval: residual MLP blocks before the retrieval, or ``auto``
+            (:func:`ahop.tabular_retrieval.auto_encoder_blocks`: one from 1,000 up to 10,000
+            training rows, else none; a network without encoder blocks ignores ``auto``).
         predictor_blocks: retrieval: residual MLP blocks after the retrieval.
         context_dropout: retrieval: dropout on the association weights.
         memory_refresh: retrieval: how memory encodings follow training: ``frozen`` (once per
@@ -163,7 +166,7 @@ class TabularClassifier(ClassificationTask):
         candidate_search: str | None = None,
         ivf_min_memories: int | None = None,
         update_steps: int | None = None,
-        encoder_blocks: int | None = None,
+        encoder_blocks: int | str | None = None,
         predictor_blocks: int | None = None,
         context_dropout: float | None = None,
         memory_refresh: str | None = None,
@@ -177,7 +180,9 @@ class TabularClassifier(ClassificationTask):
         super().__init__(optimizer, lr_scheduler)
         accepted = TABULAR_NETWORKS.options(network)  # an unknown name lists the allowed ones
         local = locals()
-        wrong = [n for n in NETWORK_OPTIONS if local[n] is not None and n not in accepted]
+        # "auto" lets the task decide, and for a network without the option there is nothing to
+        # decide (configs can keep encoder_blocks: auto when a user switches to lookup)
+        wrong = [n for n in NETWORK_OPTIONS if local[n] not in (None, "auto") and n not in accepted]
         if wrong:
             owners = {n: "/".join(_network_names_taking(n)) for n in wrong}
             raise ValueError(
@@ -203,6 +208,10 @@ class TabularClassifier(ClassificationTask):
                 "rows; to set feature_embedding_kwargs, name the embedding (piecewise_linear, "
                 "periodic, linear)"
             )
+        if isinstance(encoder_blocks, str) and encoder_blocks != "auto":
+            raise ValueError(
+                f"encoder_blocks must be an integer >= 0 or 'auto', got {encoder_blocks!r}"
+            )
         if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_task_hyperparameters()
@@ -217,6 +226,12 @@ class TabularClassifier(ClassificationTask):
             options.update(feature_embedding=name, feature_embedding_kwargs=kwargs)
             # the checkpoint records what was built, so a reload never re-decides by row count
             hp.feature_embedding, hp.feature_embedding_kwargs = name, kwargs
+        if options.get("encoder_blocks") == "auto":
+            if "encoder_blocks" in TABULAR_NETWORKS.options(hp.network):
+                options["encoder_blocks"] = auto_encoder_blocks(hp.get("num_training_rows"))
+            else:
+                del options["encoder_blocks"]
+            hp.encoder_blocks = options.get("encoder_blocks")  # recorded as built
         self.network = TABULAR_NETWORKS.build(
             hp.network,
             num_features=hp.num_features,

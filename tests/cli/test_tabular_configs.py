@@ -438,3 +438,43 @@ def test_auto_feature_embedding_follows_the_training_rows_and_survives_the_check
             feature_embedding="auto",
             feature_embedding_kwargs={"bins": 8},
         )
+
+
+def test_auto_encoder_blocks_by_training_rows() -> None:
+    """One residual block from AUTO_ENCODER_MIN_ROWS up to AUTO_PERIODIC_MIN_ROWS, else none."""
+    from ahop.feature_embeddings import AUTO_PERIODIC_MIN_ROWS
+    from ahop.tabular_retrieval import AUTO_ENCODER_MIN_ROWS, auto_encoder_blocks
+
+    assert [auto_encoder_blocks(n) for n in (None, 0, AUTO_ENCODER_MIN_ROWS - 1)] == [0, 0, 0]
+    assert auto_encoder_blocks(AUTO_ENCODER_MIN_ROWS) == 1
+    assert auto_encoder_blocks(AUTO_PERIODIC_MIN_ROWS - 1) == 1
+    assert auto_encoder_blocks(AUTO_PERIODIC_MIN_ROWS) == 0
+
+
+def test_auto_encoder_blocks_from_the_config_and_the_checkpoint(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The configs' ``encoder_blocks: auto`` builds the block count of the training split's size,
+    records it in the checkpoint (a reload does not re-decide), and the lookup network, which has
+    no encoder blocks, ignores it."""
+    import ahop.tabular_retrieval as retrieval
+
+    cli = fast_dev_run(tmp_path / "small")  # breast cancer: a few hundred training rows
+    assert cli.model.hparams.encoder_blocks == 0 and len(cli.model.network.encoder) == 0
+    rows = cli.datamodule.split_sizes["train"]
+    monkeypatch.setattr(retrieval, "AUTO_ENCODER_MIN_ROWS", rows)  # this split is "mid-size"
+    args = ["--trainer.max_epochs", "1", "--model.init_args.embedding_dim", "16"]
+    cli = ahop_cli.main(
+        ["fit", "--config", str(CONFIGS / "tabular.yaml"), *args, *quiet_args(tmp_path / "mid")]
+    )
+    assert cli.model.hparams.encoder_blocks == 1 and len(cli.model.network.encoder) == 1
+    ckpt = next((tmp_path / "mid").rglob("last.ckpt"))
+    monkeypatch.setattr(retrieval, "AUTO_ENCODER_MIN_ROWS", 1_000)  # the checkpoint decides
+    tested = ahop_cli.main(
+        ["test", "--config", str(CONFIGS / "tabular.yaml"), *args, "--ckpt_path", str(ckpt)]
+    )
+    assert len(tested.model.network.encoder) == 1
+    lookup = fast_dev_run(tmp_path / "lookup", "--model.init_args.network", "lookup")
+    assert lookup.model.hparams.encoder_blocks is None
+    with pytest.raises(ValueError, match="encoder_blocks must be an integer >= 0 or 'auto'"):
+        TabularClassifier(num_features=5, num_classes=2, encoder_blocks="many")
