@@ -180,9 +180,13 @@ class TabularClassifier(ClassificationTask):
         super().__init__(optimizer, lr_scheduler)
         accepted = TABULAR_NETWORKS.options(network)  # an unknown name lists the allowed ones
         local = locals()
-        # "auto" lets the task decide, and for a network without the option there is nothing to
-        # decide (configs can keep encoder_blocks: auto when a user switches to lookup)
-        wrong = [n for n in NETWORK_OPTIONS if local[n] not in (None, "auto") and n not in accepted]
+        # encoder_blocks: auto lets the task decide, and for a network without encoder blocks there
+        # is nothing to decide (configs keep it when a user switches to lookup); any other "auto"
+        # for a network without the option is still an error
+        given = [n for n in NETWORK_OPTIONS if local[n] is not None]
+        wrong = [
+            n for n in given if n not in accepted and (n, local[n]) != ("encoder_blocks", "auto")
+        ]
         if wrong:
             owners = {n: "/".join(_network_names_taking(n)) for n in wrong}
             raise ValueError(

@@ -476,5 +476,9 @@ def test_auto_encoder_blocks_from_the_config_and_the_checkpoint(
     assert len(tested.model.network.encoder) == 1
     lookup = fast_dev_run(tmp_path / "lookup", "--model.init_args.network", "lookup")
     assert lookup.model.hparams.encoder_blocks is None
+    with pytest.raises(
+        ValueError, match="context_size"
+    ):  # only encoder_blocks' auto is let through
+        TabularClassifier(num_features=5, num_classes=2, network="lookup", context_size="auto")
     with pytest.raises(ValueError, match="encoder_blocks must be an integer >= 0 or 'auto'"):
         TabularClassifier(num_features=5, num_classes=2, encoder_blocks="many")
