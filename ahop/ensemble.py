@@ -93,3 +93,78 @@ def mean_probability_logit(member_logits: Tensor) -> Tensor:
     positive = torch.logsumexp(nn.functional.logsigmoid(member_logits), dim=-1)
     negative = torch.logsumexp(nn.functional.logsigmoid(-member_logits), dim=-1)
     return positive - negative
+
+
+class TabularDeepEnsemble(nn.Module):
+    """``k`` independently initialised tabular networks trained together, each on its own loss
+    (a deep ensemble, Lakshminarayanan et al. 2017); prediction is the members' mean probability.
+
+    Unlike the TabM-mini members of one retrieval network (``ensemble_size``), which share the
+    encoder and therefore the retrieved context, every member here has its own embedding,
+    encoder, keys and context, so the members disagree where the neighbourhoods do. The memory
+    interface of :class:`~ahop.tabular_retrieval.TabularRetrievalClassifier` (``prepare``,
+    ``refresh_memory``, ``bake_memory`` ...) is forwarded to every member; each stores its own
+    copy of the training rows (``k`` times the memory of one network).
+
+    Args:
+        members: the networks (at least 2), same inputs, each returning logits ``(B, C)``
+            (``member_logits`` ``(B, m, C)`` when a member has its own TabM-mini members).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a deep ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    # -- the memory interface, per member -------------------------------------------------------
+    @property
+    def memory_rows(self) -> int:
+        """Rows in each member's memory (AttributeError for members without one)."""
+        return self.members[0].memory_rows
+
+    @property
+    def memory_refresh(self) -> str:
+        return self.members[0].memory_refresh
+
+    @property
+    def refresh_log(self) -> list[float]:
+        """Memory refreshes and their seconds, summed over the members."""
+        logs = [member.refresh_log for member in self.members]
+        return [sum(log[0] for log in logs), sum(log[1] for log in logs)]
+
+    @property
+    def fitted(self) -> bool:
+        """Whether every member's feature embedding is fitted (bins from the training rows)."""
+        return all(member.embed.fitted for member in self.members)
+
+    def prepare(self, features: Tensor, labels: Tensor) -> None:
+        for member in self.members:
+            member.prepare(features, labels)
+
+    def refresh_memory(self) -> None:
+        for member in self.members:
+            member.refresh_memory()
+
+    def reset_refresh_log(self) -> None:
+        for member in self.members:
+            member.reset_refresh_log()
+
+    def bake_memory(self) -> list[tuple[Tensor, Tensor]]:
+        """Every member's evaluation encodings (keys, first value layer), baked for export."""
+        return [member.bake_memory() for member in self.members]
+
+    # -- prediction -----------------------------------------------------------------------------
+    def member_logits(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Every member's logits ``(B, k * m, C)`` (``m`` TabM-mini members each, usually 1)."""
+        outputs = []
+        for member in self.members:
+            if hasattr(member, "member_logits"):
+                outputs.append(member.member_logits(features, labels))
+            else:
+                outputs.append(member(features, labels).unsqueeze(-2))
+        return torch.cat(outputs, dim=-2)
+
+    def forward(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``(B, F)`` rows -> ``(B, C)`` logits of the members' mean probability."""
+        return mean_probability_logits(self.member_logits(features, labels))

@@ -56,6 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr3e-4": {f"{OPTIMIZER}lr": 3e-4},
     "ens3": {"model.init_args.ensemble_size": 3},
     "ens5": {"model.init_args.ensemble_size": 5},
+    "ens10": {"model.init_args.ensemble_size": 10},
     "ema": {"trainer.callbacks": [EMA]},
 }
 RESULTS = OUT / "mil_inner.json"

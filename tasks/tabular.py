@@ -10,8 +10,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
+from ahop.checks import check_int
 from ahop.classifiers import TABULAR_NETWORKS
-from ahop.ensemble import mean_probability_logits, member_mean_loss
+from ahop.ensemble import TabularDeepEnsemble, mean_probability_logits, member_mean_loss
 from ahop.feature_embeddings import FEATURE_EMBEDDINGS, auto_feature_embedding
 from ahop.tabular_retrieval import auto_encoder_blocks
 from tasks.base import ClassificationTask, default_optimizer
@@ -122,6 +123,10 @@ class TabularClassifier(ClassificationTask):
         max_memory_rows: retrieval: the largest training set the memory accepts.
         ensemble_size: retrieval: TabM-mini members after the retrieval (:mod:`ahop.ensemble`):
             training takes the members' mean cross-entropy, predictions their mean probability.
+        deep_ensemble_size: independently initialised networks trained side by side, each on its
+            own loss, predicting their mean probability (:class:`ahop.ensemble.TabularDeepEnsemble`;
+            unlike ``ensemble_size`` every member has its own encoder and retrieved context).
+            Costs ``k`` times the time and memory of one network. 1: one network.
         label_smoothing: the training loss's label smoothing (Szegedy et al. 2016; 0: none).
             Validation and test losses stay the plain cross-entropy, so ``val/selection`` is
             comparable across settings.
@@ -172,6 +177,7 @@ class TabularClassifier(ClassificationTask):
         memory_refresh: str | None = None,
         max_memory_rows: int | None = None,
         ensemble_size: int | None = None,
+        deep_ensemble_size: int = 1,
         label_smoothing: float = 0.0,
         early_stopping_patience: int | None = 16,
         optimizer: OptimizerCallable = default_optimizer,
@@ -216,6 +222,7 @@ class TabularClassifier(ClassificationTask):
             raise ValueError(
                 f"encoder_blocks must be an integer >= 0 or 'auto', got {encoder_blocks!r}"
             )
+        check_int(deep_ensemble_size, "deep_ensemble_size", minimum=1)
         if not isinstance(label_smoothing, (int, float)) or not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_task_hyperparameters()
@@ -236,14 +243,25 @@ class TabularClassifier(ClassificationTask):
             else:
                 del options["encoder_blocks"]
             hp.encoder_blocks = options.get("encoder_blocks")  # recorded as built
-        self.network = TABULAR_NETWORKS.build(
-            hp.network,
-            num_features=hp.num_features,
-            num_classes=hp.num_classes,
-            num_numeric=hp.num_numeric,
-            categorical_cardinalities=list(hp.categorical_cardinalities),
-            **options,
-        )
+        members = [
+            TABULAR_NETWORKS.build(
+                hp.network,
+                num_features=hp.num_features,
+                num_classes=hp.num_classes,
+                num_numeric=hp.num_numeric,
+                categorical_cardinalities=list(hp.categorical_cardinalities),
+                **options,
+            )
+            for _ in range(hp.get("deep_ensemble_size", 1))
+        ]
+        self.network = members[0] if len(members) == 1 else TabularDeepEnsemble(members)
+
+    @property
+    def member_networks(self) -> list[nn.Module]:
+        """The networks of the deep ensemble (the one network without one)."""
+        if isinstance(self.network, TabularDeepEnsemble):
+            return list(self.network.members)
+        return [self.network]
 
     def configure_losses(self) -> None:
         super().configure_losses()
@@ -268,7 +286,7 @@ class TabularClassifier(ClassificationTask):
 
     def _needs_training_rows(self) -> bool:
         empty = self.holds_memory and self.network.memory_rows == 0
-        return empty or not self.network.embed.fitted
+        return empty or not all(net.embed.fitted for net in self.member_networks)
 
     def on_predict_start(self) -> None:
         if self._needs_training_rows():
@@ -345,18 +363,20 @@ class TabularClassifier(ClassificationTask):
         into the graph (rows, encoding sizes and bytes)."""
         meta: dict[str, Any] = {"network": self.hparams.network}
         if self.holds_memory:
-            net = self.network
-            keys, hidden = net.bake_memory()
+            nets = self.member_networks
+            baked = [net.bake_memory() for net in nets]
+            net, (keys, hidden) = nets[0], baked[0]
             meta["memory"] = {
                 "rows": net.memory_rows,
                 "baked": "encoded keys and their value projection per training row, and the labels",
                 "key_dim": keys.shape[1],
                 "value_projection_dim": hidden.shape[1],
                 "context_size": min(net.context_size, net.memory_rows),
+                "members": len(nets),  # each member bakes its own encodings of the rows
                 "bytes": {
-                    "baked_encodings": (keys.numel() + hidden.numel()) * 4,
-                    "labels": net.memory_labels.numel() * 8,
-                    "training_rows_in_checkpoint": net.memory_features.numel() * 4,
+                    "baked_encodings": sum((k.numel() + h.numel()) * 4 for k, h in baked),
+                    "labels": net.memory_labels.numel() * 8 * len(nets),
+                    "training_rows_in_checkpoint": net.memory_features.numel() * 4 * len(nets),
                 },
             }
         return meta

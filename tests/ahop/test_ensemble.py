@@ -100,3 +100,35 @@ def test_members_learn_a_separable_rule() -> None:
     model.eval()
     accuracy = (model(features).argmax(-1) == labels).float().mean()
     assert accuracy > 0.9
+
+
+def _retrieval(seed: int) -> TabularRetrievalClassifier:
+    torch.manual_seed(seed)
+    return TabularRetrievalClassifier(6, 3, embedding_dim=8, context_size=4)
+
+
+def test_deep_ensemble_predicts_the_members_mean_probability() -> None:
+    """Independently initialised members, each with its own memory and context; the ensemble's
+    logits are the log of the members' mean probabilities, and training sees every member's."""
+    from ahop.ensemble import TabularDeepEnsemble
+
+    generator = torch.Generator().manual_seed(0)
+    rows, labels = torch.randn(40, 6, generator=generator), torch.randint(0, 3, (40,))
+    ensemble = TabularDeepEnsemble([_retrieval(1), _retrieval(2)])
+    ensemble.prepare(rows, labels)
+    assert ensemble.memory_rows == 40 and ensemble.fitted
+    ensemble.eval()
+    queries = torch.randn(5, 6, generator=generator)
+    with torch.no_grad():
+        probabilities = [member(queries).softmax(-1) for member in ensemble.members]
+        torch.testing.assert_close(
+            ensemble(queries).softmax(-1), (probabilities[0] + probabilities[1]) / 2
+        )
+        assert not torch.allclose(probabilities[0], probabilities[1])  # not copies
+    ensemble.train()
+    ensemble.refresh_memory()
+    assert ensemble.refresh_log[0] == 2  # one refresh per member
+    assert ensemble.member_logits(rows[:5], labels[:5]).shape == (5, 2, 3)
+    assert len(ensemble.bake_memory()) == 2
+    with pytest.raises(ValueError, match="at least 2 members"):
+        TabularDeepEnsemble([_retrieval(1)])

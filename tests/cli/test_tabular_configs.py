@@ -190,15 +190,16 @@ def categorical_csv(path: Path, rows: int = 240) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("similarity", "embedding", "encoding", "ensemble"),
+    ("similarity", "embedding", "encoding", "ensemble", "deep"),
     [
-        ("euclidean", "piecewise_linear", "embedding", 1),
-        ("adaptive", "periodic", "onehot", 1),
-        ("euclidean", "piecewise_linear", "onehot", 4),  # TabM-mini members in the graph
+        ("euclidean", "piecewise_linear", "embedding", 1, 1),
+        ("adaptive", "periodic", "onehot", 1, 1),
+        ("euclidean", "piecewise_linear", "onehot", 4, 1),  # TabM-mini members in the graph
+        ("euclidean", "piecewise_linear", "onehot", 1, 2),  # a deep ensemble of two networks
     ],
 )
 def test_retrieval_export_matches_module_on_raw_rows(
-    tmp_path: Path, similarity: str, embedding: str, encoding: str, ensemble: int
+    tmp_path: Path, similarity: str, embedding: str, encoding: str, ensemble: int, deep: int
 ) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     from datamodules.tabular_preprocessing import TabularPreprocessor
@@ -234,9 +235,12 @@ def test_retrieval_export_matches_module_on_raw_rows(
         embedding,
         "--model.init_args.ensemble_size",
         str(ensemble),
+        "--model.init_args.deep_ensemble_size",
+        str(deep),
     ]
     cli = ahop_cli.main(fit)
-    assert cli.model.network.members.k == ensemble
+    networks = cli.model.member_networks
+    assert len(networks) == deep and all(net.members.k == ensemble for net in networks)
     if encoding == "embedding":
         assert cli.model.hparams.categorical_cardinalities == [4, 5]  # + the unknown code
     last = next((tmp_path / "run").rglob("last.ckpt"))
@@ -245,7 +249,8 @@ def test_retrieval_export_matches_module_on_raw_rows(
     train_rows = cli.datamodule.split_sizes["train"]
     memory = json.loads((out / "metadata.json").read_text())["memory"]
     assert memory["rows"] == train_rows and memory["key_dim"] == 16
-    assert memory["bytes"]["baked_encodings"] == train_rows * (16 + 32) * 4
+    assert memory["members"] == deep
+    assert memory["bytes"]["baked_encodings"] == deep * train_rows * (16 + 32) * 4
     assert set(metadata["files"]) >= {"pt2", "onnx", "preprocessor"}
 
     task = TabularClassifier.load_from_checkpoint(last, map_location="cpu", weights_only=True)
