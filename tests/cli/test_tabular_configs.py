@@ -487,3 +487,5 @@ def test_auto_encoder_blocks_from_the_config_and_the_checkpoint(
         TabularClassifier(num_features=5, num_classes=2, network="lookup", context_size="auto")
     with pytest.raises(ValueError, match="encoder_blocks must be an integer >= 0 or 'auto'"):
         TabularClassifier(num_features=5, num_classes=2, encoder_blocks="many")
+    with pytest.raises(ValueError, match="deep_ensemble_size must be an integer >= 1, got 0"):
+        TabularClassifier(num_features=5, num_classes=2, deep_ensemble_size=0)
