@@ -489,3 +489,19 @@ def test_auto_encoder_blocks_from_the_config_and_the_checkpoint(
         TabularClassifier(num_features=5, num_classes=2, encoder_blocks="many")
     with pytest.raises(ValueError, match="deep_ensemble_size must be an integer >= 1, got 0"):
         TabularClassifier(num_features=5, num_classes=2, deep_ensemble_size=0)
+
+
+def test_deep_ensemble_of_lookup_networks_trains(tmp_path: Path) -> None:
+    """``deep_ensemble_size`` also wraps the lookup network, which holds no training rows."""
+    cli = fast_dev_run(
+        tmp_path,
+        "--model.init_args.network",
+        "lookup",
+        "--model.init_args.deep_ensemble_size",
+        "2",
+    )
+    networks = cli.model.member_networks
+    assert len(networks) == 2 and not cli.model.holds_memory
+    assert not torch.equal(
+        next(networks[0].parameters()), next(networks[1].parameters())
+    )  # independently initialised
