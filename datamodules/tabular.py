@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.cv import check_split
-from datamodules.logs import report
+from datamodules.logs import report, warn_once
 from datamodules.splits import check_split_options, kfold_split, validation_split
 from datamodules.tabular_preprocessing import (
     CATEGORICAL_ENCODINGS,
@@ -78,6 +78,38 @@ def _mostly_numeric_cells(series: pd.Series) -> np.ndarray | None:
     if numbers == 0 or numbers * 2 < int(present.sum()):
         return None
     return np.flatnonzero(present & ~parsed.to_numpy())
+
+
+#: a column of consecutive integers starting here is a row number (pandas' index: 0, R's: 1)
+ROW_NUMBER_STARTS = (0, 1)
+#: row-number / identifier detection needs at least this many rows (small tables: real features
+#: such as a year per row can be consecutive)
+MIN_ROWS_FOR_ID_DETECTION = 20
+
+
+def is_row_number(series: pd.Series) -> bool:
+    """Whether a column holds the rows' positions in the file: ``start, start + 1, ...`` with
+    ``start`` 0 or 1 and no gaps or blanks (an index pandas or R wrote, a ``RowNumber`` column).
+    Such a column is no feature: it tells where a row sat in the file, not what it is."""
+    if len(series) < MIN_ROWS_FOR_ID_DETECTION or not pd.api.types.is_numeric_dtype(series):
+        return False
+    if pd.api.types.is_bool_dtype(series) or series.isna().any() or not _is_integral(series):
+        return False
+    values = series.to_numpy()
+    start = values[0]
+    if start not in ROW_NUMBER_STARTS:
+        return False
+    return bool(np.array_equal(values, np.arange(start, start + len(values))))
+
+
+def looks_like_identifier(series: pd.Series) -> bool:
+    """Whether an integer column holds a distinct value in every row (a customer number, an
+    id): possibly a feature, more often an identifier; reported, not dropped."""
+    if len(series) < MIN_ROWS_FOR_ID_DETECTION or pd.api.types.is_bool_dtype(series):
+        return False
+    if not pd.api.types.is_numeric_dtype(series) or series.isna().any():
+        return False
+    return _is_integral(series) and series.nunique() == len(series)
 
 
 def _summarise(names: Sequence[str], limit: int = 8) -> str:
@@ -339,6 +371,10 @@ class TabularDataModule(L.LightningDataModule):
         csv_sep: CSV field separator (also of ``predict_path``).
         id_column: a column naming each row: never a feature, written as the ``id`` of
             predictions (default: the row's 0-based position in its file).
+        drop_row_numbers: drop columns that number the rows (consecutive integers from 0 or 1,
+            as a saved pandas or R index, ``Unnamed: 0``, or a ``RowNumber`` column): a row's
+            position in the file is no feature (reported on the ``ahop.data`` logger). Integer
+            columns with a distinct value in every row are reported as likely identifiers.
         predict_path: a CSV of new rows for ``predict`` (the feature columns; the target column
             may be absent).
     """
@@ -370,6 +406,7 @@ class TabularDataModule(L.LightningDataModule):
         csv_sep: str = ",",
         id_column: str | None = None,
         predict_path: str | None = None,
+        drop_row_numbers: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -489,9 +526,36 @@ class TabularDataModule(L.LightningDataModule):
         )
         dropped = [*self.hparams.drop_columns, *([id_column] if id_column else [])]
         features = features.drop(columns=dropped)
+        features = self._drop_row_numbers(features)
         if features.shape[1] == 0:
             raise ValueError("no feature columns left after drop_columns / id_column")
         return features, ids
+
+    def _drop_row_numbers(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Without ``drop_row_numbers: false``, the columns that number the rows, dropped (and
+        said so); likely identifier columns are named but kept."""
+        explicit = set(self.hparams.categorical_columns or ())
+        row_numbers = [
+            c for c in features.columns if c not in explicit and is_row_number(features[c])
+        ]
+        if row_numbers and self.hparams.drop_row_numbers and len(row_numbers) < features.shape[1]:
+            warn_once(
+                f"dropped {_summarise(row_numbers)}: consecutive integers from "
+                f"{features[row_numbers[0]].iloc[0]}, i.e. the rows' positions in the file (a saved "
+                "index), not a feature; keep with drop_row_numbers: false"
+            )
+            features = features.drop(columns=row_numbers)
+        identifiers = [
+            c
+            for c in features.columns
+            if c not in explicit and c not in row_numbers and looks_like_identifier(features[c])
+        ]
+        if identifiers:
+            warn_once(
+                f"{_summarise(identifiers)}: a distinct integer in every row, likely an identifier; "
+                "kept as a numeric feature: drop it with drop_columns if it names the rows"
+            )
+        return features
 
     def _splits(self, table: RawTable, codes: np.ndarray) -> dict[str, np.ndarray]:
         hp = self.hparams

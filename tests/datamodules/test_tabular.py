@@ -476,3 +476,57 @@ def test_max_batches_per_epoch_doubles_the_training_batch_of_large_tables() -> N
     assert loader.batch_size == 64  # 341 training rows
     with pytest.raises(ValueError, match="max_batches_per_epoch=0 must be >= 1"):
         TabularDataModule(max_batches_per_epoch=0)
+
+
+def _ahop_data_messages(caplog) -> str:
+    return " ".join(r.getMessage() for r in caplog.records if r.name == "ahop.data")
+
+
+def test_a_saved_row_index_is_dropped_and_said_so(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=40), "y": [0, 1] * 20})
+    path = tmp_path / "indexed.csv"
+    frame.to_csv(path)  # pandas writes its index as the first, unnamed column
+    with caplog.at_level("INFO", logger="ahop.data"):
+        dm = make_csv_module(str(path))
+        dm.setup()
+    assert dm.preprocessor.numeric_columns == ["x"]
+    assert "'Unnamed: 0'" in _ahop_data_messages(caplog)
+    assert "not a feature" in _ahop_data_messages(caplog)
+    kept = make_csv_module(str(path), drop_row_numbers=False)
+    kept.setup()
+    assert kept.preprocessor.numeric_columns == ["Unnamed: 0", "x"]
+
+
+def test_row_numbers_from_one_are_dropped_identifiers_only_reported(tmp_path: Path, caplog) -> None:
+    rng = np.random.default_rng(4)
+    shuffled_ids = rng.permutation(np.arange(15_000_000, 15_000_040))
+    frame = pd.DataFrame(
+        {
+            "RowNumberAlt": np.arange(1, 41),
+            "CustomerNo": shuffled_ids,
+            "age": rng.integers(18, 30, size=40),  # repeats: a feature
+            "y": [0, 1] * 20,
+        }
+    )
+    with caplog.at_level("INFO", logger="ahop.data"):
+        dm = make_csv_module(write_frame(tmp_path, frame))
+        dm.setup()
+    assert dm.preprocessor.numeric_columns == ["CustomerNo", "age"]
+    messages = _ahop_data_messages(caplog)
+    assert "dropped 'RowNumberAlt'" in messages
+    assert "'CustomerNo': a distinct integer in every row" in messages
+
+
+def test_short_or_gapped_sequences_are_features() -> None:
+    from datamodules.tabular import is_row_number, looks_like_identifier
+
+    assert is_row_number(pd.Series(np.arange(30)))
+    assert not is_row_number(pd.Series(np.arange(10)))  # too few rows to tell
+    assert not is_row_number(pd.Series(np.arange(2, 32)))  # starts elsewhere: a year, a size
+    assert not is_row_number(pd.Series(np.r_[np.arange(29), 30]))  # a gap
+    assert not is_row_number(pd.Series(np.arange(30.0) + 0.5))
+    assert not is_row_number(pd.Series(np.r_[np.arange(29.0), np.nan]))
+    assert looks_like_identifier(pd.Series(np.arange(30)[::-1] * 7))
+    assert not looks_like_identifier(pd.Series(np.arange(30) % 5))
+    assert not looks_like_identifier(pd.Series(np.linspace(0, 1, 30)))
