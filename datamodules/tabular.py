@@ -38,6 +38,7 @@ from datamodules.logs import report, warn_once
 from datamodules.splits import check_split_options, kfold_split, validation_split
 from datamodules.tabular_preprocessing import (
     CATEGORICAL_ENCODINGS,
+    NUMERIC_TRANSFORMS,
     RowNamer,
     TabularPreprocessor,
     category_labels,
@@ -375,6 +376,9 @@ class TabularDataModule(L.LightningDataModule):
             as a saved pandas or R index, ``Unnamed: 0``, or a ``RowNumber`` column): a row's
             position in the file is no feature (reported on the ``ahop.data`` logger). Integer
             columns with a distinct value in every row are reported as likely identifiers.
+        numeric_transform: ``standard`` (mean and standard deviation of the training rows) or
+            ``quantile_normal`` (the training quantiles map each numeric value to a normal score
+            first, then standardised; skewed and heavy-tailed columns flattened).
         predict_path: a CSV of new rows for ``predict`` (the feature columns; the target column
             may be absent).
     """
@@ -407,11 +411,17 @@ class TabularDataModule(L.LightningDataModule):
         id_column: str | None = None,
         predict_path: str | None = None,
         drop_row_numbers: bool = True,
+        numeric_transform: str = "standard",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if source not in SOURCES:
             raise ValueError(f"unknown tabular source {source!r}; allowed: {sorted(SOURCES)}")
+        if numeric_transform not in NUMERIC_TRANSFORMS:
+            raise ValueError(
+                f"unknown numeric_transform {numeric_transform!r}; allowed: "
+                f"{list(NUMERIC_TRANSFORMS)}"
+            )
         if categorical_encoding not in CATEGORICAL_ENCODINGS:
             raise ValueError(
                 f"unknown categorical_encoding {categorical_encoding!r}; "
@@ -493,6 +503,7 @@ class TabularDataModule(L.LightningDataModule):
                 hp.categorical_encoding,
                 class_names,
                 row_name,
+                hp.numeric_transform,
             )
         self.class_names = class_names
         self.raw_features, self.row_ids, self.origin = features, ids, table.origin
@@ -765,6 +776,12 @@ class TabularDataModule(L.LightningDataModule):
             raise ValueError(
                 f"the saved preprocessor uses categorical_encoding={preprocessor.encoding!r}, but "
                 f"this datamodule is configured with {self.hparams.categorical_encoding!r}"
+            )
+        if preprocessor.numeric_transform != self.hparams.numeric_transform:
+            warn_once(
+                f"the saved preprocessor maps numeric columns with numeric_transform="
+                f"{preprocessor.numeric_transform!r} (the model was trained so); the configured "
+                f"{self.hparams.numeric_transform!r} is not used"
             )
         self.preprocessor = preprocessor
         self.class_names = list(preprocessor.class_names)

@@ -6,8 +6,11 @@ CSV gives them) to a float32 tensor ``(N, F)`` laid out as::
 
     [ numeric block: num_numeric standardised columns | categorical block ]
 
-- numeric columns: missing cells -> the training median, then ``(x - mean) / scale`` with the
-  training mean and standard deviation (computed after imputation; ``scale = 1`` for constants);
+- numeric columns: missing cells -> the training median, then, with ``numeric_transform:
+  quantile_normal``, the training quantiles map the value to a standard normal score (the
+  transform of scikit-learn's ``QuantileTransformer(output_distribution="normal")``, which fits
+  it; :data:`NUMERIC_TRANSFORMS`), then ``(x - mean) / scale`` with the training mean and
+  standard deviation (computed after imputation and the transform; ``scale = 1`` for constants);
 - categorical columns, by ``encoding`` (:data:`CATEGORICAL_ENCODINGS`): ``onehot`` (one column per
   training category, an unseen category is all zeros), ``ordinal`` (the category's index in the
   sorted training categories, unseen = -1, standardised like a numeric column) or ``embedding``
@@ -26,6 +29,7 @@ numeric column, infinite values) are errors that name the column, the row and th
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -130,15 +134,56 @@ def _as_frame(rows: pd.DataFrame | Mapping[str, Sequence] | Sequence[Mapping[str
 
 
 # ----------------------------------------------------------------------------- fitted state
+#: ``numeric_transform`` options: ``standard`` (mean and standard deviation only) and
+#: ``quantile_normal`` (the training quantiles first: heavy tails and skew flattened, the value's
+#: rank kept; the preprocessing of the TabR and TabM papers' deep models)
+NUMERIC_TRANSFORMS = ("standard", "quantile_normal")
+#: at most this many training quantiles per column (scikit-learn's default)
+MAX_QUANTILES = 1000
+#: normal scores are clipped to the quantile levels ``[CLIP, 1 - CLIP]`` (as scikit-learn: ±5.2)
+QUANTILE_CLIP = 1e-7
+
+
 @dataclass
 class NumericColumn:
-    """A numeric column's fitted statistics: ``fill`` (training median) for missing cells,
+    """A numeric column's fitted statistics: ``fill`` (training median) for missing cells, the
+    training ``quantiles`` (ascending, at evenly spaced levels; ``None``: no quantile transform),
     then ``(x - mean) / scale``."""
 
     name: str
     fill: float
     mean: float
     scale: float
+    quantiles: list[float] | None = None
+
+    def normal_scores(self, values: np.ndarray) -> np.ndarray:
+        """Quantile transform to a standard normal score (``values`` unchanged without
+        ``quantiles``). Ties in the quantiles take the mean of the interpolation from either
+        side, as scikit-learn does, so a repeated value maps to the middle of its levels."""
+        if self.quantiles is None:
+            return values
+        from scipy.special import ndtri
+
+        q = np.asarray(self.quantiles, dtype=np.float64)
+        levels = np.linspace(0.0, 1.0, len(q))
+        up = np.interp(values, q, levels)
+        down = -np.interp(-values, -q[::-1], -levels[::-1])
+        uniform = np.clip(0.5 * (up + down), QUANTILE_CLIP, 1 - QUANTILE_CLIP)
+        return ndtri(uniform)
+
+
+def fit_quantiles(values: np.ndarray, seed: int = 0) -> list[float]:
+    """The training quantiles of one numeric column (scikit-learn's ``QuantileTransformer``:
+    ``min(MAX_QUANTILES, rows)`` evenly spaced levels)."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    transformer = QuantileTransformer(
+        n_quantiles=min(MAX_QUANTILES, len(values)),
+        output_distribution="normal",
+        random_state=seed,
+    )
+    transformer.fit(values[:, None])
+    return [float(v) for v in transformer.quantiles_[:, 0]]
 
 
 @dataclass
@@ -254,14 +299,28 @@ class TabularPreprocessor:
         categorical: the categorical columns' categories, in feature order.
         encoding: the categorical encoding (a key of :data:`CATEGORICAL_ENCODINGS`).
         class_names: the model's output classes in output order (for predictions / export).
+        numeric_transform: how numeric columns were mapped before standardising (a key of
+            :data:`NUMERIC_TRANSFORMS`; the quantiles live in each :class:`NumericColumn`).
     """
 
     numeric: list[NumericColumn]
     categorical: list[CategoricalColumn]
     encoding: str = "onehot"
     class_names: list[str] = field(default_factory=list)
+    numeric_transform: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.numeric_transform not in NUMERIC_TRANSFORMS:
+            raise ValueError(
+                f"unknown numeric_transform {self.numeric_transform!r}; allowed: "
+                f"{list(NUMERIC_TRANSFORMS)}"
+            )
+        quantiled = {c.quantiles is not None for c in self.numeric}
+        if quantiled and quantiled != {self.numeric_transform == "quantile_normal"}:
+            raise ValueError(
+                f"numeric_transform {self.numeric_transform!r} does not match the numeric "
+                "columns' quantiles (quantile_normal: every column has them, standard: none)"
+            )
         if self.encoding not in CATEGORICAL_ENCODINGS:
             raise ValueError(
                 f"unknown categorical_encoding {self.encoding!r}; "
@@ -280,8 +339,14 @@ class TabularPreprocessor:
         encoding: str = "onehot",
         class_names: Sequence[str] = (),
         row_name: RowNamer = row_position,
+        numeric_transform: str = "standard",
     ) -> TabularPreprocessor:
         """Fit on the training rows ``frame`` (raw cells; other columns are ignored)."""
+        if numeric_transform not in NUMERIC_TRANSFORMS:
+            raise ValueError(
+                f"unknown numeric_transform {numeric_transform!r}; allowed: "
+                f"{list(NUMERIC_TRANSFORMS)}"
+            )
         if encoding not in CATEGORICAL_ENCODINGS:
             raise ValueError(
                 f"unknown categorical_encoding {encoding!r}; "
@@ -300,8 +365,12 @@ class TabularPreprocessor:
                 fill = 0.0
             else:
                 fill = float(np.median(present))
-            mean, scale = _mean_scale(np.where(np.isnan(values), fill, values))
-            numeric.append(NumericColumn(name, fill, mean, scale))
+            filled = np.where(np.isnan(values), fill, values)
+            column = NumericColumn(name, fill, 0.0, 1.0)
+            if numeric_transform == "quantile_normal":
+                column.quantiles = fit_quantiles(filled)
+            column.mean, column.scale = _mean_scale(column.normal_scores(filled))
+            numeric.append(column)
         categorical = []
         scheme = CATEGORICAL_ENCODINGS[encoding]
         for name in categorical_columns:
@@ -317,7 +386,7 @@ class TabularPreprocessor:
             if scheme.fit is not None:
                 scheme.fit(_codes(labels, column), column)
             categorical.append(column)
-        return cls(numeric, categorical, encoding, [str(c) for c in class_names])
+        return cls(numeric, categorical, encoding, [str(c) for c in class_names], numeric_transform)
 
     # -- layout --------------------------------------------------------------------------------
     @property
@@ -390,7 +459,7 @@ class TabularPreprocessor:
                     f"numeric column {column.name!r}: {int(missing.sum())} of {len(values)} cells "
                     f"missing, imputed with the training median {column.fill:.6g}"
                 )
-            filled = np.where(missing, column.fill, values)
+            filled = column.normal_scores(np.where(missing, column.fill, values))
             blocks.append(((filled - column.mean) / column.scale)[:, None])
         scheme = CATEGORICAL_ENCODINGS[self.encoding]
         for column in self.categorical:
@@ -423,6 +492,7 @@ class TabularPreprocessor:
             "version": FORMAT_VERSION,
             "encoding": self.encoding,
             "class_names": list(self.class_names),
+            "numeric_transform": self.numeric_transform,
             "numeric": [vars(c).copy() for c in self.numeric],
             "categorical": [
                 {**vars(c), "categories": list(c.categories)} for c in self.categorical
@@ -450,6 +520,7 @@ class TabularPreprocessor:
                 fill=check.number(c, "fill", f"numeric[{i}]"),
                 mean=check.number(c, "mean", f"numeric[{i}]"),
                 scale=check.number(c, "scale", f"numeric[{i}]", positive=True),
+                quantiles=check.numbers(c, "quantiles", f"numeric[{i}]", optional=True),
             )
             for i, c in enumerate(check.records(state, "numeric"))
         ]
@@ -467,7 +538,11 @@ class TabularPreprocessor:
         encoding = check.text(state, "encoding", "")
         if encoding == "ordinal" and any(c.mean is None or c.scale is None for c in categorical):
             raise ValueError(f"{source}: ordinal columns need 'mean' and 'scale'")
-        return cls(numeric, categorical, encoding, check.texts(state, "class_names", ""))
+        transform = state.get("numeric_transform", "standard")  # absent: written before it existed
+        if not isinstance(transform, str):
+            raise ValueError(f"{source}: 'numeric_transform' must be text, got {transform!r}")
+        class_names = check.texts(state, "class_names", "")
+        return cls(numeric, categorical, encoding, class_names, transform)
 
     def save(self, path: str | Path) -> None:
         """Write the fitted state as JSON (readable by :meth:`load`, or by hand)."""
@@ -552,3 +627,19 @@ class _FieldChecker:
                 where, key, "a positive finite number" if positive else "a finite number"
             )
         return float(value)
+
+    def numbers(
+        self, record: Mapping, key: str, where: str, optional: bool = False
+    ) -> list[float] | None:
+        """A non-empty ascending list of finite numbers (fitted quantiles)."""
+        value = record.get(key)
+        if value is None and optional:
+            return None
+        valid = isinstance(value, list) and len(value) > 0
+        valid = valid and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+        if not valid or any(b < a for a, b in itertools.pairwise(value)):
+            raise self.fail(where, key, "an ascending list of finite numbers")
+        return [float(v) for v in value]

@@ -146,3 +146,76 @@ def test_constant_and_all_missing_training_columns(tmp_path: Path, caplog) -> No
     x = prep(pd.DataFrame({"const": [5.0, 7.0], "gone": [1.0, np.nan], "c": ["a", None]}))
     assert x.shape == (2, 2)  # no one-hot column for a column without training categories
     assert x[:, 0].tolist() == [0.0, 2.0]  # constant: scale 1
+
+
+# ----------------------------------------------------------------------------- quantile_normal
+def _skewed_frames(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    train = pd.DataFrame({"income": rng.lognormal(size=400), "kind": ["a", "b"] * 200})
+    new = pd.DataFrame({"income": np.r_[rng.lognormal(size=30), 1e7, -3.0], "kind": ["a"] * 32})
+    return train, new
+
+
+def test_quantile_normal_matches_scikit_learn_on_a_continuous_column() -> None:
+    from sklearn.preprocessing import QuantileTransformer
+
+    train, new = _skewed_frames()
+    prep = TabularPreprocessor.fit(train, ["income"], ["kind"], numeric_transform="quantile_normal")
+    reference = QuantileTransformer(n_quantiles=400, output_distribution="normal").fit(
+        train[["income"]]
+    )
+    fitted = reference.transform(train[["income"]])[:, 0]
+    expected = (reference.transform(new[["income"]])[:, 0] - fitted.mean()) / fitted.std()
+    np.testing.assert_allclose(prep(new)[:, 0].numpy(), expected, atol=1e-5)
+    # standardised normal scores: no heavy tail left in the training rows; outliers clipped
+    scores = prep(train)[:, 0].numpy()
+    assert abs(scores.mean()) < 1e-5 and abs(scores.std() - 1) < 1e-4
+    assert np.abs(prep(new)[:, 0].numpy()).max() < 6.0  # 1e7 -> the clipped normal score 5.2
+    standard = TabularPreprocessor.fit(train, ["income"], ["kind"])(new)[:, 0].numpy()
+    assert standard.max() > 1e5  # the plain standardisation keeps the outlier
+
+
+def test_quantile_normal_maps_a_repeated_value_to_the_middle_of_its_levels() -> None:
+    train = pd.DataFrame({"count": [0.0] * 50 + [1.0] * 30 + [2.0] * 20})
+    prep = TabularPreprocessor.fit(train, ["count"], [], numeric_transform="quantile_normal")
+    column = prep.numeric[0]
+    raw = column.normal_scores(np.array([0.0, 1.0, 2.0]))
+    assert raw[0] < raw[1] < raw[2]
+    assert abs(raw[0] - -0.674) < 0.05  # the median level of the lower half, not -5.2
+    assert np.isfinite(raw).all()
+
+
+def test_quantile_state_round_trips_and_is_checked(tmp_path: Path) -> None:
+    train, new = _skewed_frames(1)
+    prep = TabularPreprocessor.fit(train, ["income"], ["kind"], numeric_transform="quantile_normal")
+    path = tmp_path / "prep.json"
+    prep.save(path)
+    loaded = TabularPreprocessor.load(path)
+    assert loaded.numeric_transform == "quantile_normal"
+    assert torch.equal(loaded(new), prep(new))
+    state = prep.to_dict()
+    del state["numeric_transform"]  # a state written before the option: standard
+    state["numeric"][0]["quantiles"] = None
+    assert TabularPreprocessor.from_dict(state).numeric_transform == "standard"
+    bad = prep.to_dict()
+    bad["numeric"][0]["quantiles"] = [3.0, 1.0]
+    with pytest.raises(ValueError, match=r"numeric\[0\].quantiles' must be an ascending list"):
+        TabularPreprocessor.from_dict(bad)
+    mixed = prep.to_dict()
+    mixed["numeric_transform"] = "standard"
+    with pytest.raises(ValueError, match="does not match the numeric columns' quantiles"):
+        TabularPreprocessor.from_dict(mixed)
+    with pytest.raises(ValueError, match="unknown numeric_transform 'rank'"):
+        TabularPreprocessor.fit(train, ["income"], [], numeric_transform="rank")
+
+
+def test_datamodule_numeric_transform_option(tmp_path: Path) -> None:
+    dm = churn_module(tmp_path, numeric_transform="quantile_normal")
+    assert dm.preprocessor.numeric_transform == "quantile_normal"
+    assert all(c.quantiles is not None for c in dm.preprocessor.numeric)
+    restored = TabularDataModule(**{**dm.hparams, "numeric_transform": "standard"})
+    restored.load_state_dict(dm.state_dict())
+    restored.setup("fit")
+    assert torch.equal(all_rows(restored), all_rows(dm))  # the saved transform is the one used
+    with pytest.raises(ValueError, match="unknown numeric_transform"):
+        TabularDataModule(numeric_transform="log")
