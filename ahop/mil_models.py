@@ -77,6 +77,12 @@ class BagNetwork(nn.Module):
         self.dropout = dropout
         self.input_dropout = nn.Dropout(input_dropout)
         self.embed = instance_mlp(num_features, embedding_dim, num_embedding_layers, dropout)
+        self.pooled_linear: nn.Linear | None = None
+
+    def _add_pooled_linear(self, num_features: int) -> None:
+        """A linear term of the bag's mean and maximum raw instance features added to the
+        logit: the pooled logistic-regression baselines inside the network."""
+        self.pooled_linear = nn.Linear(2 * num_features, 1)
 
     def _build_classifier(self, pool_size: int) -> None:
         self.classifier = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(pool_size, 1))
@@ -96,7 +102,11 @@ class BagNetwork(nn.Module):
         if self.training and self.instance_dropout > 0:
             mask = self._drop_instances(instances, mask)
         pooled = self.pool(self.embed(self.input_dropout(instances)), mask)
-        return self.classifier(pooled).squeeze(-1)
+        logits = self.classifier(pooled).squeeze(-1)
+        if self.pooled_linear is not None:  # pooled logistic regression, learned with the rest
+            raw = torch.cat([masked_mean(instances, mask), masked_max(instances, mask)], dim=-1)
+            logits = logits + self.pooled_linear(raw).squeeze(-1)
+        return logits
 
     def _drop_instances(self, instances: Tensor, mask: Tensor | None) -> Tensor:
         """The padding mask with random instances added (True = left out); a bag that would
@@ -152,6 +162,9 @@ class HopfieldMILNetwork(BagNetwork):
         max_pool_skip: the classifier also sees the bag's element-wise maximum of the instance
             embeddings (the standard MIL assumption: one positive instance makes the bag), beside
             what the Hopfield pooling retrieved.
+        pooled_linear: add a linear function of the bag's mean and maximum *input* features to
+            the logit (mean- and max-pooled logistic regression, trained with the network), so
+            the model contains the pooled baselines it is compared with.
     """
 
     def __init__(
@@ -171,6 +184,7 @@ class HopfieldMILNetwork(BagNetwork):
         pooling_kwargs: dict[str, Any] | None = None,
         input_dropout: float = 0.0,
         max_pool_skip: bool = False,
+        pooled_linear: bool = False,
     ) -> None:
         super().__init__(
             num_features,
@@ -199,6 +213,8 @@ class HopfieldMILNetwork(BagNetwork):
         )
         self.max_pool_skip = bool(max_pool_skip)
         self._build_classifier((quantity + self.max_pool_skip) * embedding_dim)
+        if pooled_linear:
+            self._add_pooled_linear(num_features)
 
     def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
         retrieved = self.pooling(embedded, stored_pattern_padding_mask=mask)
@@ -290,10 +306,15 @@ class MeanMILNetwork(BagNetwork):
         self._build_classifier(embedding_dim)
 
     def pool(self, embedded: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is None:
-            return embedded.mean(dim=1)
-        keep = (~mask).to(embedded.dtype).unsqueeze(-1)
-        return (embedded * keep).sum(dim=1) / keep.sum(dim=1)
+        return masked_mean(embedded, mask)
+
+
+def masked_mean(embedded: Tensor, mask: Tensor | None) -> Tensor:
+    """``(B, L, D)`` -> ``(B, D)``: the mean over each bag's instances, padding left out."""
+    if mask is None:
+        return embedded.mean(dim=1)
+    keep = (~mask).to(embedded.dtype).unsqueeze(-1)
+    return (embedded * keep).sum(dim=1) / keep.sum(dim=1)
 
 
 #: pooling name -> bag network class (``MILClassifier(pooling=...)``)

@@ -58,6 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ens5": {"model.init_args.ensemble_size": 5},
     "ens10": {"model.init_args.ensemble_size": 10},
     "max_pool_skip": {f"{NET}max_pool_skip": True},
+    "pooled_linear": {f"{NET}pooled_linear": True},
     "ema": {"trainer.callbacks": [EMA]},
 }
 RESULTS = OUT / "mil_inner.json"

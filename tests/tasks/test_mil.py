@@ -182,6 +182,21 @@ def test_max_pool_skip_adds_the_bags_maximum_and_ignores_padding() -> None:
         torch.testing.assert_close(net(padded, mask), net(bag), rtol=0, atol=1e-5)
 
 
+def test_pooled_linear_adds_a_linear_term_of_the_mean_and_max_inputs() -> None:
+    torch.manual_seed(0)
+    net = HopfieldMILNetwork(5, embedding_dim=8, num_heads=2, pooled_linear=True).eval()
+    assert net.pooled_linear.in_features == 10  # mean (5) + maximum (5) of the raw features
+    bag = torch.randn(1, 3, 5)
+    padded = torch.cat([bag, 50 * torch.randn(1, 4, 5)], dim=1)
+    mask = torch.tensor([[False] * 3 + [True] * 4])
+    with torch.no_grad():
+        linear = net.pooled_linear(torch.cat([bag.mean(dim=1), bag.amax(dim=1)], dim=-1))
+        without = net.classifier(net.pool(net.embed(bag), None)).squeeze(-1)
+        torch.testing.assert_close(net(bag), without + linear.squeeze(-1))
+        torch.testing.assert_close(net(padded, mask), net(bag), rtol=0, atol=1e-5)
+    assert HopfieldMILNetwork(5, embedding_dim=8, num_heads=2).pooled_linear is None
+
+
 def test_mean_network_pools_by_the_mean_and_attention_weights_sum_to_one() -> None:
     torch.manual_seed(0)
     instances = torch.randn(2, 4, 3)
